@@ -1,0 +1,387 @@
+//! Configuration: one YAML file, every key overridable from the environment.
+//!
+//! Layers, later wins: the file given by `--config` / `SB_CONFIG`, then environment variables
+//! `SB__SECTION__KEY` (double underscores separate levels, e.g.
+//! `SB__KAFKA__BOOTSTRAP_SERVERS`). Unknown keys are errors, so a typo never silently falls
+//! back to a default. Secrets are [`Secret`](crate::Secret) references. Connection settings
+//! are kept as data here and typed by the connectors crate, because core knows no SaaS system.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Yaml};
+use serde::Deserialize;
+
+/// The whole configuration every service reads; each service uses the parts it needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kafka cluster and topic naming.
+    pub kafka: KafkaConfig,
+    /// Confluent-compatible schema registry.
+    pub registry: RegistryConfig,
+    /// Connections by name: one account of one system.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Flows: from a source entity through a mapping to a canonical entity and its sinks.
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+    /// The webhook ingest service.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The transformer service.
+    #[serde(default)]
+    pub transformer: TransformerConfig,
+    /// The sink service.
+    #[serde(default)]
+    pub sink: SinkConfig,
+}
+
+/// Kafka connection and topic layout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    pub bootstrap_servers: String,
+    /// Prefix of every topic and group; tests use a unique one to isolate themselves.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// Partitions of topics the services create.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of topics the services create.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`). Values that
+    /// hold credentials belong in environment overrides, not in the file.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// The schema registry's Confluent-compatible API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`.
+    pub url: String,
+}
+
+/// One connection as written in the file: its `type` and the type's own settings, which the
+/// connectors crate checks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionConfig {
+    /// The system: `shopify`, `pipedrive`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Everything else under the connection.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A flow from one source entity to one canonical entity and on to its sink targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Unique flow name, used in logs and metrics.
+    pub name: String,
+    /// `<connection>.<entity>`, e.g. `shop.customers`.
+    pub from: String,
+    /// Mapping file under the mappings directory without extension, e.g.
+    /// `shopify/customer-to-contact.v1`.
+    pub mapping: String,
+    /// Canonical entity, e.g. `contact`.
+    pub to: String,
+    /// Targets the canonical records of this flow are delivered to.
+    #[serde(default)]
+    pub sinks: Vec<FlowSink>,
+}
+
+/// One target of a flow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSink {
+    /// `<connection>.<entity>`, e.g. `crm.persons`.
+    pub target: String,
+    /// Natural key for check-before-create, e.g. `email`.
+    #[serde(default)]
+    pub match_on: Option<String>,
+}
+
+/// Webhook ingest settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address the webhook server listens on.
+    #[serde(default = "default_ingest_listen")]
+    pub listen: SocketAddr,
+    /// Largest accepted body; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a webhook waits for Kafka's acknowledgement before answering 503. Kept
+    /// below Shopify's 5 s delivery timeout.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+}
+
+/// Transformer settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformerConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_transformer_listen")]
+    pub admin_listen: SocketAddr,
+    /// Directory holding the mapping files.
+    #[serde(default = "default_mappings_dir")]
+    pub mappings_dir: PathBuf,
+    /// Most records in one Kafka transaction.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// How long a transaction waits for more records after the first.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+}
+
+/// Sink settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_sink_listen")]
+    pub admin_listen: SocketAddr,
+    /// Target connections this process serves; empty means every target named by a flow.
+    #[serde(default)]
+    pub connections: Vec<String>,
+    /// Longest wait between two in-place retries of a transient failure.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_topic_prefix() -> String {
+    "sb".to_owned()
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replication_factor() -> i32 {
+    1
+}
+fn default_ingest_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_ack_timeout_ms() -> u64 {
+    4000
+}
+fn default_transformer_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9101))
+}
+fn default_mappings_dir() -> PathBuf {
+    PathBuf::from("mappings")
+}
+fn default_batch_max() -> usize {
+    500
+}
+fn default_linger_ms() -> u64 {
+    20
+}
+fn default_sink_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9102))
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_ingest_listen(),
+            max_body_bytes: default_max_body_bytes(),
+            ack_timeout_ms: default_ack_timeout_ms(),
+        }
+    }
+}
+
+impl Default for TransformerConfig {
+    fn default() -> Self {
+        Self {
+            admin_listen: default_transformer_listen(),
+            mappings_dir: default_mappings_dir(),
+            batch_max: default_batch_max(),
+            linger_ms: default_linger_ms(),
+        }
+    }
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            admin_listen: default_sink_listen(),
+            connections: Vec::new(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment override could not be read or did not fit the schema.
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is present but wrong.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An error about `key`.
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` with `SB__…` environment overrides and validates it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::invalid(
+                "--config",
+                format!("file {} does not exist", path.display()),
+            ));
+        }
+        Self::from_figment(Figment::new().merge(Yaml::file_exact(path)))
+    }
+
+    /// Parses YAML text with `SB__…` environment overrides and validates it.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::new().merge(Yaml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment
+            .merge(Env::prefixed("SB__").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !is_name(&self.kafka.topic_prefix) {
+            return Err(ConfigError::invalid(
+                "kafka.topic_prefix",
+                "use letters, digits, '-' or '_' only",
+            ));
+        }
+        for name in self.connections.keys() {
+            if !is_name(name) || name == "transformer" {
+                return Err(ConfigError::invalid(
+                    format!("connections.{name}"),
+                    "a connection name uses letters, digits, '-' or '_' and is not `transformer`",
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, flow) in self.flows.iter().enumerate() {
+            if !names.insert(flow.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("flows[{i}].name"),
+                    format!("flow name `{}` is used twice", flow.name),
+                ));
+            }
+            self.check_endpoint(&format!("flows[{i}].from"), &flow.from)?;
+            if !is_name(&flow.to) {
+                return Err(ConfigError::invalid(
+                    format!("flows[{i}].to"),
+                    "name a canonical entity such as `contact`",
+                ));
+            }
+            for (j, sink) in flow.sinks.iter().enumerate() {
+                self.check_endpoint(&format!("flows[{i}].sinks[{j}].target"), &sink.target)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_endpoint(&self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let (connection, entity) = split_endpoint(value).ok_or_else(|| {
+            ConfigError::invalid(key, "write `<connection>.<entity>`, e.g. `shop.customers`")
+        })?;
+        if !self.connections.contains_key(connection) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("connection `{connection}` is not defined under `connections`"),
+            ));
+        }
+        if !is_name(entity) {
+            return Err(ConfigError::invalid(key, "the entity uses letters, digits, '-' or '_'"));
+        }
+        Ok(())
+    }
+}
+
+/// Splits `<connection>.<entity>`.
+pub fn split_endpoint(value: &str) -> Option<(&str, &str)> {
+    value.split_once('.')
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "kafka: {bootstrap_servers: '127.0.0.1:9092'}\nregistry: {url: 'http://r'}\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = Config::from_yaml(BASE).unwrap();
+        assert_eq!(config.kafka.topic_prefix, "sb");
+        assert_eq!(config.ingest.listen.port(), 8080);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_yaml(&format!("{BASE}ingest: {{lisen: '1.2.3.4:1'}}\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("lisen"), "{text}");
+    }
+
+    #[test]
+    fn flow_with_undefined_connection_names_the_key() {
+        let yaml = format!(
+            "{BASE}flows:\n  - {{name: f, from: nope.customers, mapping: m, to: contact}}\n"
+        );
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `flows[0].from`: connection `nope` is not defined under `connections`"
+        );
+    }
+
+    #[test]
+    fn connection_settings_are_kept_for_the_connectors() {
+        let yaml = format!("{BASE}connections:\n  shop: {{type: shopify, shop_domain: a.myshopify.com}}\n");
+        let config = Config::from_yaml(&yaml).unwrap();
+        let shop = &config.connections["shop"];
+        assert_eq!(shop.kind, "shopify");
+        assert_eq!(shop.settings["shop_domain"], "a.myshopify.com");
+    }
+}

@@ -1,0 +1,226 @@
+//! Kafka clients configured for Switchboard's delivery model (DESIGN.md).
+//!
+//! - Producers are idempotent with `acks=all`: a retried send never duplicates a record.
+//! - Consumers never store an offset on their own (`enable.auto.offset.store=false`): a
+//!   service stores it only after the record is done, then librdkafka commits stored
+//!   offsets in the background. A crash redelivers, never skips.
+//! - Consumers read committed data only, so an aborted transformer transaction is invisible.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+use crate::error::{ClassifiedError, ErrorClass};
+
+/// Base client settings: brokers plus the operator's extra properties.
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// An idempotent `acks=all` producer. `delivery_timeout` bounds how long a send may take in
+/// total (librdkafka `message.timeout.ms`), so a caller waiting for the ack gets a definite
+/// answer instead of a record that lands later.
+pub fn producer(
+    kafka: &KafkaConfig,
+    delivery_timeout: Duration,
+) -> Result<FutureProducer, KafkaError> {
+    client_config(kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "zstd")
+        .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+        .create()
+}
+
+/// A transactional producer for consume–transform–produce. `transactional_id` must be stable
+/// per consumer instance so a restarted instance fences its zombie predecessor.
+pub fn transactional_producer(
+    kafka: &KafkaConfig,
+    transactional_id: &str,
+) -> Result<FutureProducer, KafkaError> {
+    client_config(kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "zstd")
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", "60000")
+        .create()
+}
+
+/// A group consumer that only reads committed records and whose offsets the service
+/// stores itself, record by record, after the record is done.
+pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, KafkaError> {
+    client_config(kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        .create()
+}
+
+/// A consumer for transactional consume–transform–produce: offsets are committed only inside
+/// the producer's transaction, never by the consumer.
+pub fn transactional_consumer(
+    kafka: &KafkaConfig,
+    group: &str,
+) -> Result<StreamConsumer, KafkaError> {
+    client_config(kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        .create()
+}
+
+/// How a topic's old records go away.
+#[derive(Debug, Clone, Copy)]
+pub enum Cleanup {
+    /// Deleted after the given retention.
+    Delete(Duration),
+    /// Compacted by key.
+    Compact,
+    /// Compacted, and deleted after the given retention.
+    CompactDelete(Duration),
+}
+
+/// A topic a service owns and creates at start.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    /// Full topic name.
+    pub name: String,
+    /// Retention policy.
+    pub cleanup: Cleanup,
+}
+
+impl TopicSpec {
+    /// A topic with the given cleanup.
+    pub fn new(name: impl Into<String>, cleanup: Cleanup) -> Self {
+        Self {
+            name: name.into(),
+            cleanup,
+        }
+    }
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), ClassifiedError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .map_err(|e| kafka_error("admin client", &e))?;
+    let settings: Vec<(String, String, Option<String>)> = specs
+        .iter()
+        .map(|spec| match spec.cleanup {
+            Cleanup::Delete(r) => (spec.name.clone(), "delete".to_owned(), Some(ms(r))),
+            Cleanup::Compact => (spec.name.clone(), "compact".to_owned(), None),
+            Cleanup::CompactDelete(r) => {
+                (spec.name.clone(), "compact,delete".to_owned(), Some(ms(r)))
+            }
+        })
+        .collect();
+    let topics: Vec<NewTopic<'_>> = settings
+        .iter()
+        .map(|(name, policy, retention)| {
+            let topic = NewTopic::new(
+                name,
+                kafka.partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            )
+            .set("cleanup.policy", policy);
+            match retention {
+                Some(r) => topic.set("retention.ms", r),
+                None => topic,
+            }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(|e| kafka_error("create topics", &e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(ClassifiedError::new(
+                    ErrorClass::Transient,
+                    format!("create topic {topic}: {code}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+/// A Kafka error as a transient, classified error.
+pub fn kafka_error(what: &str, e: &KafkaError) -> ClassifiedError {
+    ClassifiedError::new(ErrorClass::Transient, format!("kafka {what}: {e}"))
+}
+
+/// Connect-style error headers for a record handed to a DLQ (DESIGN.md, "Kafka contract").
+pub struct ErrorHeaders<'a> {
+    /// The error that sent it there.
+    pub error: &'a ClassifiedError,
+    /// Stage or sink name.
+    pub stage: &'a str,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Where the record came from.
+    pub original_topic: &'a str,
+    /// Its partition.
+    pub original_partition: i32,
+    /// Its offset.
+    pub original_offset: i64,
+    /// First failure, RFC 3339.
+    pub first_failed_at: &'a str,
+}
+
+impl ErrorHeaders<'_> {
+    /// The headers, appended to `headers` (normally the original record's).
+    pub fn apply(&self, headers: OwnedHeaders) -> OwnedHeaders {
+        use rdkafka::message::Header;
+        let attempts = self.attempts.to_string();
+        let partition = self.original_partition.to_string();
+        let offset = self.original_offset.to_string();
+        let pairs: [(&str, &str); 8] = [
+            ("sb.error.class", self.error.class.as_str()),
+            ("sb.error.message", &self.error.message),
+            ("sb.error.stage", self.stage),
+            ("sb.error.attempts", &attempts),
+            ("sb.original.topic", self.original_topic),
+            ("sb.original.partition", &partition),
+            ("sb.original.offset", &offset),
+            ("sb.first.failed.at", self.first_failed_at),
+        ];
+        pairs.into_iter().fold(headers, |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
+        })
+    }
+}

@@ -1,0 +1,18 @@
+//! Switchboard's shared machinery: configuration, Kafka clients, Avro over the schema
+//! registry, the raw change-event envelope, canonical records, error classes, telemetry and
+//! shutdown. Nothing here knows a specific SaaS system; connectors and services build on it.
+
+pub mod avro;
+pub mod canonical;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod kafka;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use config::Config;
+pub use error::ErrorClass;
+pub use secret::Secret;

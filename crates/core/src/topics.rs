@@ -1,0 +1,57 @@
+//! Topic and consumer-group names, in one place so every service agrees (DESIGN.md,
+//! "Kafka contract"). Every name starts with the configured prefix, which is how tests
+//! isolate themselves on a shared broker.
+
+/// Names derived from the topic prefix.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    /// Names under `prefix` (normally `sb`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// `<prefix>.raw.<connection>.<entity>`: raw change events keyed by source record ID.
+    pub fn raw(&self, connection: &str, entity: &str) -> String {
+        format!("{}.raw.{connection}.{entity}", self.prefix)
+    }
+
+    /// `<prefix>.canonical.<entity>`: canonical records keyed by canonical ID.
+    pub fn canonical(&self, entity: &str) -> String {
+        format!("{}.canonical.{entity}", self.prefix)
+    }
+
+    /// `<prefix>.dlq.<stage-or-sink>`: records that cannot be processed, with error headers.
+    pub fn dlq(&self, stage: &str) -> String {
+        format!("{}.dlq.{stage}", self.prefix)
+    }
+
+    /// Consumer group of the transformer.
+    pub fn transformer_group(&self) -> String {
+        format!("{}.transformer", self.prefix)
+    }
+
+    /// Consumer group of the sink for one target connection.
+    pub fn sink_group(&self, connection: &str) -> String {
+        format!("{}.sink.{connection}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_design() {
+        let t = Topics::new("sb");
+        assert_eq!(t.raw("shop", "customers"), "sb.raw.shop.customers");
+        assert_eq!(t.canonical("contact"), "sb.canonical.contact");
+        assert_eq!(t.dlq("crm"), "sb.dlq.crm");
+        assert_eq!(t.sink_group("crm"), "sb.sink.crm");
+    }
+}

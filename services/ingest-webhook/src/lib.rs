@@ -1,0 +1,175 @@
+//! Webhook ingest: `POST /webhooks/<connection>` → `sb.raw.<connection>.<entity>`.
+//!
+//! Guarantee: a delivery is answered 2xx only after Kafka acknowledged the record
+//! (idempotent producer, `acks=all`); if Kafka does not acknowledge within
+//! `ingest.ack_timeout_ms` the answer is 503 with `Retry-After`, and the source retries. So a
+//! webhook is never lost; a duplicate is possible and harmless downstream.
+//!
+//! Every refusal has one status and one metric reason: unknown connection 404, wrong content
+//! type 415, body over `ingest.max_body_bytes` 413, bad signature 401, malformed 400.
+
+mod publish;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use switchboard_connectors::Connection;
+use switchboard_connectors::webhook::{Received, WebhookError};
+use switchboard_core::telemetry::{self, Health};
+use switchboard_core::{Config, ErrorClass};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::publish::Publisher;
+
+/// A started ingest service.
+pub struct Started {
+    /// Address the webhook server listens on.
+    pub addr: SocketAddr,
+    /// Completes when the service has drained and stopped.
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Runs the service until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config, shutdown).await?.task.await?
+}
+
+/// Binds, prepares topics and starts serving; returns once the service is ready.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
+    let connections = switchboard_connectors::connections(&config)?;
+    let publisher = Publisher::new(&config, &connections)?;
+    let (listener, addr) = telemetry::bind(config.ingest.listen)
+        .await
+        .with_context(|| format!("bind ingest.listen {}", config.ingest.listen))?;
+
+    let health = Arc::new(Health::default());
+    let app = Arc::new(App {
+        connections,
+        publisher,
+    });
+    let router = Router::new()
+        .route("/webhooks/{connection}", post(receive))
+        .layer(DefaultBodyLimit::max(config.ingest.max_body_bytes))
+        .with_state(app.clone())
+        .merge(telemetry::admin_router(health.clone()));
+
+    let task = tokio::spawn(async move {
+        let serve = tokio::spawn(telemetry::serve(listener, router, shutdown.clone()));
+        tokio::select! {
+            prepared = app.publisher.prepare_topics(&shutdown) => prepared?,
+            _ = shutdown.cancelled() => {}
+        }
+        if !shutdown.is_cancelled() {
+            health.set_ready(true);
+            tracing::info!(%addr, "ingest-webhook ready");
+        }
+        shutdown.cancelled().await;
+        health.set_ready(false);
+        serve.await??;
+        // Requests still in flight were answered by the graceful shutdown above; flush
+        // whatever the producer still holds before the process ends.
+        app.publisher.flush(Duration::from_secs(10));
+        tracing::info!("ingest-webhook stopped");
+        Ok(())
+    });
+    Ok(Started { addr, task })
+}
+
+struct App {
+    connections: BTreeMap<String, Connection>,
+    publisher: Publisher,
+}
+
+async fn receive(
+    State(app): State<Arc<App>>,
+    Path(connection_name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(connection) = app.connections.get(&connection_name) else {
+        return reject(&connection_name, StatusCode::NOT_FOUND, "unknown_connection", "unknown connection");
+    };
+    if !is_json(&headers) {
+        return reject(
+            &connection_name,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            "expected Content-Type: application/json",
+        );
+    }
+    let received = match verify(connection, &headers, &body) {
+        Ok(received) => received,
+        Err(e) => {
+            let status = match e {
+                WebhookError::Unauthorized => StatusCode::UNAUTHORIZED,
+                WebhookError::Malformed(_) => StatusCode::BAD_REQUEST,
+                WebhookError::NotAccepted => StatusCode::NOT_FOUND,
+            };
+            return reject(&connection_name, status, e.reason(), &e.to_string());
+        }
+    };
+    match app
+        .publisher
+        .publish(&connection_name, connection.system(), received, &body)
+        .await
+    {
+        Ok(event_id) => {
+            metrics::counter!("switchboard_webhooks_accepted_total", "connection" => connection_name.clone())
+                .increment(1);
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "accepted", "event_id": event_id})),
+            )
+                .into_response()
+        }
+        Err(e) if e.class == ErrorClass::Data => {
+            tracing::error!(connection = %connection_name, error = %e, "webhook could not be encoded");
+            reject(&connection_name, StatusCode::BAD_REQUEST, "encoding", &e.message)
+        }
+        Err(e) => {
+            tracing::warn!(connection = %connection_name, error = %e, "Kafka did not acknowledge; answering 503");
+            let mut response = reject(
+                &connection_name,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "kafka_unavailable",
+                "event store unavailable, retry later",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            response
+        }
+    }
+}
+
+fn verify(connection: &Connection, headers: &HeaderMap, body: &[u8]) -> Result<Received, WebhookError> {
+    match connection {
+        Connection::Shopify(shop) => switchboard_connectors::shopify::webhook::receive(shop, headers, body),
+        Connection::Pipedrive(_) => Err(WebhookError::NotAccepted),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn reject(connection: &str, status: StatusCode, reason: &'static str, message: &str) -> Response {
+    metrics::counter!("switchboard_webhooks_rejected_total", "connection" => connection.to_owned(), "reason" => reason)
+        .increment(1);
+    tracing::info!(connection, status = status.as_u16(), reason, "webhook rejected");
+    (status, axum::Json(serde_json::json!({"error": message, "reason": reason}))).into_response()
+}

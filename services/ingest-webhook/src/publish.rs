@@ -1,0 +1,141 @@
+//! Publishing a verified delivery as a `ChangeEvent` and waiting for Kafka's ack.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use switchboard_connectors::webhook::Received;
+use switchboard_connectors::{Connection, shopify};
+use switchboard_core::avro::AvroCodec;
+use switchboard_core::envelope::{CHANGE_EVENT_SCHEMA, ChangeEvent};
+use switchboard_core::error::ClassifiedError;
+use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::topics::Topics;
+use switchboard_core::{Config, ErrorClass};
+use tokio_util::sync::CancellationToken;
+
+/// Raw topics keep a week (DESIGN.md).
+const RAW_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub(crate) struct Publisher {
+    producer: FutureProducer,
+    codec: AvroCodec,
+    topics: Topics,
+    topic_specs: Vec<TopicSpec>,
+    kafka: switchboard_core::config::KafkaConfig,
+    ack_timeout: Duration,
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        config: &Config,
+        connections: &BTreeMap<String, Connection>,
+    ) -> anyhow::Result<Self> {
+        let ack_timeout = Duration::from_millis(config.ingest.ack_timeout_ms);
+        let topics = Topics::new(&config.kafka.topic_prefix);
+        let topic_specs = connections
+            .iter()
+            .filter(|(_, c)| matches!(c, Connection::Shopify(_)))
+            .flat_map(|(name, _)| {
+                shopify::WEBHOOK_ENTITIES
+                    .iter()
+                    .map(|entity| TopicSpec::new(topics.raw(name, entity), Cleanup::Delete(RAW_RETENTION)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(Self {
+            producer: kafka::producer(&config.kafka, ack_timeout)?,
+            codec: AvroCodec::new(&config.registry)?,
+            topics,
+            topic_specs,
+            kafka: config.kafka.clone(),
+            ack_timeout,
+        })
+    }
+
+    /// Creates the raw topics, retrying while Kafka is unreachable.
+    pub(crate) async fn prepare_topics(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match kafka::ensure_topics(&self.kafka, &self.topic_specs).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot prepare raw topics yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Publishes one delivery and returns its event ID once Kafka acknowledged it.
+    pub(crate) async fn publish(
+        &self,
+        connection: &str,
+        system: &str,
+        received: Received,
+        body: &[u8],
+    ) -> Result<String, ClassifiedError> {
+        let payload = std::str::from_utf8(body)
+            .map_err(|_| ClassifiedError::new(ErrorClass::Data, "body is not UTF-8"))?;
+        let event = ChangeEvent {
+            event_id: ChangeEvent::derive_event_id(
+                connection,
+                &received.entity,
+                &received.record_id,
+                received.delivery_id.as_deref(),
+                received.source_timestamp,
+            ),
+            connection: connection.to_owned(),
+            system: system.to_owned(),
+            entity: received.entity,
+            record_id: received.record_id,
+            operation: received.operation,
+            source_timestamp: received.source_timestamp,
+            received_at: now_millis(),
+            api_version: received.api_version,
+            delivery_id: received.delivery_id,
+            payload: payload.to_owned(),
+        };
+        let topic = self.topics.raw(connection, &event.entity);
+        let value = self.codec.encode(&topic, CHANGE_EVENT_SCHEMA, &event).await?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "sb.event.id",
+            value: Some(event.event_id.as_str()),
+        });
+        let record = FutureRecord::to(&topic)
+            .key(event.record_id.as_str())
+            .payload(&value)
+            .headers(headers);
+        // The delivery itself is bounded by message.timeout.ms = ack_timeout; the outer
+        // timeout only guards against a future that never resolves.
+        let sent = tokio::time::timeout(
+            self.ack_timeout + Duration::from_secs(1),
+            self.producer.send(record, Timeout::After(self.ack_timeout)),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => {
+                tracing::debug!(connection, record_id = %event.record_id, event_id = %event.event_id, "webhook published");
+                Ok(event.event_id)
+            }
+            Ok(Err((e, _))) => Err(kafka::kafka_error("produce", &e)),
+            Err(_) => Err(ClassifiedError::new(ErrorClass::Transient, "kafka produce timed out")),
+        }
+    }
+
+    pub(crate) fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::warn!(error = %e, "producer flush incomplete at shutdown");
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
