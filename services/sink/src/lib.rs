@@ -1,0 +1,112 @@
+//! Sink: `sb.canonical.<entity>` → target APIs, one consumer group per target connection
+//! (`sb.sink.<connection>`).
+//!
+//! Guarantee: at-least-once delivery made effectively-once by check-before-create. An offset
+//! is stored only after the target acknowledged the record, or after the record was durably
+//! handed to `sb.dlq.<connection>`; a crash therefore redelivers, and the redelivery finds
+//! the record already at the target (search by natural key) and updates it instead of
+//! creating it again.
+//!
+//! Routes by error class: `rate_limit` waits as the target says and is not a failure;
+//! `transient` and `auth` retry in place with exponential backoff and jitter (the record
+//! blocks its partition, which keeps per-key order); `data` and `conflict` go to the DLQ at
+//! once with the target's (redacted) answer.
+
+mod deliver;
+mod target;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchboard_connectors::Connection;
+use switchboard_core::Config;
+use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::telemetry::{self, Health};
+use switchboard_core::topics::Topics;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A started sink.
+pub struct Started {
+    /// Completes when every connection's loop has drained, committed and stopped.
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Runs the sink until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config, shutdown).await?.task.await?
+}
+
+/// Starts one delivery loop per target connection.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
+    let connections = switchboard_connectors::connections(&config)?;
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let routes = deliver::Routes::from_config(&config, &topics);
+    let served: Vec<String> = if config.sink.connections.is_empty() {
+        routes.target_connections()
+    } else {
+        config.sink.connections.clone()
+    };
+
+    let mut loops = Vec::new();
+    let mut specs = Vec::new();
+    for (i, name) in served.iter().enumerate() {
+        let connection = connections.get(name).ok_or_else(|| {
+            switchboard_core::config::ConfigError::invalid(
+                format!("sink.connections[{i}]"),
+                format!("connection `{name}` is not defined"),
+            )
+        })?;
+        let target = match connection {
+            Connection::Pipedrive(p) => target::Target::pipedrive(p.clone())?,
+            Connection::Shopify(_) => anyhow::bail!("connection `{name}` (shopify) cannot be a sink target yet"),
+        };
+        let input_topics = routes.input_topics(name);
+        specs.extend(input_topics.iter().map(|t| {
+            TopicSpec::new(t.clone(), Cleanup::CompactDelete(Duration::from_secs(30 * 24 * 3600)))
+        }));
+        specs.push(TopicSpec::new(topics.dlq(name), Cleanup::Delete(Duration::from_secs(30 * 24 * 3600))));
+        loops.push((name.clone(), target, input_topics));
+    }
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    specs.dedup_by(|a, b| a.name == b.name);
+
+    let (listener, _) = telemetry::bind(config.sink.admin_listen)
+        .await
+        .with_context(|| format!("bind sink.admin_listen {}", config.sink.admin_listen))?;
+    let health = Arc::new(Health::default());
+    let admin = tokio::spawn(telemetry::serve(listener, telemetry::admin_router(health.clone()), shutdown.clone()));
+    let routes = Arc::new(routes);
+
+    let task = tokio::spawn(async move {
+        let result = async {
+            kafka::ensure_topics(&config.kafka, &specs).await?;
+            let mut running = BTreeMap::new();
+            for (name, target, input_topics) in loops {
+                let delivery = deliver::Delivery::new(&config, &topics, &name, target, routes.clone(), &input_topics)?;
+                let token = shutdown.clone();
+                running.insert(name, tokio::spawn(async move { delivery.run(&token).await }));
+            }
+            health.set_ready(true);
+            tracing::info!(connections = ?running.keys().collect::<Vec<_>>(), "sink ready");
+            let mut first_error = None;
+            for (name, handle) in running {
+                if let Err(e) = handle.await.map_err(anyhow::Error::from).and_then(|r| r) {
+                    tracing::error!(connection = %name, error = %e, "delivery loop failed");
+                    shutdown.cancel();
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        }
+        .await;
+        health.set_ready(false);
+        shutdown.cancel();
+        admin.await??;
+        tracing::info!("sink stopped");
+        result
+    });
+    Ok(Started { task })
+}

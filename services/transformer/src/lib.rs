@@ -1,0 +1,108 @@
+//! Transformer: `sb.raw.<connection>.<entity>` → mapping → `sb.canonical.<entity>`.
+//!
+//! Guarantee: exactly once from raw to canonical. Records are consumed, mapped and produced
+//! inside one Kafka transaction together with the consumed offsets
+//! (`send_offsets_to_transaction`); on any failure the transaction is aborted and the
+//! partitions are rewound to the batch start, so a crash neither loses nor doubles a record.
+//! A record that cannot be read or mapped (class `data`) goes to `sb.dlq.transformer` in the
+//! same transaction with Connect-style error headers, and the partition moves on.
+
+pub mod mapping;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchboard_core::Config;
+use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::telemetry::{self, Health};
+use switchboard_core::topics::Topics;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::mapping::Mapping;
+
+/// Canonical entities this build can produce.
+pub const CANONICAL_ENTITIES: &[&str] = &["contact"];
+
+/// One flow as the transformer runs it.
+pub(crate) struct Flow {
+    pub name: String,
+    pub mapping: Mapping,
+    pub output_topic: String,
+}
+
+/// A started transformer.
+pub struct Started {
+    /// Completes when the transformer has drained and stopped.
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Runs the transformer until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    start(config, shutdown).await?.task.await?
+}
+
+/// Loads mappings (refusing to start if one is broken), prepares topics and starts the
+/// consume–transform–produce loop.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let mut flows = HashMap::new();
+    for (i, flow) in config.flows.iter().enumerate() {
+        if !CANONICAL_ENTITIES.contains(&flow.to.as_str()) {
+            return Err(switchboard_core::config::ConfigError::invalid(
+                format!("flows[{i}].to"),
+                format!("canonical entity `{}` is not known; use one of {CANONICAL_ENTITIES:?}", flow.to),
+            )
+            .into());
+        }
+        let (connection, entity) = flow.from.split_once('.').context("flow.from was validated")?;
+        let mapping = Mapping::load(&config.transformer.mappings_dir, &flow.mapping)
+            .with_context(|| format!("flow `{}` refuses to start", flow.name))?;
+        flows.insert(
+            topics.raw(connection, entity),
+            Flow {
+                name: flow.name.clone(),
+                mapping,
+                output_topic: topics.canonical(&flow.to),
+            },
+        );
+    }
+
+    let (listener, _) = telemetry::bind(config.transformer.admin_listen)
+        .await
+        .with_context(|| format!("bind transformer.admin_listen {}", config.transformer.admin_listen))?;
+    let health = Arc::new(Health::default());
+    let admin = tokio::spawn(telemetry::serve(listener, telemetry::admin_router(health.clone()), shutdown.clone()));
+
+    let mut specs: Vec<TopicSpec> = flows
+        .keys()
+        .map(|t| TopicSpec::new(t.clone(), Cleanup::Delete(Duration::from_secs(7 * 24 * 3600))))
+        .collect();
+    specs.extend(
+        flows
+            .values()
+            .map(|f| TopicSpec::new(f.output_topic.clone(), Cleanup::CompactDelete(Duration::from_secs(30 * 24 * 3600)))),
+    );
+    specs.push(TopicSpec::new(topics.dlq("transformer"), Cleanup::Delete(Duration::from_secs(30 * 24 * 3600))));
+    specs.dedup_by(|a, b| a.name == b.name);
+
+    let task = tokio::spawn(async move {
+        let result = async {
+            kafka::ensure_topics(&config.kafka, &specs).await?;
+            let worker = worker::Worker::new(&config, topics, flows)?;
+            health.set_ready(true);
+            tracing::info!("transformer ready");
+            worker.run(&shutdown).await
+        }
+        .await;
+        health.set_ready(false);
+        shutdown.cancel();
+        admin.await??;
+        tracing::info!("transformer stopped");
+        result
+    });
+    Ok(Started { task })
+}

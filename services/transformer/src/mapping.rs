@@ -1,0 +1,143 @@
+//! Versioned mappings: jq programs (run by jaq) in `mappings/<source>/<name>.v<N>.jq`.
+//!
+//! A mapping is compiled once at start; a flow whose mapping does not compile refuses to
+//! start and says why. Running a mapping is deterministic, so a replay of a raw topic
+//! produces the same canonical records.
+
+use std::path::{Path, PathBuf};
+
+use jaq_core::data::JustLut;
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Native, Vars, unwrap_valr};
+use jaq_json::Val;
+use switchboard_core::ErrorClass;
+use switchboard_core::error::ClassifiedError;
+
+type Filter = jaq_core::compile::Filter<Native<JustLut<Val>>>;
+
+/// A compiled mapping.
+pub struct Mapping {
+    name: String,
+    filter: Filter,
+}
+
+/// Why a mapping cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    /// The file is missing or unreadable.
+    #[error("mapping `{name}`: cannot read {path}: {reason}")]
+    Read {
+        /// Mapping name.
+        name: String,
+        /// File tried.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The program does not parse or compile.
+    #[error("mapping `{name}` ({path}) does not compile: {reason}")]
+    Compile {
+        /// Mapping name.
+        name: String,
+        /// File.
+        path: PathBuf,
+        /// The parser's or compiler's words.
+        reason: String,
+    },
+}
+
+impl Mapping {
+    /// Loads and compiles `<dir>/<name>.jq`.
+    pub fn load(dir: &Path, name: &str) -> Result<Self, MappingError> {
+        let path = dir.join(format!("{name}.jq"));
+        let code = std::fs::read_to_string(&path).map_err(|e| MappingError::Read {
+            name: name.to_owned(),
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let compile_error = |reason: String| MappingError::Compile {
+            name: name.to_owned(),
+            path: path.clone(),
+            reason,
+        };
+        let arena = Arena::default();
+        let loader = Loader::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()));
+        let modules = loader
+            .load(&arena, File { code: code.as_str(), path: () })
+            .map_err(|errs| compile_error(format!("{:?}", errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>())))?;
+        let filter = Compiler::default()
+            .with_funs(jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()))
+            .compile(modules)
+            .map_err(|errs| compile_error(format!("{:?}", errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>())))?;
+        Ok(Self {
+            name: name.to_owned(),
+            filter,
+        })
+    }
+
+    /// The mapping's name, e.g. `shopify/customer-to-contact.v1`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the mapping on a JSON document; it must yield exactly one value.
+    pub fn apply(&self, input: &str) -> Result<serde_json::Value, ClassifiedError> {
+        let data_error = |m: String| ClassifiedError::new(ErrorClass::Data, format!("mapping {}: {m}", self.name));
+        let input = jaq_json::read::parse_single(input.as_bytes())
+            .map_err(|e| data_error(format!("payload is not JSON: {e:?}")))?;
+        let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
+        let mut outputs = self.filter.id.run((ctx, input)).map(unwrap_valr);
+        let first = match outputs.next() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Err(data_error(format!("{e}"))),
+            None => return Err(data_error("produced no output".into())),
+        };
+        if outputs.next().is_some() {
+            return Err(data_error("produced more than one output".into()));
+        }
+        serde_json::from_str(&first.to_string()).map_err(|e| data_error(format!("output is not JSON: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mappings_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
+    }
+
+    #[test]
+    fn shopify_customer_maps_to_contact_fields() {
+        let mapping = Mapping::load(&mappings_dir(), "shopify/customer-to-contact.v1").unwrap();
+        let out = mapping
+            .apply(r#"{"id": 706405506930370084, "email": "Bob@Biller.com", "first_name": "Bob", "last_name": "Biller", "phone": null}"#)
+            .unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({"email": "bob@biller.com", "first_name": "Bob", "last_name": "Biller", "phone": null})
+        );
+    }
+
+    #[test]
+    fn a_broken_program_refuses_to_load_and_says_where() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("bad.v1.jq"), "{ email: .email").unwrap();
+        let err = Mapping::load(&dir, "bad.v1").err().unwrap();
+        assert!(err.to_string().starts_with("mapping `bad.v1`"), "{err}");
+    }
+
+    #[test]
+    fn a_mapping_with_two_outputs_is_a_data_error() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("two.v1.jq"), ".a, .b").unwrap();
+        let mapping = Mapping::load(&dir, "two.v1").unwrap();
+        assert_eq!(mapping.apply(r#"{"a":1,"b":2}"#).unwrap_err().class, ErrorClass::Data);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sb-mapping-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

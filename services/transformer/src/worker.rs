@@ -1,0 +1,256 @@
+//! The consume–transform–produce loop, one Kafka transaction per batch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::Deserialize;
+use switchboard_core::avro::AvroCodec;
+use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
+use switchboard_core::envelope::{ChangeEvent, Operation};
+use switchboard_core::error::ClassifiedError;
+use switchboard_core::kafka::{self, ErrorHeaders};
+use switchboard_core::topics::Topics;
+use switchboard_core::{Config, ErrorClass};
+use tokio_util::sync::CancellationToken;
+
+use crate::Flow;
+
+/// Bound on each transactional call; far below the transaction timeout.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct Worker {
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+    codec: AvroCodec,
+    flows: HashMap<String, Flow>,
+    dlq_topic: String,
+    batch_max: usize,
+    linger: Duration,
+}
+
+/// What one consumed record becomes.
+struct Output {
+    topic: String,
+    key: String,
+    value: Vec<u8>,
+    headers: OwnedHeaders,
+}
+
+/// The fields a contact mapping produces; anything else is a mapping bug (class `data`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactFields {
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    phone: Option<String>,
+}
+
+impl Worker {
+    pub(crate) fn new(config: &Config, topics: Topics, flows: HashMap<String, Flow>) -> anyhow::Result<Self> {
+        let group = topics.transformer_group();
+        let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+        let producer = kafka::transactional_producer(&config.kafka, &format!("{group}.{instance}"))?;
+        // Fences a previous incarnation with the same transactional ID and aborts what it
+        // left open.
+        tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))?;
+        let consumer = kafka::transactional_consumer(&config.kafka, &group)?;
+        let subscribed: Vec<&str> = flows.keys().map(String::as_str).collect();
+        consumer.subscribe(&subscribed)?;
+        Ok(Self {
+            consumer,
+            producer,
+            codec: AvroCodec::new(&config.registry)?,
+            flows,
+            dlq_topic: topics.dlq("transformer"),
+            batch_max: config.transformer.batch_max.max(1),
+            linger: Duration::from_millis(config.transformer.linger_ms),
+        })
+    }
+
+    pub(crate) async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = self.consumer.recv() => m,
+            };
+            let first = match first {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume failed");
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while batch.len() < self.batch_max {
+                tokio::select! {
+                    m = self.consumer.recv() => match m {
+                        Ok(m) => batch.push(m.detach()),
+                        Err(e) => { tracing::warn!(error = %e, "consume failed"); break; }
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            match self.process(&batch).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, records = batch.len(), "transaction aborted; rewinding");
+                    self.rewind(&batch);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Transforms a batch and commits outputs and offsets atomically.
+    async fn process(&self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
+        let mut outputs = Vec::with_capacity(batch.len());
+        for message in batch {
+            let output = match self.transform(message).await {
+                Ok(output) => output,
+                Err(e) if e.class == ErrorClass::Data => self.dead_letter(message, &e),
+                Err(e) => return Err(e.into()),
+            };
+            outputs.push(output);
+        }
+        self.producer.begin_transaction()?;
+        if let Err(e) = self.produce_and_commit(&outputs, batch) {
+            if let Err(abort) = tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT)) {
+                // A producer that can neither commit nor abort is fenced or broken: stop,
+                // and let the restarted instance resume from the committed offsets.
+                return Err(anyhow::anyhow!("transaction failed ({e}) and could not be aborted: {abort}"));
+            }
+            return Err(e);
+        }
+        for output in &outputs {
+            metrics::counter!("switchboard_records_transformed_total", "topic" => output.topic.clone()).increment(1);
+        }
+        Ok(())
+    }
+
+    fn produce_and_commit(&self, outputs: &[Output], batch: &[OwnedMessage]) -> anyhow::Result<()> {
+        for output in outputs {
+            let record = FutureRecord::to(&output.topic)
+                .key(&output.key)
+                .payload(&output.value)
+                .headers(output.headers.clone());
+            // Delivery is confirmed by commit_transaction, which fails if any send failed.
+            drop(self.producer.send_result(record).map_err(|(e, _)| e)?);
+        }
+        let offsets = next_offsets(batch)?;
+        let metadata = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| anyhow::anyhow!("consumer has no group metadata"))?;
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            self.producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+            self.producer.commit_transaction(TXN_TIMEOUT)?;
+            Ok(())
+        })
+    }
+
+    async fn transform(&self, message: &OwnedMessage) -> Result<Output, ClassifiedError> {
+        let flow = self.flows.get(message.topic()).ok_or_else(|| {
+            ClassifiedError::new(ErrorClass::Data, format!("no flow reads {}", message.topic()))
+        })?;
+        let bytes = message
+            .payload()
+            .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "record has no value"))?;
+        let event: ChangeEvent = self.codec.decode(bytes).await?;
+        let fields: ContactFields = serde_json::from_value(flow.mapping.apply(&event.payload)?)
+            .map_err(|e| {
+                ClassifiedError::new(ErrorClass::Data, format!("mapping {} output: {e}", flow.mapping.name()))
+            })?;
+        let contact = Contact {
+            id: canonical_id(&event.connection, &event.entity, &event.record_id),
+            email: fields.email,
+            first_name: fields.first_name,
+            last_name: fields.last_name,
+            phone: fields.phone,
+            deleted: event.operation == Operation::Delete,
+            source_connection: event.connection,
+            source_entity: event.entity,
+            source_id: event.record_id,
+            source_updated_at: event.source_timestamp,
+            source_event_id: event.event_id,
+            mapping: flow.mapping.name().to_owned(),
+        };
+        let value = self.codec.encode(&flow.output_topic, CONTACT_V1_SCHEMA, &contact).await?;
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "sb.event.id", value: Some(contact.source_event_id.as_str()) })
+            .insert(Header { key: "sb.flow", value: Some(flow.name.as_str()) });
+        tracing::debug!(flow = %flow.name, record_id = %contact.source_id, event_id = %contact.source_event_id, "mapped");
+        Ok(Output {
+            topic: flow.output_topic.clone(),
+            key: contact.id,
+            value,
+            headers,
+        })
+    }
+
+    /// The DLQ record for a poison message: original key, value and headers plus the error.
+    fn dead_letter(&self, message: &OwnedMessage, error: &ClassifiedError) -> Output {
+        tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %error, "dead-lettering record");
+        metrics::counter!("switchboard_dead_letters_total", "stage" => "transformer", "error_class" => error.class.as_str()).increment(1);
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let original = message.headers().map(|h| h.clone()).unwrap_or_default();
+        let headers = ErrorHeaders {
+            error,
+            stage: "transformer",
+            attempts: 1,
+            original_topic: message.topic(),
+            original_partition: message.partition(),
+            original_offset: message.offset(),
+            first_failed_at: &now,
+        }
+        .apply(original);
+        Output {
+            topic: self.dlq_topic.clone(),
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
+    /// Seeks every partition of the batch back to the batch's first record.
+    fn rewind(&self, batch: &[OwnedMessage]) {
+        let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for m in batch {
+            first.entry((m.topic(), m.partition())).or_insert(m.offset());
+        }
+        for ((topic, partition), offset) in first {
+            if let Err(e) = self.consumer.seek(topic, partition, Offset::Offset(offset), Timeout::After(TXN_TIMEOUT)) {
+                // The partition may have been revoked meanwhile; its new owner starts from
+                // the last committed offset, which is the same place.
+                tracing::warn!(topic, partition, error = %e, "rewind failed");
+            }
+        }
+    }
+}
+
+/// The offset to commit per partition: one past the last record of the batch.
+fn next_offsets(batch: &[OwnedMessage]) -> anyhow::Result<TopicPartitionList> {
+    let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for m in batch {
+        let entry = last.entry((m.topic(), m.partition())).or_insert(m.offset());
+        *entry = (*entry).max(m.offset());
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in last {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
+    }
+    Ok(list)
+}
