@@ -1,0 +1,34 @@
+//! Offline emulators of the SaaS API contracts Switchboard talks to.
+//!
+//! Each emulator follows the vendor's *documented or observed* contract, as collected in
+//! `shared/reference/saas-contracts.md`, and never Switchboard's own connector code: an
+//! emulator that shared the connector's signatures, rate headers or payload shapes would
+//! agree with the connector's bugs instead of catching them. That is why this crate depends
+//! on neither `switchboard-connectors` nor `switchboard-core`.
+//!
+//! Where the reference lists a gap (section 5) the emulators pick the **stricter**
+//! behaviour, so a connector that passes against the sandbox does not lean on an
+//! unconfirmed kindness of the real API. Each such choice is marked in a comment.
+//!
+//! What is here so far:
+//! - [`pipedrive`]: the Pipedrive API v2 persons endpoints (axum server, in-process or as a
+//!   binary), with auth, burst and daily rate limits, fault injection and counters that
+//!   tests read to prove exactly-once delivery.
+//! - [`shopify`]: a sender of signed Shopify webhooks (`customers/create`,
+//!   `customers/update`), with an independent HMAC implementation.
+//! - [`demo`] and [`cli`]: the logic behind the `switchboard-sandbox` binary (`serve`,
+//!   `demo`).
+//!
+//! Every server binds loopback addresses only; a non-loopback address is refused.
+
+pub mod cli;
+pub mod demo;
+pub mod net;
+pub mod pipedrive;
+pub mod shopify;
+
+/// The HTTP status type used across the public API (the `http` crate's, shared by axum and
+/// reqwest, so a status from either can be passed straight in).
+pub use axum::http::StatusCode;
+pub use pipedrive::{PipedriveConfig, PipedriveError, PipedriveSandbox};
+pub use shopify::{ShopifyWebhooks, WebhookError};

@@ -1,0 +1,272 @@
+//! Harness for the end-to-end tests: the real local stack (Kafka + Apicurio from
+//! `scripts/stack.sh`), a unique topic prefix per test so tests share one broker and run in
+//! parallel, services started in-process or as real processes, and readers of what reached
+//! Kafka. Nothing here mocks Kafka or the registry.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use switchboard_core::Config;
+
+/// Broker used by the tests (`make run` shares it).
+pub fn kafka_bootstrap() -> String {
+    std::env::var("SB_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Registry used by the tests.
+pub fn registry_url() -> String {
+    std::env::var("SB_TEST_REGISTRY").unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_owned())
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Test logs go through the test writer, so they show only for failing tests.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// Starts the shared stack with `scripts/stack.sh up` unless it already answers.
+pub fn ensure_stack() {
+    static STARTED: Mutex<bool> = Mutex::new(false);
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if *started {
+        return;
+    }
+    let reachable = kafka_bootstrap()
+        .parse::<SocketAddr>()
+        .ok()
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok());
+    if !reachable {
+        let status = Command::new(workspace_root().join("scripts/stack.sh"))
+            .arg("up")
+            .status()
+            .expect("run scripts/stack.sh up");
+        assert!(status.success(), "scripts/stack.sh up failed");
+    }
+    *started = true;
+}
+
+/// A prefix no other test (or earlier run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "t{}-{}-{}-{}",
+        test.replace('_', "-"),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        nanos % 1_000_000_000
+    )
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Writes a secret file and returns its `${file:…}` reference.
+pub fn secret_ref(dir: &Path, name: &str, value: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value).unwrap();
+    format!("${{file:{}}}", path.display())
+}
+
+/// Everything a test flow needs to know to write its configuration.
+pub struct FlowSetup<'a> {
+    pub prefix: &'a str,
+    pub bootstrap: &'a str,
+    pub pipedrive_url: &'a str,
+    pub shop_secret_ref: &'a str,
+    pub crm_token_ref: &'a str,
+    pub ack_timeout_ms: u64,
+}
+
+/// The demo flow (Shopify customers → Contact → Pipedrive persons) as YAML, every listener
+/// on port 0.
+pub fn flow_yaml(s: &FlowSetup<'_>) -> String {
+    format!(
+        r#"
+kafka:
+  bootstrap_servers: "{bootstrap}"
+  topic_prefix: "{prefix}"
+  partitions: 3
+registry:
+  url: "{registry}"
+connections:
+  shop:
+    type: shopify
+    shop_domain: acme.myshopify.com
+    api_version: "2025-01"
+    webhook_secret: "{shop_secret}"
+  crm:
+    type: pipedrive
+    base_url: "{pipedrive}"
+    api_token: "{crm_token}"
+    timeout_ms: 5000
+flows:
+  - name: shop-customers-to-crm
+    from: shop.customers
+    mapping: shopify/customer-to-contact.v1
+    to: contact
+    sinks:
+      - target: crm.persons
+        match_on: email
+ingest:
+  listen: "127.0.0.1:0"
+  ack_timeout_ms: {ack}
+transformer:
+  admin_listen: "127.0.0.1:0"
+  mappings_dir: "{mappings}"
+  linger_ms: 10
+sink:
+  admin_listen: "127.0.0.1:0"
+  max_backoff_ms: 2000
+"#,
+        bootstrap = s.bootstrap,
+        prefix = s.prefix,
+        registry = registry_url(),
+        shop_secret = s.shop_secret_ref,
+        pipedrive = s.pipedrive_url,
+        crm_token = s.crm_token_ref,
+        ack = s.ack_timeout_ms,
+        mappings = workspace_root().join("mappings").display(),
+    )
+}
+
+pub fn load(yaml: &str) -> Config {
+    Config::from_yaml(yaml).expect("test config is valid")
+}
+
+/// Every committed record of `topic`, read from the beginning until `expected` records were
+/// seen or `timeout` passed, then for a further `settle` to catch extra (duplicate) records.
+pub fn read_topic(bootstrap: &str, topic: &str, expected: usize, timeout: Duration, settle: Duration) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{}", unique_prefix("r")))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        assignment.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut settle_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if records.len() >= expected && settle_until.is_none() {
+            settle_until = Some(now + settle);
+        }
+        if settle_until.is_some_and(|s| now >= s) || now >= deadline {
+            break;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            records.push(m.detach());
+        }
+    }
+    records
+}
+
+/// Whether `group` has committed past every record in `records` (all of one topic). Offsets
+/// are compared per partition, because transaction markers also take offsets.
+pub fn group_caught_up(bootstrap: &str, group: &str, records: &[OwnedMessage]) -> bool {
+    let Some(topic) = records.first().map(|r| r.topic().to_owned()) else {
+        return true;
+    };
+    let mut needed: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    for r in records {
+        let next = needed.entry(r.partition()).or_insert(0);
+        *next = (*next).max(r.offset() + 1);
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in needed.keys() {
+        list.add_partition(&topic, *partition);
+    }
+    let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(10)) else {
+        return false;
+    };
+    committed.elements().iter().all(|e| match e.offset() {
+        Offset::Offset(o) => o >= needed[&e.partition()],
+        _ => false,
+    })
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that a record is Confluent-framed and that its schema ID resolves in the registry
+/// to a schema with `record_name`; returns the ID.
+pub async fn assert_confluent_framed(record: &OwnedMessage, record_name: &str) -> u32 {
+    let bytes = record.payload().expect("record has a value");
+    assert_eq!(bytes[0], 0, "magic byte");
+    let id = switchboard_core::avro::schema_id(bytes).expect("framed");
+    let url = format!("{}/schemas/ids/{id}", registry_url());
+    let response = reqwest::get(&url).await.unwrap();
+    assert!(response.status().is_success(), "schema {id} does not resolve: {}", response.status());
+    let body: serde_json::Value = response.json().await.unwrap();
+    let schema = body["schema"].as_str().unwrap();
+    assert!(schema.contains(&format!("\"{record_name}\"")), "schema {id} is not {record_name}: {schema}");
+    id
+}
+
+/// Builds a service binary of this workspace and returns its path (tests that kill a
+/// service need it as a real process).
+pub fn service_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "-q", "-p", package, "--bin", bin, "--message-format=json"])
+        .output()
+        .expect("run cargo build");
+    assert!(output.status.success(), "cargo build {bin} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .last()
+        .expect("cargo reported the executable")
+}
+
+/// The shared stack script, for tests that run a private broker.
+pub fn stack_script() -> PathBuf {
+    workspace_root().join("scripts/stack.sh")
+}
