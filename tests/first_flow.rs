@@ -7,86 +7,8 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use switchboard_core::canonical::canonical_id;
-use switchboard_sandbox::{PipedriveConfig, PipedriveSandbox, ShopifyWebhooks, StatusCode};
+use switchboard_sandbox::{PipedriveConfig, ShopifyWebhooks, StatusCode};
 use switchboard_tests::*;
-use tokio_util::sync::CancellationToken;
-
-const SHOP_SECRET: &str = "shop-test-secret";
-const CRM_TOKEN: &str = "crm-test-token";
-
-/// One test's isolated world: its own topics, secrets and Pipedrive sandbox.
-struct World {
-    prefix: String,
-    yaml: String,
-    pipedrive: PipedriveSandbox,
-    _dir: tempfile::TempDir,
-    shutdown: CancellationToken,
-}
-
-impl World {
-    async fn new(test: &str, pipedrive: PipedriveConfig) -> Self {
-        init_logging();
-        ensure_stack();
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = unique_prefix(test);
-        let pipedrive = PipedriveSandbox::start(pipedrive).await.unwrap();
-        let yaml = flow_yaml(&FlowSetup {
-            prefix: &prefix,
-            bootstrap: &kafka_bootstrap(),
-            pipedrive_url: &pipedrive.base_url(),
-            shop_secret_ref: &secret_ref(dir.path(), "shop", SHOP_SECRET),
-            crm_token_ref: &secret_ref(dir.path(), "crm", CRM_TOKEN),
-            ack_timeout_ms: 4000,
-        });
-        Self { prefix, yaml, pipedrive, _dir: dir, shutdown: CancellationToken::new() }
-    }
-
-    async fn start_ingest(&self) -> ShopifyWebhooks {
-        let started = switchboard_ingest_webhook::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
-        let url = format!("http://{}/webhooks/shop", started.addr);
-        wait_ready(started.addr).await;
-        ShopifyWebhooks::new(url, SHOP_SECRET, "acme.myshopify.com", "2025-01").unwrap()
-    }
-
-    async fn start_transformer(&self) {
-        switchboard_transformer::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
-    }
-
-    async fn start_sink(&self) {
-        switchboard_sink::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
-    }
-
-    fn raw_topic(&self) -> String {
-        format!("{}.raw.shop.customers", self.prefix)
-    }
-
-    fn canonical_topic(&self) -> String {
-        format!("{}.canonical.contact", self.prefix)
-    }
-
-    fn sink_group(&self) -> String {
-        format!("{}.sink.crm", self.prefix)
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn wait_ready(addr: std::net::SocketAddr) {
-    let url = format!("http://{addr}/readyz");
-    let ready = async {
-        loop {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), ready).await.expect("ingest became ready");
-}
 
 fn customer(id: u64, email: &str) -> Vec<u8> {
     let payload = ShopifyWebhooks::customer_payload(id, email, "Ada", "Lovelace", time::OffsetDateTime::now_utc());

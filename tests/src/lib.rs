@@ -16,6 +16,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use switchboard_core::Config;
+use switchboard_sandbox::{PipedriveConfig, PipedriveSandbox, ShopifyWebhooks};
+use tokio_util::sync::CancellationToken;
 
 /// Broker used by the tests (`make run` shares it).
 pub fn kafka_bootstrap() -> String {
@@ -270,3 +272,81 @@ pub fn service_binary(package: &str, bin: &str) -> PathBuf {
 pub fn stack_script() -> PathBuf {
     workspace_root().join("scripts/stack.sh")
 }
+
+pub const SHOP_SECRET: &str = "shop-test-secret";
+pub const CRM_TOKEN: &str = "crm-test-token";
+
+/// One test's isolated world: its own topics, secrets and Pipedrive sandbox.
+pub struct World {
+    pub prefix: String,
+    pub yaml: String,
+    pub pipedrive: PipedriveSandbox,
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+impl World {
+    pub async fn new(test: &str, pipedrive: PipedriveConfig) -> Self {
+        init_logging();
+        ensure_stack();
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix(test);
+        let pipedrive = PipedriveSandbox::start(pipedrive).await.unwrap();
+        let yaml = flow_yaml(&FlowSetup {
+            prefix: &prefix,
+            bootstrap: &kafka_bootstrap(),
+            pipedrive_url: &pipedrive.base_url(),
+            shop_secret_ref: &secret_ref(dir.path(), "shop", SHOP_SECRET),
+            crm_token_ref: &secret_ref(dir.path(), "crm", CRM_TOKEN),
+            ack_timeout_ms: 4000,
+        });
+        Self { prefix, yaml, pipedrive, _dir: dir, shutdown: CancellationToken::new() }
+    }
+
+    pub async fn start_ingest(&self) -> ShopifyWebhooks {
+        let started = switchboard_ingest_webhook::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
+        let url = format!("http://{}/webhooks/shop", started.addr);
+        wait_ready(started.addr).await;
+        ShopifyWebhooks::new(url, SHOP_SECRET, "acme.myshopify.com", "2025-01").unwrap()
+    }
+
+    pub async fn start_transformer(&self) {
+        switchboard_transformer::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
+    }
+
+    pub async fn start_sink(&self) {
+        switchboard_sink::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
+    }
+
+    pub fn raw_topic(&self) -> String {
+        format!("{}.raw.shop.customers", self.prefix)
+    }
+
+    pub fn canonical_topic(&self) -> String {
+        format!("{}.canonical.contact", self.prefix)
+    }
+
+    pub fn sink_group(&self) -> String {
+        format!("{}.sink.crm", self.prefix)
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn wait_ready(addr: std::net::SocketAddr) {
+    let url = format!("http://{addr}/readyz");
+    let ready = async {
+        loop {
+            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ready).await.expect("ingest became ready");
+}
+

@@ -1,0 +1,65 @@
+//! `make bench`: throughput of the first flow on the real local stack, one simple run.
+//!
+//! Sends N signed customer webhooks from C concurrent senders to ingest-webhook and waits
+//! until all N persons exist in the Pipedrive sandbox. The sandbox's rate limits are raised
+//! for this run, so the number measures Switchboard (ingest → Kafka → transformer → Kafka →
+//! sink → HTTP), not Pipedrive's documented 10 searches per 2 s, which would cap any client
+//! at 5 records/s.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard_sandbox::{PipedriveConfig, ShopifyWebhooks, StatusCode};
+use switchboard_tests::*;
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let n: usize = std::env::var("SB_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let concurrency: usize = std::env::var("SB_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let unthrottled = PipedriveConfig {
+        burst_limit: 1_000_000,
+        search_burst_limit: 1_000_000,
+        daily_budget: u64::MAX / 2,
+        ..PipedriveConfig::new(CRM_TOKEN)
+    };
+    let world = World::new("bench", unthrottled).await;
+    let shop = Arc::new(world.start_ingest().await);
+    world.start_transformer().await;
+    world.start_sink().await;
+
+    let start = Instant::now();
+    let mut senders = Vec::new();
+    for c in 0..concurrency {
+        let shop = shop.clone();
+        senders.push(tokio::spawn(async move {
+            let mut i = c;
+            while i < n {
+                let payload = ShopifyWebhooks::customer_payload(
+                    7_000_000_000_000_000_000 + i as u64,
+                    &format!("bench{i}@example.com"),
+                    "Bench",
+                    "Mark",
+                    time::OffsetDateTime::now_utc(),
+                );
+                let body = serde_json::to_vec(&payload).unwrap();
+                let status = shop.send("customers/create", &body, &format!("wh-{i}")).await.unwrap();
+                assert_eq!(status, StatusCode::OK);
+                i += concurrency;
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let ingested = start.elapsed();
+    let done = eventually(Duration::from_secs(600), || world.pipedrive.persons().len() >= n).await;
+    let end_to_end = start.elapsed();
+    assert!(done, "all {n} persons arrived");
+    assert_eq!(world.pipedrive.total_creates(), n, "each record created once");
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!("first flow, {n} events, {concurrency} concurrent senders ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!("  ingest (webhook answered 200 after Kafka ack): {:>8.0} events/s  ({:.2} s)", rate(ingested), ingested.as_secs_f64());
+    println!("  end to end (webhook → Pipedrive person):      {:>8.0} events/s  ({:.2} s)", rate(end_to_end), end_to_end.as_secs_f64());
+}
