@@ -20,7 +20,11 @@ struct PrivateBroker {
 
 impl PrivateBroker {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap(), kafka_port: free_port(), controller_port: free_port() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            kafka_port: free_port(),
+            controller_port: free_port(),
+        }
     }
 
     fn bootstrap(&self) -> String {
@@ -58,7 +62,9 @@ async fn webhook_gets_503_while_kafka_is_down_and_flows_after_it_is_back() {
     broker.run("kafka-up");
 
     let dir = tempfile::tempdir().unwrap();
-    let pipedrive = PipedriveSandbox::start(PipedriveConfig::new("token")).await.unwrap();
+    let pipedrive = PipedriveSandbox::start(PipedriveConfig::new("token"))
+        .await
+        .unwrap();
     let prefix = unique_prefix("outage");
     let yaml = flow_yaml(&FlowSetup {
         prefix: &prefix,
@@ -70,13 +76,32 @@ async fn webhook_gets_503_while_kafka_is_down_and_flows_after_it_is_back() {
     });
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
-    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone()).await.unwrap();
-    switchboard_transformer::start(load(&yaml), shutdown.clone()).await.unwrap();
-    switchboard_sink::start(load(&yaml), shutdown.clone()).await.unwrap();
-    let shop = ShopifyWebhooks::new(format!("http://{}/webhooks/shop", ingest.addr), "outage-secret", "acme.myshopify.com", "2025-01").unwrap();
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    switchboard_transformer::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let shop = ShopifyWebhooks::new(
+        format!("http://{}/webhooks/shop", ingest.addr),
+        "outage-secret",
+        "acme.myshopify.com",
+        "2025-01",
+    )
+    .unwrap();
 
     let body = |id: u64, email: &str| {
-        serde_json::to_vec(&ShopifyWebhooks::customer_payload(id, email, "Kay", "Out", time::OffsetDateTime::now_utc())).unwrap()
+        serde_json::to_vec(&ShopifyWebhooks::customer_payload(
+            id,
+            email,
+            "Kay",
+            "Out",
+            time::OffsetDateTime::now_utc(),
+        ))
+        .unwrap()
     };
     // Before the outage: the path works (retrying while ingest prepares its topics).
     let before = body(9_100_000_000_000_000_001, "before@example.com");
@@ -84,12 +109,24 @@ async fn webhook_gets_503_while_kafka_is_down_and_flows_after_it_is_back() {
         eventually_status(&shop, &before, "wh-before", Duration::from_secs(60)).await,
         "accepted before the outage"
     );
-    assert!(eventually(Duration::from_secs(60), || pipedrive.person_by_email("before@example.com").is_some()).await);
+    assert!(
+        eventually(Duration::from_secs(60), || pipedrive
+            .person_by_email("before@example.com")
+            .is_some())
+        .await
+    );
 
     broker.run("kafka-down");
     let during = body(9_100_000_000_000_000_002, "during@example.com");
-    let response = shop.send("customers/create", &during, "wh-during").await.unwrap();
-    assert_eq!(response, StatusCode::SERVICE_UNAVAILABLE, "no 2xx without Kafka's ack");
+    let response = shop
+        .send("customers/create", &during, "wh-during")
+        .await
+        .unwrap();
+    assert_eq!(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no 2xx without Kafka's ack"
+    );
 
     broker.run("kafka-up");
     // The source redelivers the same webhook until it gets a 2xx, as Shopify does.
@@ -98,28 +135,49 @@ async fn webhook_gets_503_while_kafka_is_down_and_flows_after_it_is_back() {
         "the redelivery was accepted once Kafka was back"
     );
     assert!(
-        eventually(Duration::from_secs(90), || pipedrive.person_by_email("during@example.com").is_some()).await,
+        eventually(Duration::from_secs(90), || pipedrive
+            .person_by_email("during@example.com")
+            .is_some())
+        .await,
         "the redelivered webhook reached Pipedrive"
     );
     assert_eq!(pipedrive.creates_for_email("during@example.com"), 1);
 
-    let raw = read_topic(&broker.bootstrap(), &format!("{prefix}.raw.shop.customers"), 2, Duration::from_secs(10), Duration::from_secs(1));
-    let keys: Vec<_> = raw.iter().filter_map(|m| m.key()).map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+    let raw = read_topic(
+        &broker.bootstrap(),
+        &format!("{prefix}.raw.shop.customers"),
+        2,
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+    );
+    let keys: Vec<_> = raw
+        .iter()
+        .filter_map(|m| m.key())
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
     assert!(keys.contains(&"9100000000000000002".to_owned()), "{keys:?}");
 }
 
 /// Sends until the answer is 200, as a webhook source retries; every other answer must be
 /// a 503 (Kafka not there yet), never a 4xx.
-async fn eventually_status(shop: &ShopifyWebhooks, body: &[u8], webhook_id: &str, timeout: Duration) -> bool {
+async fn eventually_status(
+    shop: &ShopifyWebhooks,
+    body: &[u8],
+    webhook_id: &str,
+    timeout: Duration,
+) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         match shop.send("customers/create", body, webhook_id).await {
             Ok(StatusCode::OK) => return true,
-            Ok(status) => assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "only 503 while Kafka is unavailable"),
+            Ok(status) => assert_eq!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "only 503 while Kafka is unavailable"
+            ),
             Err(_) => {} // the 5 s client timeout of a Shopify delivery
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     false
 }
-

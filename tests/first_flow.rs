@@ -11,7 +11,13 @@ use switchboard_sandbox::{PipedriveConfig, ShopifyWebhooks, StatusCode};
 use switchboard_tests::*;
 
 fn customer(id: u64, email: &str) -> Vec<u8> {
-    let payload = ShopifyWebhooks::customer_payload(id, email, "Ada", "Lovelace", time::OffsetDateTime::now_utc());
+    let payload = ShopifyWebhooks::customer_payload(
+        id,
+        email,
+        "Ada",
+        "Lovelace",
+        time::OffsetDateTime::now_utc(),
+    );
     serde_json::to_vec(&payload).unwrap()
 }
 
@@ -23,11 +29,18 @@ async fn signed_webhook_becomes_exactly_one_person_with_mapped_fields() {
     world.start_sink().await;
 
     let id = 820_982_911_946_154_508u64; // above 2^53: must survive every hop unrounded
-    let status = shop.send("customers/create", &customer(id, "Ada@Example.com"), "wh-1").await.unwrap();
+    let status = shop
+        .send("customers/create", &customer(id, "Ada@Example.com"), "wh-1")
+        .await
+        .unwrap();
     assert_eq!(status, StatusCode::OK);
 
     assert!(
-        eventually(Duration::from_secs(60), || world.pipedrive.person_by_email("ada@example.com").is_some()).await,
+        eventually(Duration::from_secs(60), || world
+            .pipedrive
+            .person_by_email("ada@example.com")
+            .is_some())
+        .await,
         "the person reached Pipedrive"
     );
     let person = world.pipedrive.person_by_email("ada@example.com").unwrap();
@@ -35,14 +48,29 @@ async fn signed_webhook_becomes_exactly_one_person_with_mapped_fields() {
     assert_eq!(world.pipedrive.creates_for_email("ada@example.com"), 1);
     assert_eq!(world.pipedrive.persons().len(), 1);
 
-    let raw = read_topic(&kafka_bootstrap(), &world.raw_topic(), 1, Duration::from_secs(10), Duration::ZERO);
+    let raw = read_topic(
+        &kafka_bootstrap(),
+        &world.raw_topic(),
+        1,
+        Duration::from_secs(10),
+        Duration::ZERO,
+    );
     assert_eq!(raw.len(), 1);
     assert_eq!(raw[0].key(), Some(id.to_string().as_bytes()));
     assert_confluent_framed(&raw[0], "ChangeEvent").await;
 
-    let canonical = read_topic(&kafka_bootstrap(), &world.canonical_topic(), 1, Duration::from_secs(10), Duration::ZERO);
+    let canonical = read_topic(
+        &kafka_bootstrap(),
+        &world.canonical_topic(),
+        1,
+        Duration::from_secs(10),
+        Duration::ZERO,
+    );
     assert_eq!(canonical.len(), 1);
-    assert_eq!(canonical[0].key(), Some(canonical_id("shop", "customers", &id.to_string()).as_bytes()));
+    assert_eq!(
+        canonical[0].key(),
+        Some(canonical_id("shop", "customers", &id.to_string()).as_bytes())
+    );
     assert_confluent_framed(&canonical[0], "Contact").await;
 }
 
@@ -55,13 +83,33 @@ async fn the_same_webhook_delivered_three_times_gives_one_person() {
 
     let body = customer(706_405_506_930_370_084, "grace@example.com");
     for _ in 0..3 {
-        assert_eq!(shop.send("customers/update", &body, "wh-same").await.unwrap(), StatusCode::OK);
+        assert_eq!(
+            shop.send("customers/update", &body, "wh-same")
+                .await
+                .unwrap(),
+            StatusCode::OK
+        );
     }
     // Wait until the sink finished all three canonical records, then look at Pipedrive.
-    let canonical = read_topic(&kafka_bootstrap(), &world.canonical_topic(), 3, Duration::from_secs(60), Duration::ZERO);
-    assert_eq!(canonical.len(), 3, "each delivery is an event; the target deduplicates");
+    let canonical = read_topic(
+        &kafka_bootstrap(),
+        &world.canonical_topic(),
+        3,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    assert_eq!(
+        canonical.len(),
+        3,
+        "each delivery is an event; the target deduplicates"
+    );
     assert!(
-        eventually(Duration::from_secs(60), || group_caught_up(&kafka_bootstrap(), &world.sink_group(), &canonical)).await,
+        eventually(Duration::from_secs(60), || group_caught_up(
+            &kafka_bootstrap(),
+            &world.sink_group(),
+            &canonical
+        ))
+        .await,
         "the sink finished all three records"
     );
     assert_eq!(world.pipedrive.creates_for_email("grace@example.com"), 1);
@@ -77,9 +125,24 @@ async fn refused_deliveries_publish_nothing() {
 
     let good = customer(1_000_000_000_000_000_001, "good@example.com");
     let wrong = switchboard_sandbox::shopify::sign(b"not-the-secret", &good);
-    assert_eq!(shop.send_with_signature("customers/create", &good, "wh-bad", &wrong).await.unwrap(), StatusCode::UNAUTHORIZED);
-    assert_eq!(shop.send_with_signature("customers/create", &good, "wh-none", "").await.unwrap(), StatusCode::UNAUTHORIZED);
-    assert_eq!(shop.send("customers/create", b"{\"id\": 12, oops", "wh-malformed").await.unwrap(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        shop.send_with_signature("customers/create", &good, "wh-bad", &wrong)
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        shop.send_with_signature("customers/create", &good, "wh-none", "")
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        shop.send("customers/create", b"{\"id\": 12, oops", "wh-malformed")
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST
+    );
 
     let signed = |body: &[u8]| switchboard_sandbox::shopify::sign(SHOP_SECRET.as_bytes(), body);
     let text = http
@@ -93,7 +156,13 @@ async fn refused_deliveries_publish_nothing() {
         .unwrap();
     assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let huge = vec![b' '; 2 * 1024 * 1024];
-    let too_big = http.post(&url).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let too_big = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let unknown = http
         .post(url.replace("/webhooks/shop", "/webhooks/nope"))
@@ -105,8 +174,19 @@ async fn refused_deliveries_publish_nothing() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 
     // One good delivery last: once it is on the topic, anything refused before it would be too.
-    assert_eq!(shop.send("customers/create", &good, "wh-good").await.unwrap(), StatusCode::OK);
-    let raw = read_topic(&kafka_bootstrap(), &world.raw_topic(), 1, Duration::from_secs(10), Duration::from_secs(1));
+    assert_eq!(
+        shop.send("customers/create", &good, "wh-good")
+            .await
+            .unwrap(),
+        StatusCode::OK
+    );
+    let raw = read_topic(
+        &kafka_bootstrap(),
+        &world.raw_topic(),
+        1,
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+    );
     assert_eq!(raw.len(), 1, "only the good delivery was published");
     assert_eq!(raw[0].key(), Some(&b"1000000000000000001"[..]));
 }
@@ -122,7 +202,14 @@ async fn a_sink_killed_mid_stream_delivers_every_record_exactly_once_after_resta
     const N: u64 = 60;
     let emails: Vec<String> = (0..N).map(|i| format!("person{i}@example.com")).collect();
     for (i, email) in emails.iter().enumerate() {
-        let status = shop.send("customers/create", &customer(9_007_199_254_740_993 + i as u64, email), &format!("wh-{i}")).await.unwrap();
+        let status = shop
+            .send(
+                "customers/create",
+                &customer(9_007_199_254_740_993 + i as u64, email),
+                &format!("wh-{i}"),
+            )
+            .await
+            .unwrap();
         assert_eq!(status, StatusCode::OK);
     }
 
@@ -142,26 +229,49 @@ async fn a_sink_killed_mid_stream_delivers_every_record_exactly_once_after_resta
 
     let mut sink = spawn();
     assert!(
-        eventually(Duration::from_secs(90), || world.pipedrive.persons().len() >= 10).await,
+        eventually(Duration::from_secs(90), || world.pipedrive.persons().len()
+            >= 10)
+        .await,
         "the first sink made progress"
     );
     sink.kill().unwrap(); // SIGKILL: no drain, no final commit
     sink.wait().unwrap();
     let at_kill = world.pipedrive.persons().len();
-    assert!(at_kill < N as usize, "the sink was killed mid-stream ({at_kill} of {N} delivered)");
+    assert!(
+        at_kill < N as usize,
+        "the sink was killed mid-stream ({at_kill} of {N} delivered)"
+    );
 
     let mut sink = spawn();
-    let all_there = eventually(Duration::from_secs(120), || world.pipedrive.persons().len() >= N as usize).await;
-    let canonical = read_topic(&kafka_bootstrap(), &world.canonical_topic(), N as usize, Duration::from_secs(30), Duration::ZERO);
+    let all_there = eventually(Duration::from_secs(120), || {
+        world.pipedrive.persons().len() >= N as usize
+    })
+    .await;
+    let canonical = read_topic(
+        &kafka_bootstrap(),
+        &world.canonical_topic(),
+        N as usize,
+        Duration::from_secs(30),
+        Duration::ZERO,
+    );
     assert_eq!(canonical.len(), N as usize);
-    let finished =
-        eventually(Duration::from_secs(60), || group_caught_up(&kafka_bootstrap(), &world.sink_group(), &canonical)).await;
+    let finished = eventually(Duration::from_secs(60), || {
+        group_caught_up(&kafka_bootstrap(), &world.sink_group(), &canonical)
+    })
+    .await;
     sink.kill().unwrap();
     sink.wait().unwrap();
-    assert!(all_there && finished, "every record was delivered after the restart");
+    assert!(
+        all_there && finished,
+        "every record was delivered after the restart"
+    );
 
     for email in &emails {
-        assert_eq!(world.pipedrive.creates_for_email(email), 1, "{email} created exactly once");
+        assert_eq!(
+            world.pipedrive.creates_for_email(email),
+            1,
+            "{email} created exactly once"
+        );
     }
     assert_eq!(world.pipedrive.total_creates(), N as usize);
     assert_eq!(world.pipedrive.persons().len(), N as usize);

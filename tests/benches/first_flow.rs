@@ -15,8 +15,14 @@ use switchboard_tests::*;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let n: usize = std::env::var("SB_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let concurrency: usize = std::env::var("SB_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let n: usize = std::env::var("SB_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let concurrency: usize = std::env::var("SB_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
     let unthrottled = PipedriveConfig {
         burst_limit: 1_000_000,
         search_burst_limit: 1_000_000,
@@ -43,7 +49,10 @@ async fn main() {
                     time::OffsetDateTime::now_utc(),
                 );
                 let body = serde_json::to_vec(&payload).unwrap();
-                let status = shop.send("customers/create", &body, &format!("wh-{i}")).await.unwrap();
+                let status = shop
+                    .send("customers/create", &body, &format!("wh-{i}"))
+                    .await
+                    .unwrap();
                 assert_eq!(status, StatusCode::OK);
                 i += concurrency;
             }
@@ -53,13 +62,35 @@ async fn main() {
         s.await.unwrap();
     }
     let ingested = start.elapsed();
-    let done = eventually(Duration::from_secs(600), || world.pipedrive.persons().len() >= n).await;
+    let done = eventually(Duration::from_secs(600), || {
+        world.pipedrive.persons().len() >= n
+    })
+    .await;
     let end_to_end = start.elapsed();
     assert!(done, "all {n} persons arrived");
-    assert_eq!(world.pipedrive.total_creates(), n, "each record created once");
+    assert_eq!(
+        world.pipedrive.total_creates(),
+        n,
+        "each record created once"
+    );
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    println!("first flow, {n} events, {concurrency} concurrent senders ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
-    println!("  ingest (webhook answered 200 after Kafka ack): {:>8.0} events/s  ({:.2} s)", rate(ingested), ingested.as_secs_f64());
-    println!("  end to end (webhook → Pipedrive person):      {:>8.0} events/s  ({:.2} s)", rate(end_to_end), end_to_end.as_secs_f64());
+    println!(
+        "first flow, {n} events, {concurrency} concurrent senders ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!(
+        "  ingest (webhook answered 200 after Kafka ack): {:>8.0} events/s  ({:.2} s)",
+        rate(ingested),
+        ingested.as_secs_f64()
+    );
+    println!(
+        "  end to end (webhook → Pipedrive person):      {:>8.0} events/s  ({:.2} s)",
+        rate(end_to_end),
+        end_to_end.as_secs_f64()
+    );
 }

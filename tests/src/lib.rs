@@ -26,18 +26,25 @@ pub fn kafka_bootstrap() -> String {
 
 /// Registry used by the tests.
 pub fn registry_url() -> String {
-    std::env::var("SB_TEST_REGISTRY").unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_owned())
+    std::env::var("SB_TEST_REGISTRY")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_owned())
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Test logs go through the test writer, so they show only for failing tests.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// Starts the shared stack with `scripts/stack.sh up` unless it already answers.
@@ -79,7 +86,11 @@ pub fn unique_prefix(test: &str) -> String {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Writes a secret file and returns its `${file:…}` reference.
@@ -157,7 +168,13 @@ pub fn load(yaml: &str) -> Config {
 
 /// Every committed record of `topic`, read from the beginning until `expected` records were
 /// seen or `timeout` passed, then for a further `settle` to catch extra (duplicate) records.
-pub fn read_topic(bootstrap: &str, topic: &str, expected: usize, timeout: Duration, settle: Duration) -> Vec<OwnedMessage> {
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    settle: Duration,
+) -> Vec<OwnedMessage> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("reader-{}", unique_prefix("r")))
@@ -170,7 +187,9 @@ pub fn read_topic(bootstrap: &str, topic: &str, expected: usize, timeout: Durati
         .unwrap();
     let mut assignment = TopicPartitionList::new();
     for p in metadata.topics()[0].partitions() {
-        assignment.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut records = Vec::new();
@@ -243,10 +262,17 @@ pub async fn assert_confluent_framed(record: &OwnedMessage, record_name: &str) -
     let id = switchboard_core::avro::schema_id(bytes).expect("framed");
     let url = format!("{}/schemas/ids/{id}", registry_url());
     let response = reqwest::get(&url).await.unwrap();
-    assert!(response.status().is_success(), "schema {id} does not resolve: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "schema {id} does not resolve: {}",
+        response.status()
+    );
     let body: serde_json::Value = response.json().await.unwrap();
     let schema = body["schema"].as_str().unwrap();
-    assert!(schema.contains(&format!("\"{record_name}\"")), "schema {id} is not {record_name}: {schema}");
+    assert!(
+        schema.contains(&format!("\"{record_name}\"")),
+        "schema {id} is not {record_name}: {schema}"
+    );
     id
 }
 
@@ -256,10 +282,22 @@ pub fn service_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["build", "-q", "-p", package, "--bin", bin, "--message-format=json"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json",
+        ])
         .output()
         .expect("run cargo build");
-    assert!(output.status.success(), "cargo build {bin} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "cargo build {bin} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -300,22 +338,34 @@ impl World {
             crm_token_ref: &secret_ref(dir.path(), "crm", CRM_TOKEN),
             ack_timeout_ms: 4000,
         });
-        Self { prefix, yaml, pipedrive, _dir: dir, shutdown: CancellationToken::new() }
+        Self {
+            prefix,
+            yaml,
+            pipedrive,
+            _dir: dir,
+            shutdown: CancellationToken::new(),
+        }
     }
 
     pub async fn start_ingest(&self) -> ShopifyWebhooks {
-        let started = switchboard_ingest_webhook::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
+        let started = switchboard_ingest_webhook::start(load(&self.yaml), self.shutdown.clone())
+            .await
+            .unwrap();
         let url = format!("http://{}/webhooks/shop", started.addr);
         wait_ready(started.addr).await;
         ShopifyWebhooks::new(url, SHOP_SECRET, "acme.myshopify.com", "2025-01").unwrap()
     }
 
     pub async fn start_transformer(&self) {
-        switchboard_transformer::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
+        switchboard_transformer::start(load(&self.yaml), self.shutdown.clone())
+            .await
+            .unwrap();
     }
 
     pub async fn start_sink(&self) {
-        switchboard_sink::start(load(&self.yaml), self.shutdown.clone()).await.unwrap();
+        switchboard_sink::start(load(&self.yaml), self.shutdown.clone())
+            .await
+            .unwrap();
     }
 
     pub fn raw_topic(&self) -> String {
@@ -341,12 +391,16 @@ pub async fn wait_ready(addr: std::net::SocketAddr) {
     let url = format!("http://{addr}/readyz");
     let ready = async {
         loop {
-            if reqwest::get(&url).await.is_ok_and(|r| r.status().is_success()) {
+            if reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), ready).await.expect("ingest became ready");
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .expect("ingest became ready");
 }
-

@@ -59,7 +59,10 @@ pub async fn check(what: &str, response: Response) -> Result<Response, Classifie
     let retry_after = retry_hint(&response);
     let mut body = response.text().await.unwrap_or_default();
     if body.len() > MAX_BODY {
-        let cut = (0..=MAX_BODY).rev().find(|&i| body.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=MAX_BODY)
+            .rev()
+            .find(|&i| body.is_char_boundary(i))
+            .unwrap_or(0);
         body.truncate(cut);
         body.push('…');
     }
@@ -86,7 +89,10 @@ mod tests {
 
     #[test]
     fn statuses_map_to_routes() {
-        assert_eq!(class_of(StatusCode::TOO_MANY_REQUESTS), ErrorClass::RateLimit);
+        assert_eq!(
+            class_of(StatusCode::TOO_MANY_REQUESTS),
+            ErrorClass::RateLimit
+        );
         assert_eq!(class_of(StatusCode::UNAUTHORIZED), ErrorClass::Auth);
         assert_eq!(class_of(StatusCode::CONFLICT), ErrorClass::Conflict);
         assert_eq!(class_of(StatusCode::BAD_GATEWAY), ErrorClass::Transient);

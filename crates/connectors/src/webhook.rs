@@ -46,7 +46,7 @@ impl WebhookError {
 
 /// Parses RFC 3339 / ISO-8601 (with offset) into epoch milliseconds.
 pub fn rfc3339_millis(value: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let t =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }

@@ -327,7 +327,10 @@ impl Config {
             ));
         }
         if !is_name(entity) {
-            return Err(ConfigError::invalid(key, "the entity uses letters, digits, '-' or '_'"));
+            return Err(ConfigError::invalid(
+                key,
+                "the entity uses letters, digits, '-' or '_'",
+            ));
         }
         Ok(())
     }
@@ -348,7 +351,8 @@ fn is_name(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    const BASE: &str = "kafka: {bootstrap_servers: '127.0.0.1:9092'}\nregistry: {url: 'http://r'}\n";
+    const BASE: &str =
+        "kafka: {bootstrap_servers: '127.0.0.1:9092'}\nregistry: {url: 'http://r'}\n";
 
     #[test]
     fn minimal_config_gets_defaults() {
@@ -359,7 +363,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_yaml(&format!("{BASE}ingest: {{lisen: '1.2.3.4:1'}}\n")).unwrap_err();
+        let err =
+            Config::from_yaml(&format!("{BASE}ingest: {{lisen: '1.2.3.4:1'}}\n")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("lisen"), "{text}");
     }
@@ -378,7 +383,9 @@ mod tests {
 
     #[test]
     fn connection_settings_are_kept_for_the_connectors() {
-        let yaml = format!("{BASE}connections:\n  shop: {{type: shopify, shop_domain: a.myshopify.com}}\n");
+        let yaml = format!(
+            "{BASE}connections:\n  shop: {{type: shopify, shop_domain: a.myshopify.com}}\n"
+        );
         let config = Config::from_yaml(&yaml).unwrap();
         let shop = &config.connections["shop"];
         assert_eq!(shop.kind, "shopify");

@@ -42,7 +42,10 @@ pub fn producer(
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "zstd")
-        .set("message.timeout.ms", delivery_timeout.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        )
         .create()
 }
 
@@ -124,7 +127,10 @@ impl TopicSpec {
 }
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
-pub async fn ensure_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), ClassifiedError> {
+pub async fn ensure_topics(
+    kafka: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<(), ClassifiedError> {
     let admin: AdminClient<DefaultClientContext> = client_config(kafka)
         .create()
         .map_err(|e| kafka_error("admin client", &e))?;

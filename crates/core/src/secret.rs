@@ -115,6 +115,9 @@ mod tests {
     #[test]
     fn missing_env_names_the_variable_not_a_value() {
         let err = Secret::resolve("${env:SB_TEST_SURELY_UNSET_VAR}").unwrap_err();
-        assert_eq!(err.to_string(), "environment variable SB_TEST_SURELY_UNSET_VAR is not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable SB_TEST_SURELY_UNSET_VAR is not set"
+        );
     }
 }

@@ -97,7 +97,12 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let Some(connection) = app.connections.get(&connection_name) else {
-        return reject(&connection_name, StatusCode::NOT_FOUND, "unknown_connection", "unknown connection");
+        return reject(
+            &connection_name,
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+            "unknown connection",
+        );
     };
     if !is_json(&headers) {
         return reject(
@@ -134,7 +139,12 @@ async fn receive(
         }
         Err(e) if e.class == ErrorClass::Data => {
             tracing::error!(connection = %connection_name, error = %e, "webhook could not be encoded");
-            reject(&connection_name, StatusCode::BAD_REQUEST, "encoding", &e.message)
+            reject(
+                &connection_name,
+                StatusCode::BAD_REQUEST,
+                "encoding",
+                &e.message,
+            )
         }
         Err(e) => {
             tracing::warn!(connection = %connection_name, error = %e, "Kafka did not acknowledge; answering 503");
@@ -152,9 +162,15 @@ async fn receive(
     }
 }
 
-fn verify(connection: &Connection, headers: &HeaderMap, body: &[u8]) -> Result<Received, WebhookError> {
+fn verify(
+    connection: &Connection,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Received, WebhookError> {
     match connection {
-        Connection::Shopify(shop) => switchboard_connectors::shopify::webhook::receive(shop, headers, body),
+        Connection::Shopify(shop) => {
+            switchboard_connectors::shopify::webhook::receive(shop, headers, body)
+        }
         Connection::Pipedrive(_) => Err(WebhookError::NotAccepted),
     }
 }
@@ -170,6 +186,15 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn reject(connection: &str, status: StatusCode, reason: &'static str, message: &str) -> Response {
     metrics::counter!("switchboard_webhooks_rejected_total", "connection" => connection.to_owned(), "reason" => reason)
         .increment(1);
-    tracing::info!(connection, status = status.as_u16(), reason, "webhook rejected");
-    (status, axum::Json(serde_json::json!({"error": message, "reason": reason}))).into_response()
+    tracing::info!(
+        connection,
+        status = status.as_u16(),
+        reason,
+        "webhook rejected"
+    );
+    (
+        status,
+        axum::Json(serde_json::json!({"error": message, "reason": reason})),
+    )
+        .into_response()
 }

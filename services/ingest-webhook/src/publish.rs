@@ -41,7 +41,9 @@ impl Publisher {
             .flat_map(|(name, _)| {
                 shopify::WEBHOOK_ENTITIES
                     .iter()
-                    .map(|entity| TopicSpec::new(topics.raw(name, entity), Cleanup::Delete(RAW_RETENTION)))
+                    .map(|entity| {
+                        TopicSpec::new(topics.raw(name, entity), Cleanup::Delete(RAW_RETENTION))
+                    })
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -103,7 +105,10 @@ impl Publisher {
             payload: payload.to_owned(),
         };
         let topic = self.topics.raw(connection, &event.entity);
-        let value = self.codec.encode(&topic, CHANGE_EVENT_SCHEMA, &event).await?;
+        let value = self
+            .codec
+            .encode(&topic, CHANGE_EVENT_SCHEMA, &event)
+            .await?;
         let headers = OwnedHeaders::new().insert(Header {
             key: "sb.event.id",
             value: Some(event.event_id.as_str()),
@@ -125,7 +130,10 @@ impl Publisher {
                 Ok(event.event_id)
             }
             Ok(Err((e, _))) => Err(kafka::kafka_error("produce", &e)),
-            Err(_) => Err(ClassifiedError::new(ErrorClass::Transient, "kafka produce timed out")),
+            Err(_) => Err(ClassifiedError::new(
+                ErrorClass::Transient,
+                "kafka produce timed out",
+            )),
         }
     }
 
@@ -137,5 +145,6 @@ impl Publisher {
 }
 
 fn now_millis() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }

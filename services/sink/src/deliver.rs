@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::Rng;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use switchboard_core::avro::AvroCodec;
@@ -32,7 +32,11 @@ impl Routes {
             .flat_map(|flow| {
                 flow.sinks.iter().filter_map(move |sink| {
                     let (connection, _) = sink.target.split_once('.')?;
-                    Some((flow.from.clone(), topics.canonical(&flow.to), connection.to_owned()))
+                    Some((
+                        flow.from.clone(),
+                        topics.canonical(&flow.to),
+                        connection.to_owned(),
+                    ))
                 })
             })
             .collect();
@@ -47,7 +51,12 @@ impl Routes {
     }
 
     pub(crate) fn input_topics(&self, target: &str) -> Vec<String> {
-        let mut topics: Vec<String> = self.routes.iter().filter(|r| r.2 == target).map(|r| r.1.clone()).collect();
+        let mut topics: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|r| r.2 == target)
+            .map(|r| r.1.clone())
+            .collect();
         topics.sort();
         topics.dedup();
         topics
@@ -57,7 +66,10 @@ impl Routes {
     /// to the connection it came from (echo suppression).
     fn wants(&self, target: &str, topic: &str, source: &str) -> bool {
         source.split_once('.').map(|(c, _)| c) != Some(target)
-            && self.routes.iter().any(|(from, t, to)| from == source && t == topic && to == target)
+            && self
+                .routes
+                .iter()
+                .any(|(from, t, to)| from == source && t == topic && to == target)
     }
 }
 
@@ -131,7 +143,11 @@ impl Delivery {
         Ok(())
     }
 
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> anyhow::Result<Done> {
+    async fn handle(
+        &self,
+        message: &BorrowedMessage<'_>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Done> {
         let mut attempts = 0u32;
         let mut first_failure: Option<String> = None;
         loop {
@@ -172,7 +188,10 @@ impl Delivery {
             .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "record has no value"))?;
         let contact: Contact = self.codec.decode(bytes).await?;
         let source = format!("{}.{}", contact.source_connection, contact.source_entity);
-        if !self.routes.wants(&self.connection, message.topic(), &source) {
+        if !self
+            .routes
+            .wants(&self.connection, message.topic(), &source)
+        {
             return Ok(());
         }
         let outcome = self.target.upsert_contact(&contact).await?;
@@ -192,7 +211,7 @@ impl Delivery {
     ) -> anyhow::Result<()> {
         tracing::warn!(connection = %self.connection, topic = message.topic(), offset = message.offset(), error_class = %error.class, error = %error.message, "dead-lettering record");
         metrics::counter!("switchboard_dead_letters_total", "stage" => self.connection.clone(), "error_class" => error.class.as_str()).increment(1);
-        let original = message.headers().map(|h| h.detach()).unwrap_or_else(OwnedHeaders::new);
+        let original = message.headers().map(|h| h.detach()).unwrap_or_default();
         let headers = ErrorHeaders {
             error,
             stage: &self.connection,
@@ -220,8 +239,12 @@ impl Delivery {
 
 /// Exponential backoff with jitter: between half and all of 200 ms × 2^(n−1), capped.
 fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let ceiling = Duration::from_millis(200).saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(cap);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+    let ceiling = Duration::from_millis(200)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(cap);
+    let millis = u64::try_from(ceiling.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
 }
 

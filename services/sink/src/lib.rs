@@ -61,13 +61,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         })?;
         let target = match connection {
             Connection::Pipedrive(p) => target::Target::pipedrive(p.clone())?,
-            Connection::Shopify(_) => anyhow::bail!("connection `{name}` (shopify) cannot be a sink target yet"),
+            Connection::Shopify(_) => {
+                anyhow::bail!("connection `{name}` (shopify) cannot be a sink target yet")
+            }
         };
         let input_topics = routes.input_topics(name);
         specs.extend(input_topics.iter().map(|t| {
-            TopicSpec::new(t.clone(), Cleanup::CompactDelete(Duration::from_secs(30 * 24 * 3600)))
+            TopicSpec::new(
+                t.clone(),
+                Cleanup::CompactDelete(Duration::from_secs(30 * 24 * 3600)),
+            )
         }));
-        specs.push(TopicSpec::new(topics.dlq(name), Cleanup::Delete(Duration::from_secs(30 * 24 * 3600))));
+        specs.push(TopicSpec::new(
+            topics.dlq(name),
+            Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
+        ));
         loops.push((name.clone(), target, input_topics));
     }
     specs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -77,7 +85,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .with_context(|| format!("bind sink.admin_listen {}", config.sink.admin_listen))?;
     let health = Arc::new(Health::default());
-    let admin = tokio::spawn(telemetry::serve(listener, telemetry::admin_router(health.clone()), shutdown.clone()));
+    let admin = tokio::spawn(telemetry::serve(
+        listener,
+        telemetry::admin_router(health.clone()),
+        shutdown.clone(),
+    ));
     let routes = Arc::new(routes);
 
     let task = tokio::spawn(async move {
@@ -85,9 +97,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             kafka::ensure_topics(&config.kafka, &specs).await?;
             let mut running = BTreeMap::new();
             for (name, target, input_topics) in loops {
-                let delivery = deliver::Delivery::new(&config, &topics, &name, target, routes.clone(), &input_topics)?;
+                let delivery = deliver::Delivery::new(
+                    &config,
+                    &topics,
+                    &name,
+                    target,
+                    routes.clone(),
+                    &input_topics,
+                )?;
                 let token = shutdown.clone();
-                running.insert(name, tokio::spawn(async move { delivery.run(&token).await }));
+                running.insert(
+                    name,
+                    tokio::spawn(async move { delivery.run(&token).await }),
+                );
             }
             health.set_ready(true);
             tracing::info!(connections = ?running.keys().collect::<Vec<_>>(), "sink ready");

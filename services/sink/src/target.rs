@@ -40,22 +40,35 @@ impl Target {
 
     /// Writes a contact: look it up by e-mail first, then update or create. A redelivered
     /// record therefore updates the person it created the first time.
-    pub(crate) async fn upsert_contact(&self, contact: &Contact) -> Result<Outcome, ClassifiedError> {
+    pub(crate) async fn upsert_contact(
+        &self,
+        contact: &Contact,
+    ) -> Result<Outcome, ClassifiedError> {
         match self {
             Self::Pipedrive(client) => {
                 if contact.deleted {
                     return Ok(Outcome::Skipped);
                 }
-                let email = contact.email.as_deref().filter(|e| !e.is_empty()).ok_or_else(|| {
-                    ClassifiedError::new(
-                        ErrorClass::Data,
-                        "contact has no e-mail, the natural key persons are matched on",
-                    )
-                })?;
+                let email = contact
+                    .email
+                    .as_deref()
+                    .filter(|e| !e.is_empty())
+                    .ok_or_else(|| {
+                        ClassifiedError::new(
+                            ErrorClass::Data,
+                            "contact has no e-mail, the natural key persons are matched on",
+                        )
+                    })?;
                 let person = PersonInput::from_contact(contact);
                 match client.find_person_by_email(email).await? {
-                    Some(id) => client.update_person(id, &person).await.map(|()| Outcome::Updated),
-                    None => client.create_person(&person).await.map(|_| Outcome::Created),
+                    Some(id) => client
+                        .update_person(id, &person)
+                        .await
+                        .map(|()| Outcome::Updated),
+                    None => client
+                        .create_person(&person)
+                        .await
+                        .map(|_| Outcome::Created),
                 }
             }
         }

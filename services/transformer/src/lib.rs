@@ -54,11 +54,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         if !CANONICAL_ENTITIES.contains(&flow.to.as_str()) {
             return Err(switchboard_core::config::ConfigError::invalid(
                 format!("flows[{i}].to"),
-                format!("canonical entity `{}` is not known; use one of {CANONICAL_ENTITIES:?}", flow.to),
+                format!(
+                    "canonical entity `{}` is not known; use one of {CANONICAL_ENTITIES:?}",
+                    flow.to
+                ),
             )
             .into());
         }
-        let (connection, entity) = flow.from.split_once('.').context("flow.from was validated")?;
+        let (connection, entity) = flow
+            .from
+            .split_once('.')
+            .context("flow.from was validated")?;
         let mapping = Mapping::load(&config.transformer.mappings_dir, &flow.mapping)
             .with_context(|| format!("flow `{}` refuses to start", flow.name))?;
         flows.insert(
@@ -73,20 +79,38 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let (listener, _) = telemetry::bind(config.transformer.admin_listen)
         .await
-        .with_context(|| format!("bind transformer.admin_listen {}", config.transformer.admin_listen))?;
+        .with_context(|| {
+            format!(
+                "bind transformer.admin_listen {}",
+                config.transformer.admin_listen
+            )
+        })?;
     let health = Arc::new(Health::default());
-    let admin = tokio::spawn(telemetry::serve(listener, telemetry::admin_router(health.clone()), shutdown.clone()));
+    let admin = tokio::spawn(telemetry::serve(
+        listener,
+        telemetry::admin_router(health.clone()),
+        shutdown.clone(),
+    ));
 
     let mut specs: Vec<TopicSpec> = flows
         .keys()
-        .map(|t| TopicSpec::new(t.clone(), Cleanup::Delete(Duration::from_secs(7 * 24 * 3600))))
+        .map(|t| {
+            TopicSpec::new(
+                t.clone(),
+                Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
+            )
+        })
         .collect();
-    specs.extend(
-        flows
-            .values()
-            .map(|f| TopicSpec::new(f.output_topic.clone(), Cleanup::CompactDelete(Duration::from_secs(30 * 24 * 3600)))),
-    );
-    specs.push(TopicSpec::new(topics.dlq("transformer"), Cleanup::Delete(Duration::from_secs(30 * 24 * 3600))));
+    specs.extend(flows.values().map(|f| {
+        TopicSpec::new(
+            f.output_topic.clone(),
+            Cleanup::CompactDelete(Duration::from_secs(30 * 24 * 3600)),
+        )
+    }));
+    specs.push(TopicSpec::new(
+        topics.dlq("transformer"),
+        Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
+    ));
     specs.dedup_by(|a, b| a.name == b.name);
 
     let task = tokio::spawn(async move {

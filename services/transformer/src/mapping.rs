@@ -61,14 +61,38 @@ impl Mapping {
             reason,
         };
         let arena = Arena::default();
-        let loader = Loader::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()));
+        let loader = Loader::new(
+            jaq_core::defs()
+                .chain(jaq_std::defs())
+                .chain(jaq_json::defs()),
+        );
         let modules = loader
-            .load(&arena, File { code: code.as_str(), path: () })
-            .map_err(|errs| compile_error(format!("{:?}", errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>())))?;
+            .load(
+                &arena,
+                File {
+                    code: code.as_str(),
+                    path: (),
+                },
+            )
+            .map_err(|errs| {
+                compile_error(format!(
+                    "{:?}",
+                    errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+                ))
+            })?;
         let filter = Compiler::default()
-            .with_funs(jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()))
+            .with_funs(
+                jaq_core::funs()
+                    .chain(jaq_std::funs())
+                    .chain(jaq_json::funs()),
+            )
             .compile(modules)
-            .map_err(|errs| compile_error(format!("{:?}", errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>())))?;
+            .map_err(|errs| {
+                compile_error(format!(
+                    "{:?}",
+                    errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+                ))
+            })?;
         Ok(Self {
             name: name.to_owned(),
             filter,
@@ -82,7 +106,9 @@ impl Mapping {
 
     /// Runs the mapping on a JSON document; it must yield exactly one value.
     pub fn apply(&self, input: &str) -> Result<serde_json::Value, ClassifiedError> {
-        let data_error = |m: String| ClassifiedError::new(ErrorClass::Data, format!("mapping {}: {m}", self.name));
+        let data_error = |m: String| {
+            ClassifiedError::new(ErrorClass::Data, format!("mapping {}: {m}", self.name))
+        };
         let input = jaq_json::read::parse_single(input.as_bytes())
             .map_err(|e| data_error(format!("payload is not JSON: {e:?}")))?;
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
@@ -95,7 +121,8 @@ impl Mapping {
         if outputs.next().is_some() {
             return Err(data_error("produced more than one output".into()));
         }
-        serde_json::from_str(&first.to_string()).map_err(|e| data_error(format!("output is not JSON: {e}")))
+        serde_json::from_str(&first.to_string())
+            .map_err(|e| data_error(format!("output is not JSON: {e}")))
     }
 }
 
@@ -132,7 +159,10 @@ mod tests {
         let dir = tempfile_dir();
         std::fs::write(dir.join("two.v1.jq"), ".a, .b").unwrap();
         let mapping = Mapping::load(&dir, "two.v1").unwrap();
-        assert_eq!(mapping.apply(r#"{"a":1,"b":2}"#).unwrap_err().class, ErrorClass::Data);
+        assert_eq!(
+            mapping.apply(r#"{"a":1,"b":2}"#).unwrap_err().class,
+            ErrorClass::Data
+        );
     }
 
     fn tempfile_dir() -> PathBuf {

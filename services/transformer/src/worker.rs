@@ -52,10 +52,15 @@ struct ContactFields {
 }
 
 impl Worker {
-    pub(crate) fn new(config: &Config, topics: Topics, flows: HashMap<String, Flow>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        config: &Config,
+        topics: Topics,
+        flows: HashMap<String, Flow>,
+    ) -> anyhow::Result<Self> {
         let group = topics.transformer_group();
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
-        let producer = kafka::transactional_producer(&config.kafka, &format!("{group}.{instance}"))?;
+        let producer =
+            kafka::transactional_producer(&config.kafka, &format!("{group}.{instance}"))?;
         // Fences a previous incarnation with the same transactional ID and aborts what it
         // left open.
         tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))?;
@@ -126,10 +131,14 @@ impl Worker {
         }
         self.producer.begin_transaction()?;
         if let Err(e) = self.produce_and_commit(&outputs, batch) {
-            if let Err(abort) = tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT)) {
+            if let Err(abort) =
+                tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT))
+            {
                 // A producer that can neither commit nor abort is fenced or broken: stop,
                 // and let the restarted instance resume from the committed offsets.
-                return Err(anyhow::anyhow!("transaction failed ({e}) and could not be aborted: {abort}"));
+                return Err(anyhow::anyhow!(
+                    "transaction failed ({e}) and could not be aborted: {abort}"
+                ));
             }
             return Err(e);
         }
@@ -154,7 +163,8 @@ impl Worker {
             .group_metadata()
             .ok_or_else(|| anyhow::anyhow!("consumer has no group metadata"))?;
         tokio::task::block_in_place(|| -> anyhow::Result<()> {
-            self.producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+            self.producer
+                .send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
             self.producer.commit_transaction(TXN_TIMEOUT)?;
             Ok(())
         })
@@ -162,7 +172,10 @@ impl Worker {
 
     async fn transform(&self, message: &OwnedMessage) -> Result<Output, ClassifiedError> {
         let flow = self.flows.get(message.topic()).ok_or_else(|| {
-            ClassifiedError::new(ErrorClass::Data, format!("no flow reads {}", message.topic()))
+            ClassifiedError::new(
+                ErrorClass::Data,
+                format!("no flow reads {}", message.topic()),
+            )
         })?;
         let bytes = message
             .payload()
@@ -170,7 +183,10 @@ impl Worker {
         let event: ChangeEvent = self.codec.decode(bytes).await?;
         let fields: ContactFields = serde_json::from_value(flow.mapping.apply(&event.payload)?)
             .map_err(|e| {
-                ClassifiedError::new(ErrorClass::Data, format!("mapping {} output: {e}", flow.mapping.name()))
+                ClassifiedError::new(
+                    ErrorClass::Data,
+                    format!("mapping {} output: {e}", flow.mapping.name()),
+                )
             })?;
         let contact = Contact {
             id: canonical_id(&event.connection, &event.entity, &event.record_id),
@@ -186,10 +202,19 @@ impl Worker {
             source_event_id: event.event_id,
             mapping: flow.mapping.name().to_owned(),
         };
-        let value = self.codec.encode(&flow.output_topic, CONTACT_V1_SCHEMA, &contact).await?;
+        let value = self
+            .codec
+            .encode(&flow.output_topic, CONTACT_V1_SCHEMA, &contact)
+            .await?;
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "sb.event.id", value: Some(contact.source_event_id.as_str()) })
-            .insert(Header { key: "sb.flow", value: Some(flow.name.as_str()) });
+            .insert(Header {
+                key: "sb.event.id",
+                value: Some(contact.source_event_id.as_str()),
+            })
+            .insert(Header {
+                key: "sb.flow",
+                value: Some(flow.name.as_str()),
+            });
         tracing::debug!(flow = %flow.name, record_id = %contact.source_id, event_id = %contact.source_event_id, "mapped");
         Ok(Output {
             topic: flow.output_topic.clone(),
@@ -206,7 +231,7 @@ impl Worker {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let original = message.headers().map(|h| h.clone()).unwrap_or_default();
+        let original = message.headers().cloned().unwrap_or_default();
         let headers = ErrorHeaders {
             error,
             stage: "transformer",
@@ -219,7 +244,10 @@ impl Worker {
         .apply(original);
         Output {
             topic: self.dlq_topic.clone(),
-            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
             value: message.payload().unwrap_or_default().to_vec(),
             headers,
         }
@@ -229,10 +257,17 @@ impl Worker {
     fn rewind(&self, batch: &[OwnedMessage]) {
         let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for m in batch {
-            first.entry((m.topic(), m.partition())).or_insert(m.offset());
+            first
+                .entry((m.topic(), m.partition()))
+                .or_insert(m.offset());
         }
         for ((topic, partition), offset) in first {
-            if let Err(e) = self.consumer.seek(topic, partition, Offset::Offset(offset), Timeout::After(TXN_TIMEOUT)) {
+            if let Err(e) = self.consumer.seek(
+                topic,
+                partition,
+                Offset::Offset(offset),
+                Timeout::After(TXN_TIMEOUT),
+            ) {
                 // The partition may have been revoked meanwhile; its new owner starts from
                 // the last committed offset, which is the same place.
                 tracing::warn!(topic, partition, error = %e, "rewind failed");

@@ -81,7 +81,11 @@ impl PipedriveClient {
     }
 
     /// Updates person `id`.
-    pub async fn update_person(&self, id: u64, person: &PersonInput) -> Result<(), ClassifiedError> {
+    pub async fn update_person(
+        &self,
+        id: u64,
+        person: &PersonInput,
+    ) -> Result<(), ClassifiedError> {
         let response = self
             .request(reqwest::Method::PATCH, &format!("/api/v2/persons/{id}"))
             .json(person)

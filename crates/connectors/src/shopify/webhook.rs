@@ -32,13 +32,13 @@ pub fn receive(
         return Err(WebhookError::Unauthorized);
     }
 
-    if let Some(domain) = header(headers, "x-shopify-shop-domain") {
-        if !domain.eq_ignore_ascii_case(&connection.shop_domain) {
-            return Err(WebhookError::Malformed(format!(
-                "delivery is for shop {domain}, this connection is {}",
-                connection.shop_domain
-            )));
-        }
+    if let Some(domain) = header(headers, "x-shopify-shop-domain")
+        && !domain.eq_ignore_ascii_case(&connection.shop_domain)
+    {
+        return Err(WebhookError::Malformed(format!(
+            "delivery is for shop {domain}, this connection is {}",
+            connection.shop_domain
+        )));
     }
     let topic = header(headers, "x-shopify-topic")
         .ok_or_else(|| WebhookError::Malformed("X-Shopify-Topic header missing".into()))?;
@@ -56,8 +56,9 @@ pub fn receive(
         entity: entity.to_owned(),
         record_id,
         operation,
-        source_timestamp: model::updated_at_millis(&payload)
-            .or_else(|| header(headers, "x-shopify-triggered-at").and_then(crate::webhook::rfc3339_millis)),
+        source_timestamp: model::updated_at_millis(&payload).or_else(|| {
+            header(headers, "x-shopify-triggered-at").and_then(crate::webhook::rfc3339_millis)
+        }),
         api_version: header(headers, "x-shopify-api-version").map(str::to_owned),
         delivery_id: header(headers, "x-shopify-webhook-id").map(str::to_owned),
     })
@@ -75,8 +76,14 @@ fn parse_topic(topic: &str) -> Result<(&str, Operation), WebhookError> {
     }
     let operation = match action {
         "create" => Operation::Create,
-        "update" | "updated" | "paid" | "fulfilled" | "partially_fulfilled" | "cancelled"
-        | "enable" | "disable" => Operation::Update,
+        "update"
+        | "updated"
+        | "paid"
+        | "fulfilled"
+        | "partially_fulfilled"
+        | "cancelled"
+        | "enable"
+        | "disable" => Operation::Update,
         "delete" => Operation::Delete,
         _ => {
             return Err(WebhookError::Malformed(format!(
@@ -88,7 +95,10 @@ fn parse_topic(topic: &str) -> Result<(&str, Operation), WebhookError> {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 fn verify(secret: &[u8], body: &[u8], signature: &[u8]) -> bool {
@@ -125,13 +135,17 @@ mod tests {
         h.insert("x-shopify-hmac-sha256", signature.parse().unwrap());
         h.insert("x-shopify-topic", topic.parse().unwrap());
         h.insert("x-shopify-webhook-id", "w-1".parse().unwrap());
-        h.insert("x-shopify-shop-domain", "acme.myshopify.com".parse().unwrap());
+        h.insert(
+            "x-shopify-shop-domain",
+            "acme.myshopify.com".parse().unwrap(),
+        );
         h
     }
 
     #[test]
     fn accepts_the_documented_signature() {
-        let received = receive(&connection(), &headers(SIGNATURE, "customers/create"), BODY).unwrap();
+        let received =
+            receive(&connection(), &headers(SIGNATURE, "customers/create"), BODY).unwrap();
         assert_eq!(received.entity, "customers");
         assert_eq!(received.record_id, "1");
         assert_eq!(received.operation, Operation::Create);
@@ -147,7 +161,10 @@ mod tests {
         );
         let mut h = headers(SIGNATURE, "customers/create");
         h.remove("x-shopify-hmac-sha256");
-        assert_eq!(receive(&connection(), &h, BODY), Err(WebhookError::Unauthorized));
+        assert_eq!(
+            receive(&connection(), &h, BODY),
+            Err(WebhookError::Unauthorized)
+        );
     }
 
     #[test]

@@ -1,0 +1,30 @@
+# Switchboard's verbs. On a fresh machine: `make run` (the demo) and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test unit e2e bench stack-up stack-down lint fmt
+
+## run: local stack + services + sandbox traffic; prints where to look; Ctrl-C stops it
+run:
+	scripts/run-demo.sh
+
+## test: unit tests and end-to-end tests on the real Kafka broker and schema registry
+test: stack-up
+	$(CARGO) test --workspace
+
+## bench: throughput of the first flow (release build) on the real stack
+bench: stack-up
+	$(CARGO) bench -p switchboard-tests --bench first_flow
+
+stack-up:
+	scripts/stack.sh up
+
+stack-down:
+	scripts/stack.sh down
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
