@@ -300,9 +300,9 @@ pub fn service_binary(package: &str, bin: &str) -> PathBuf {
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .last()
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .expect("cargo reported the executable")
 }
 
