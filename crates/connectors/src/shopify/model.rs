@@ -50,6 +50,7 @@ mod tests {
     fn reads_the_shop_offset_timestamp() {
         let payload: Value =
             serde_json::from_str(r#"{"updated_at": "2021-12-31T19:00:00-05:00"}"#).unwrap();
-        assert_eq!(updated_at_millis(&payload), Some(1_641_000_000_000));
+        // 2021-12-31T19:00:00-05:00 is 2022-01-01T00:00:00Z.
+        assert_eq!(updated_at_millis(&payload), Some(1_640_995_200_000));
     }
 }
