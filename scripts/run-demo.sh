@@ -41,6 +41,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait "${pids[@]}" 2>/dev/null || true
   if [[ $started_stack == yes ]]; then scripts/stack.sh down; fi
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
