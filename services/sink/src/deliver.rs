@@ -126,7 +126,9 @@ impl Delivery {
             let message = match message {
                 Ok(m) => m,
                 Err(e) => {
+                    // Broker errors repeat while it is away; do not spin on them.
                     tracing::warn!(connection = %self.connection, error = %e, "consume failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
             };

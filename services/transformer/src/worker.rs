@@ -88,7 +88,9 @@ impl Worker {
             let first = match first {
                 Ok(m) => m.detach(),
                 Err(e) => {
+                    // Broker errors repeat while it is away; do not spin on them.
                     tracing::warn!(error = %e, "consume failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
             };
