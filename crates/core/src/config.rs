@@ -391,4 +391,26 @@ mod tests {
         assert_eq!(shop.kind, "shopify");
         assert_eq!(shop.settings["shop_domain"], "a.myshopify.com");
     }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
+    fn environment_overrides_any_key_and_feeds_secret_references() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SB__KAFKA__BOOTSTRAP_SERVERS", "broker:29092");
+            jail.set_env("SB__INGEST__MAX_BODY_BYTES", "2048");
+            jail.set_env("SB_TEST_SHOP_SECRET", "from-env");
+            let yaml = format!(
+                "{BASE}connections:\n  shop: {{type: shopify, webhook_secret: '${{env:SB_TEST_SHOP_SECRET}}'}}\n"
+            );
+            let config = Config::from_yaml(&yaml).map_err(|e| e.to_string())?;
+            assert_eq!(config.kafka.bootstrap_servers, "broker:29092");
+            assert_eq!(config.ingest.max_body_bytes, 2048);
+            let secret: crate::Secret = serde_json::from_value(
+                config.connections["shop"].settings["webhook_secret"].clone(),
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(secret.expose(), "from-env");
+            Ok(())
+        });
+    }
 }

@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 pub mod kafka;
 pub mod secret;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
