@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use apache_avro::from_value;
 use schema_registry_converter::async_impl::easy_avro::{EasyAvroDecoder, EasyAvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_all_subjects};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
@@ -33,6 +33,7 @@ pub struct SchemaDef {
 /// Encoder and decoder sharing one registry; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AvroCodec {
+    settings: SrSettings,
     encoder: EasyAvroEncoder,
     decoder: EasyAvroDecoder,
 }
@@ -46,8 +47,22 @@ impl AvroCodec {
             .map_err(|e| ClassifiedError::new(ErrorClass::Data, registry_message(&e)))?;
         Ok(Self {
             encoder: EasyAvroEncoder::new(settings.clone()),
-            decoder: EasyAvroDecoder::new(settings),
+            decoder: EasyAvroDecoder::new(settings.clone()),
+            settings,
         })
+    }
+
+    /// Whether the registry answers (used before a service reports ready).
+    pub async fn check(&self) -> Result<(), ClassifiedError> {
+        get_all_subjects(&self.settings)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                ClassifiedError::new(
+                    ErrorClass::Transient,
+                    format!("schema registry: {}", registry_message(&e)),
+                )
+            })
     }
 
     /// Encodes `value` for `topic` with `schema`, registering it under `<topic>-value`.

@@ -4,10 +4,15 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::avro::AvroCodec;
+use crate::config::KafkaConfig;
+use crate::error::ClassifiedError;
+use crate::kafka::{TopicSpec, ensure_topics};
 
 /// The arguments every service takes; flatten it into the binary's clap parser.
 #[derive(Debug, clap::Args)]
@@ -27,4 +32,34 @@ where
     let config = Config::load(&args.config)
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     run(config, crate::shutdown::on_signal()).await
+}
+
+/// Waits until Kafka and the registry answer and the service's topics exist, retrying with
+/// backoff (services may start before the broker, as they do on Kubernetes). Returns `false`
+/// if shutdown came first.
+pub async fn prepare(
+    kafka: &KafkaConfig,
+    topics: &[TopicSpec],
+    codec: &AvroCodec,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let attempt: Result<(), ClassifiedError> = async {
+            ensure_topics(kafka, topics).await?;
+            codec.check().await
+        }
+        .await;
+        match attempt {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "not ready yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return false,
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }

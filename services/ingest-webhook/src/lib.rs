@@ -65,11 +65,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let task = tokio::spawn(async move {
         let serve = tokio::spawn(telemetry::serve(listener, router, shutdown.clone()));
-        tokio::select! {
-            prepared = app.publisher.prepare_topics(&shutdown) => prepared?,
-            _ = shutdown.cancelled() => {}
-        }
-        if !shutdown.is_cancelled() {
+        if app.publisher.prepare(&shutdown).await {
             health.set_ready(true);
             tracing::info!(%addr, "ingest-webhook ready");
         }

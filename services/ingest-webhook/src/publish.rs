@@ -57,22 +57,10 @@ impl Publisher {
         })
     }
 
-    /// Creates the raw topics, retrying while Kafka is unreachable.
-    pub(crate) async fn prepare_topics(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match kafka::ensure_topics(&self.kafka, &self.topic_specs).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot prepare raw topics yet");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => return Ok(()),
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+    /// Waits for Kafka, the registry and the raw topics; `false` if shutdown came first.
+    pub(crate) async fn prepare(&self, shutdown: &CancellationToken) -> bool {
+        switchboard_core::service::prepare(&self.kafka, &self.topic_specs, &self.codec, shutdown)
+            .await
     }
 
     /// Publishes one delivery and returns its event ID once Kafka acknowledged it.

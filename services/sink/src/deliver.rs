@@ -101,6 +101,7 @@ impl Delivery {
         target: Target,
         routes: std::sync::Arc<Routes>,
         input_topics: &[String],
+        codec: AvroCodec,
     ) -> anyhow::Result<Self> {
         let consumer = kafka::consumer(&config.kafka, &topics.sink_group(connection))?;
         let subscribed: Vec<&str> = input_topics.iter().map(String::as_str).collect();
@@ -110,7 +111,7 @@ impl Delivery {
             consumer,
             dlq: kafka::producer(&config.kafka, Duration::from_secs(30))?,
             dlq_topic: topics.dlq(connection),
-            codec: AvroCodec::new(&config.registry)?,
+            codec,
             target,
             routes,
             max_backoff: Duration::from_millis(config.sink.max_backoff_ms),

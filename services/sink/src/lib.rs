@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use switchboard_connectors::Connection;
 use switchboard_core::Config;
-use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::telemetry::{self, Health};
 use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
@@ -94,7 +94,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let task = tokio::spawn(async move {
         let result = async {
-            kafka::ensure_topics(&config.kafka, &specs).await?;
+            let codec = switchboard_core::avro::AvroCodec::new(&config.registry)?;
+            if !switchboard_core::service::prepare(&config.kafka, &specs, &codec, &shutdown).await {
+                return Ok(());
+            }
             let mut running = BTreeMap::new();
             for (name, target, input_topics) in loops {
                 let delivery = deliver::Delivery::new(
@@ -104,6 +107,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     target,
                     routes.clone(),
                     &input_topics,
+                    codec.clone(),
                 )?;
                 let token = shutdown.clone();
                 running.insert(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchboard_core::Config;
-use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::telemetry::{self, Health};
 use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
@@ -115,8 +115,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let task = tokio::spawn(async move {
         let result = async {
-            kafka::ensure_topics(&config.kafka, &specs).await?;
-            let worker = worker::Worker::new(&config, topics, flows)?;
+            let codec = switchboard_core::avro::AvroCodec::new(&config.registry)?;
+            if !switchboard_core::service::prepare(&config.kafka, &specs, &codec, &shutdown).await {
+                return Ok(());
+            }
+            let worker = worker::Worker::new(&config, topics, flows, codec)?;
             health.set_ready(true);
             tracing::info!("transformer ready");
             worker.run(&shutdown).await

@@ -56,6 +56,7 @@ impl Worker {
         config: &Config,
         topics: Topics,
         flows: HashMap<String, Flow>,
+        codec: AvroCodec,
     ) -> anyhow::Result<Self> {
         let group = topics.transformer_group();
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
@@ -70,7 +71,7 @@ impl Worker {
         Ok(Self {
             consumer,
             producer,
-            codec: AvroCodec::new(&config.registry)?,
+            codec,
             flows,
             dlq_topic: topics.dlq("transformer"),
             batch_max: config.transformer.batch_max.max(1),
