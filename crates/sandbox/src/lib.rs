@@ -22,6 +22,8 @@
 //! Every server binds loopback addresses only; a non-loopback address is refused.
 
 pub mod cli;
+pub mod clock;
+pub mod control;
 pub mod demo;
 pub mod net;
 pub mod pipedrive;
@@ -30,5 +32,7 @@ pub mod shopify;
 /// The HTTP status type used across the public API (the `http` crate's, shared by axum and
 /// reqwest, so a status from either can be passed straight in).
 pub use axum::http::StatusCode;
+pub use clock::Clock;
+pub use control::{Control, FaultRule};
 pub use pipedrive::{PipedriveConfig, PipedriveError, PipedriveSandbox};
 pub use shopify::{ShopifyWebhooks, WebhookError};
