@@ -3,9 +3,11 @@
 //! Errors leave a connector classified ([`ErrorClass`](switchboard_core::ErrorClass)), so
 //! the services route on the class and never on a system's status codes.
 
+pub mod generic;
 pub mod http;
 pub mod pipedrive;
 pub mod shopify;
+pub mod telegram;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -20,6 +22,10 @@ pub enum Connection {
     Shopify(shopify::ShopifyConnection),
     /// A Pipedrive company.
     Pipedrive(pipedrive::PipedriveConnection),
+    /// A Telegram bot.
+    Telegram(telegram::TelegramConnection),
+    /// Any HTTP system configured by hand.
+    Generic(generic::GenericConnection),
 }
 
 impl Connection {
@@ -36,9 +42,15 @@ impl Connection {
             "pipedrive" => Ok(Self::Pipedrive(
                 serde_json::from_value(settings).map_err(invalid)?,
             )),
+            "telegram" => Ok(Self::Telegram(
+                serde_json::from_value(settings).map_err(invalid)?,
+            )),
+            "http" => Ok(Self::Generic(
+                serde_json::from_value(settings).map_err(invalid)?,
+            )),
             other => Err(ConfigError::invalid(
                 format!("connections.{name}.type"),
-                format!("unknown system `{other}`; supported: shopify, pipedrive"),
+                format!("unknown system `{other}`; supported: shopify, pipedrive, telegram, http"),
             )),
         }
     }
@@ -48,6 +60,50 @@ impl Connection {
         match self {
             Self::Shopify(_) => "shopify",
             Self::Pipedrive(_) => "pipedrive",
+            Self::Telegram(_) => "telegram",
+            Self::Generic(_) => "http",
+        }
+    }
+
+    /// Entities this connection's webhooks publish (one raw topic each).
+    pub fn webhook_entities(&self) -> Vec<String> {
+        let owned = |list: &[&str]| list.iter().map(|e| (*e).to_owned()).collect();
+        match self {
+            Self::Shopify(_) => owned(shopify::WEBHOOK_ENTITIES),
+            Self::Pipedrive(p) if p.webhook_auth.is_some() => {
+                owned(pipedrive::webhook::WEBHOOK_ENTITIES)
+            }
+            Self::Telegram(t) if t.webhook_secret_token.is_some() => {
+                owned(telegram::webhook::WEBHOOK_ENTITIES)
+            }
+            Self::Generic(g) => g
+                .webhook
+                .as_ref()
+                .map(|w| w.entity_names())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Verifies and reads one webhook delivery; `now_secs` is the current Unix time.
+    pub fn receive_webhook(
+        &self,
+        headers: &::http::HeaderMap,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<webhook::Received, webhook::WebhookError> {
+        use webhook::WebhookError::NotAccepted;
+        match self {
+            Self::Shopify(shop) => shopify::webhook::receive(shop, headers, body),
+            Self::Pipedrive(p) => match &p.webhook_auth {
+                Some(auth) => pipedrive::webhook::receive(auth, headers, body),
+                None => Err(NotAccepted),
+            },
+            Self::Telegram(t) => telegram::webhook::receive(t, headers, body),
+            Self::Generic(g) => match &g.webhook {
+                Some(hook) => generic::webhook::receive(hook, headers, body, now_secs),
+                None => Err(NotAccepted),
+            },
         }
     }
 }
@@ -60,21 +116,17 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
         .map(|(name, raw)| Ok((name.clone(), Connection::from_config(name, raw)?)))
         .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
     for (i, flow) in config.flows.iter().enumerate() {
-        if let Some((conn, entity)) = flow.from.split_once('.') {
-            if let Some(Connection::Shopify(_)) = connections.get(conn) {
-                if !shopify::WEBHOOK_ENTITIES.contains(&entity) {
-                    return Err(ConfigError::invalid(
-                        format!("flows[{i}].from"),
-                        format!(
-                            "shopify entity `{entity}` is not supported; use one of {:?}",
-                            shopify::WEBHOOK_ENTITIES
-                        ),
-                    ));
-                }
-            } else {
+        if let Some((conn, entity)) = flow.from.split_once('.')
+            && let Some(connection) = connections.get(conn)
+        {
+            let entities = connection.webhook_entities();
+            if !entities.iter().any(|e| e == entity) {
                 return Err(ConfigError::invalid(
                     format!("flows[{i}].from"),
-                    format!("connection `{conn}` cannot be a source yet; shopify can"),
+                    format!(
+                        "connection `{conn}` ({}) does not publish `{entity}`; it publishes {entities:?}",
+                        connection.system()
+                    ),
                 ));
             }
         }

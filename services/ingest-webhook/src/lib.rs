@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use switchboard_connectors::Connection;
-use switchboard_connectors::webhook::{Received, WebhookError};
+use switchboard_connectors::webhook::WebhookError;
 use switchboard_core::telemetry::{self, Health};
 use switchboard_core::{Config, ErrorClass};
 use tokio::task::JoinHandle;
@@ -108,7 +108,8 @@ async fn receive(
             "expected Content-Type: application/json",
         );
     }
-    let received = match verify(connection, &headers, &body) {
+    let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
+    let received = match connection.receive_webhook(&headers, &body, now_secs) {
         Ok(received) => received,
         Err(e) => {
             let status = match e {
@@ -155,19 +156,6 @@ async fn receive(
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
             response
         }
-    }
-}
-
-fn verify(
-    connection: &Connection,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Received, WebhookError> {
-    match connection {
-        Connection::Shopify(shop) => {
-            switchboard_connectors::shopify::webhook::receive(shop, headers, body)
-        }
-        Connection::Pipedrive(_) => Err(WebhookError::NotAccepted),
     }
 }
 

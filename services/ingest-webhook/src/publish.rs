@@ -6,8 +6,8 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use switchboard_connectors::Connection;
 use switchboard_connectors::webhook::Received;
-use switchboard_connectors::{Connection, shopify};
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::envelope::{CHANGE_EVENT_SCHEMA, ChangeEvent};
 use switchboard_core::error::ClassifiedError;
@@ -37,14 +37,10 @@ impl Publisher {
         let topics = Topics::new(&config.kafka.topic_prefix);
         let topic_specs = connections
             .iter()
-            .filter(|(_, c)| matches!(c, Connection::Shopify(_)))
-            .flat_map(|(name, _)| {
-                shopify::WEBHOOK_ENTITIES
-                    .iter()
-                    .map(|entity| {
-                        TopicSpec::new(topics.raw(name, entity), Cleanup::Delete(RAW_RETENTION))
-                    })
-                    .collect::<Vec<_>>()
+            .flat_map(|(name, connection)| {
+                connection.webhook_entities().into_iter().map(|entity| {
+                    TopicSpec::new(topics.raw(name, &entity), Cleanup::Delete(RAW_RETENTION))
+                })
             })
             .collect();
         Ok(Self {

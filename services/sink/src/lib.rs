@@ -61,9 +61,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         })?;
         let target = match connection {
             Connection::Pipedrive(p) => target::Target::pipedrive(p.clone())?,
-            Connection::Shopify(_) => {
-                anyhow::bail!("connection `{name}` (shopify) cannot be a sink target yet")
-            }
+            other => anyhow::bail!(
+                "connection `{name}` ({}) cannot be a sink target yet",
+                other.system()
+            ),
         };
         let input_topics = routes.input_topics(name);
         specs.extend(input_topics.iter().map(|t| {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod model;
+pub mod webhook;
 
 use serde::Deserialize;
 use switchboard_core::Secret;
@@ -23,6 +24,23 @@ pub struct PipedriveConnection {
     /// Request timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// HTTP Basic credentials Pipedrive sends with webhooks (set on the subscription);
+    /// without them the connection accepts no webhooks.
+    #[serde(default)]
+    pub webhook_auth: Option<WebhookAuth>,
+}
+
+/// The Basic credentials of webhook subscriptions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAuth {
+    /// `http_auth_user` of the subscription.
+    pub username: String,
+    /// `http_auth_password` of the subscription.
+    pub password: Secret,
+    /// The previous password, accepted too while subscriptions are being re-created.
+    #[serde(default)]
+    pub previous_password: Option<Secret>,
 }
 
 fn default_base_url() -> String {

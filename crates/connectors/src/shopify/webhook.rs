@@ -5,15 +5,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use serde_json::Value;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use switchboard_core::envelope::Operation;
 
 use super::{ShopifyConnection, WEBHOOK_ENTITIES, model};
-use crate::webhook::{Received, WebhookError};
+use crate::webhook::{Received, WebhookError, ct_eq, header, hmac_sha256, json_object};
 
 /// Verifies and parses one delivery.
 pub fn receive(
@@ -44,11 +40,7 @@ pub fn receive(
         .ok_or_else(|| WebhookError::Malformed("X-Shopify-Topic header missing".into()))?;
     let (entity, operation) = parse_topic(topic)?;
 
-    let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| WebhookError::Malformed(format!("body is not JSON: {e}")))?;
-    if !payload.is_object() {
-        return Err(WebhookError::Malformed("body is not a JSON object".into()));
-    }
+    let payload = json_object(body)?;
     let record_id = model::record_id(&payload)
         .ok_or_else(|| WebhookError::Malformed("payload has no `id`".into()))?;
 
@@ -94,25 +86,15 @@ fn parse_topic(topic: &str) -> Result<(&str, Operation), WebhookError> {
     Ok((entity, operation))
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-}
-
 fn verify(secret: &[u8], body: &[u8], signature: &[u8]) -> bool {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
-        return false;
-    };
-    mac.update(body);
-    let expected = mac.finalize().into_bytes();
-    expected.as_slice().ct_eq(signature).into()
+    hmac_sha256(secret, &[body]).is_some_and(|mac| ct_eq(&mac, signature))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
     use switchboard_core::Secret;
 
     fn connection() -> ShopifyConnection {
