@@ -123,6 +123,10 @@ pub struct IngestConfig {
     /// below Shopify's 5 s delivery timeout.
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// How long a delivery ID is remembered: a redelivery within it is answered 200 and
+    /// not republished. Shopify retries for 4 hours, so a day covers every source.
+    #[serde(default = "default_dedupe_window_secs")]
+    pub dedupe_window_secs: u64,
 }
 
 /// Transformer settings.
@@ -176,6 +180,9 @@ fn default_max_body_bytes() -> usize {
 fn default_ack_timeout_ms() -> u64 {
     4000
 }
+fn default_dedupe_window_secs() -> u64 {
+    24 * 3600
+}
 fn default_transformer_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9101))
 }
@@ -201,6 +208,7 @@ impl Default for IngestConfig {
             listen: default_ingest_listen(),
             max_body_bytes: default_max_body_bytes(),
             ack_timeout_ms: default_ack_timeout_ms(),
+            dedupe_window_secs: default_dedupe_window_secs(),
         }
     }
 }

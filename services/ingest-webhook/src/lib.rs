@@ -8,6 +8,7 @@
 //! Every refusal has one status and one metric reason: unknown connection 404, wrong content
 //! type 415, body over `ingest.max_body_bytes` 413, bad signature 401, malformed 400.
 
+mod dedupe;
 mod publish;
 
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ use switchboard_core::{Config, ErrorClass};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::publish::Publisher;
+use crate::publish::{Published, Publisher};
 
 /// A started ingest service.
 pub struct Started {
@@ -63,15 +64,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .with_state(app.clone())
         .merge(telemetry::admin_router(health.clone()));
 
+    let kafka = config.kafka.clone();
     let task = tokio::spawn(async move {
         let serve = tokio::spawn(telemetry::serve(listener, router, shutdown.clone()));
+        let mut follower = None;
         if app.publisher.prepare(&shutdown).await {
-            health.set_ready(true);
-            tracing::info!(%addr, "ingest-webhook ready");
+            // Ready only once the dedupe state is loaded, so a restart still dedupes.
+            let loaded = Arc::new(tokio::sync::Notify::new());
+            follower = Some(tokio::spawn(app.publisher.dedupe.clone().load_and_follow(
+                kafka.clone(),
+                loaded.clone(),
+                shutdown.clone(),
+            )));
+            tokio::select! {
+                _ = loaded.notified() => {
+                    health.set_ready(true);
+                    tracing::info!(%addr, "ingest-webhook ready");
+                }
+                _ = shutdown.cancelled() => {}
+            }
         }
         shutdown.cancelled().await;
         health.set_ready(false);
         serve.await??;
+        if let Some(follower) = follower {
+            follower.await??;
+        }
         // Requests still in flight were answered by the graceful shutdown above; flush
         // whatever the producer still holds before the process ends.
         app.publisher.flush(Duration::from_secs(10));
@@ -125,12 +143,22 @@ async fn receive(
         .publish(&connection_name, connection.system(), received, &body)
         .await
     {
-        Ok(event_id) => {
+        Ok(Published::Accepted(event_id)) => {
             metrics::counter!("switchboard_webhooks_accepted_total", "connection" => connection_name.clone())
                 .increment(1);
             (
                 StatusCode::OK,
                 axum::Json(serde_json::json!({"status": "accepted", "event_id": event_id})),
+            )
+                .into_response()
+        }
+        Ok(Published::Duplicate) => {
+            metrics::counter!("switchboard_webhooks_duplicates_total", "connection" => connection_name.clone())
+                .increment(1);
+            tracing::debug!(connection = %connection_name, "duplicate delivery acknowledged, not republished");
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "duplicate"})),
             )
                 .into_response()
         }

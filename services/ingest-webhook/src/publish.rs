@@ -1,6 +1,7 @@
 //! Publishing a verified delivery as a `ChangeEvent` and waiting for Kafka's ack.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -16,10 +17,21 @@ use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass};
 use tokio_util::sync::CancellationToken;
 
+use crate::dedupe::{Claim, Dedupe};
+
 /// Raw topics keep a week (DESIGN.md).
 const RAW_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// What became of a delivery that passed verification.
+pub(crate) enum Published {
+    /// Acknowledged by Kafka under this event ID.
+    Accepted(String),
+    /// Its delivery ID was published before, within the dedupe window.
+    Duplicate,
+}
+
 pub(crate) struct Publisher {
+    pub(crate) dedupe: Arc<Dedupe>,
     producer: FutureProducer,
     codec: AvroCodec,
     topics: Topics,
@@ -43,8 +55,17 @@ impl Publisher {
                 })
             })
             .collect();
+        let producer = kafka::producer(&config.kafka, ack_timeout)?;
+        let dedupe = Arc::new(Dedupe::new(
+            producer.clone(),
+            format!("{}.ingest.dedupe", config.kafka.topic_prefix),
+            Duration::from_secs(config.ingest.dedupe_window_secs),
+        ));
+        let mut topic_specs: Vec<TopicSpec> = topic_specs;
+        topic_specs.push(dedupe.topic_spec());
         Ok(Self {
-            producer: kafka::producer(&config.kafka, ack_timeout)?,
+            dedupe,
+            producer,
             codec: AvroCodec::new(&config.registry)?,
             topics,
             topic_specs,
@@ -61,6 +82,35 @@ impl Publisher {
 
     /// Publishes one delivery and returns its event ID once Kafka acknowledged it.
     pub(crate) async fn publish(
+        &self,
+        connection: &str,
+        system: &str,
+        received: Received,
+        body: &[u8],
+    ) -> Result<Published, ClassifiedError> {
+        let Some(delivery_id) = received.delivery_id.clone() else {
+            return self
+                .publish_event(connection, system, received, body)
+                .await
+                .map(Published::Accepted);
+        };
+        let key = format!("{connection}/{delivery_id}");
+        match self.dedupe.claim(&key, now_millis()).await {
+            Claim::Duplicate => Ok(Published::Duplicate),
+            Claim::New => match self.publish_event(connection, system, received, body).await {
+                Ok(event_id) => {
+                    self.dedupe.published(&key, now_millis());
+                    Ok(Published::Accepted(event_id))
+                }
+                Err(e) => {
+                    self.dedupe.failed(&key);
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    async fn publish_event(
         &self,
         connection: &str,
         system: &str,
@@ -122,6 +172,7 @@ impl Publisher {
     }
 
     pub(crate) fn flush(&self, timeout: Duration) {
+        self.dedupe.flush(timeout);
         if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
             tracing::warn!(error = %e, "producer flush incomplete at shutdown");
         }

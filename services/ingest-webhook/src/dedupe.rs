@@ -1,0 +1,222 @@
+//! Durable dedupe of webhook deliveries by the source's delivery ID (Shopify webhook ID,
+//! Pipedrive `meta.id`, Telegram `update_id`, a configured header for generic sources).
+//!
+//! State lives in Kafka: the compacted topic `<prefix>.ingest.dedupe`, keyed
+//! `<connection>/<delivery id>`, value the first-seen time. Every replica reads the whole
+//! topic at start (before it reports ready) and keeps tailing it, so a restarted service and
+//! its sibling replicas know what was already published. Entries older than the window are
+//! forgotten here and deleted by the topic's retention.
+//!
+//! Order of writes: the raw event first, the marker after Kafka acknowledged it. A marker
+//! without its event would drop the source's retry of a failed delivery (a loss); an event
+//! without its marker (crash in between) only lets one duplicate through, which downstream
+//! stages absorb. The marker is not awaited before answering; shutdown flushes it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use switchboard_core::config::KafkaConfig;
+use switchboard_core::kafka::{Cleanup, TopicSpec, client_config};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// What the map knows of a delivery ID.
+#[derive(Clone)]
+enum Entry {
+    /// Being published right now; a concurrent duplicate waits for the outcome.
+    InFlight(Arc<Notify>),
+    /// Published at this time (epoch ms).
+    Seen(i64),
+}
+
+/// The outcome of claiming a delivery.
+pub(crate) enum Claim {
+    /// New: publish it, then call [`Dedupe::published`] or [`Dedupe::failed`].
+    New,
+    /// Already published within the window.
+    Duplicate,
+}
+
+/// The dedupe map and its Kafka topic.
+pub(crate) struct Dedupe {
+    seen: Mutex<HashMap<String, Entry>>,
+    producer: FutureProducer,
+    topic: String,
+    window_ms: i64,
+}
+
+impl Dedupe {
+    pub(crate) fn new(producer: FutureProducer, topic: String, window: Duration) -> Self {
+        Self {
+            seen: Mutex::default(),
+            producer,
+            topic,
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The topic, compacted and deleted after the window.
+    pub(crate) fn topic_spec(&self) -> TopicSpec {
+        TopicSpec::new(
+            self.topic.clone(),
+            Cleanup::CompactDelete(Duration::from_millis(self.window_ms.unsigned_abs())),
+        )
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims `key` for publishing, or says it is a duplicate. A concurrent delivery of the
+    /// same key waits (bounded) for the first one's outcome.
+    pub(crate) async fn claim(&self, key: &str, now_ms: i64) -> Claim {
+        for _ in 0..3 {
+            let waiting = {
+                let mut map = self.map();
+                match map.get(key) {
+                    Some(Entry::Seen(at)) if now_ms - at <= self.window_ms => {
+                        return Claim::Duplicate;
+                    }
+                    Some(Entry::InFlight(notify)) => notify.clone(),
+                    _ => {
+                        map.insert(key.to_owned(), Entry::InFlight(Arc::new(Notify::new())));
+                        return Claim::New;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), waiting.notified()).await;
+        }
+        // Still in flight after three waits: treat as new rather than risk dropping it.
+        Claim::New
+    }
+
+    /// The event for `key` was acknowledged: remember it here and in Kafka.
+    pub(crate) fn published(&self, key: &str, now_ms: i64) {
+        if let Some(Entry::InFlight(notify)) =
+            self.map().insert(key.to_owned(), Entry::Seen(now_ms))
+        {
+            notify.notify_waiters();
+        }
+        let value = now_ms.to_string();
+        let record = FutureRecord::to(&self.topic).key(key).payload(&value);
+        match self.producer.send_result(record) {
+            Ok(delivery) => {
+                tokio::spawn(async move {
+                    if let Ok(Err((e, _))) = delivery.await {
+                        tracing::warn!(error = %e, "dedupe marker not written; a redelivery may be published twice");
+                    }
+                });
+            }
+            Err((e, _)) => tracing::warn!(error = %e, "dedupe marker not queued"),
+        }
+    }
+
+    /// Publishing failed: forget the claim so the source's retry is published.
+    pub(crate) fn failed(&self, key: &str) {
+        let mut map = self.map();
+        if let Some(Entry::InFlight(notify)) = map.get(key).cloned() {
+            map.remove(key);
+            notify.notify_waiters();
+        }
+    }
+
+    fn remember(&self, key: String, at_ms: i64) {
+        let mut map = self.map();
+        match map.get(&key) {
+            Some(Entry::Seen(existing)) if *existing <= at_ms => {}
+            Some(Entry::InFlight(_)) => {}
+            _ => {
+                map.insert(key, Entry::Seen(at_ms));
+            }
+        }
+    }
+
+    fn forget_older_than(&self, cutoff_ms: i64) {
+        self.map()
+            .retain(|_, e| !matches!(e, Entry::Seen(at) if *at < cutoff_ms));
+    }
+
+    /// Number of remembered deliveries (for the gauge).
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Reads the topic up to its current end (returns when caught up), then keeps tailing it
+    /// for markers of other replicas until shutdown. Blocking Kafka calls run on a blocking
+    /// thread.
+    pub(crate) async fn load_and_follow(
+        self: Arc<Self>,
+        kafka: KafkaConfig,
+        loaded: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let consumer: BaseConsumer = client_config(&kafka)
+            .set("group.id", format!("{}.reader", self.topic))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.follow(&consumer, &loaded, &shutdown)).await?
+    }
+
+    fn follow(
+        &self,
+        consumer: &BaseConsumer,
+        loaded: &Notify,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let metadata = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            assignment.add_partition_offset(&self.topic, p.id(), Offset::Beginning)?;
+            let (_, high) =
+                consumer.fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))?;
+            ends.insert(p.id(), high);
+        }
+        consumer.assign(&assignment)?;
+        let mut caught_up = false;
+        let mut positions: HashMap<i32, i64> = HashMap::new();
+        let mut last_prune = std::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                positions.insert(m.partition(), m.offset() + 1);
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                let at = m
+                    .payload()
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse().ok());
+                if let (Some(key), Some(at)) = (key, at) {
+                    self.remember(key, at);
+                }
+            }
+            if !caught_up
+                && ends
+                    .iter()
+                    .all(|(p, end)| positions.get(p).copied().unwrap_or(0) >= *end)
+            {
+                caught_up = true;
+                tracing::info!(remembered = self.len(), "dedupe state loaded from Kafka");
+                loaded.notify_one();
+            }
+            if last_prune.elapsed() > Duration::from_secs(60) {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+                self.forget_older_than(now - self.window_ms);
+                last_prune = std::time::Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until queued markers are written (at shutdown).
+    pub(crate) fn flush(&self, timeout: Duration) {
+        use rdkafka::producer::Producer;
+        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::warn!(error = %e, "dedupe markers not flushed at shutdown");
+        }
+    }
+}
