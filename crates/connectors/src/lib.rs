@@ -3,6 +3,7 @@
 //! Errors leave a connector classified ([`ErrorClass`](switchboard_core::ErrorClass)), so
 //! the services route on the class and never on a system's status codes.
 
+pub mod exact;
 pub mod generic;
 pub mod http;
 pub mod pipedrive;
@@ -26,6 +27,8 @@ pub enum Connection {
     Telegram(telegram::TelegramConnection),
     /// Any HTTP system configured by hand.
     Generic(generic::GenericConnection),
+    /// An Exact Online division.
+    Exact(exact::ExactConnection),
 }
 
 impl Connection {
@@ -48,9 +51,14 @@ impl Connection {
             "http" => Ok(Self::Generic(
                 serde_json::from_value(settings).map_err(invalid)?,
             )),
+            "exact" => Ok(Self::Exact(
+                serde_json::from_value(settings).map_err(invalid)?,
+            )),
             other => Err(ConfigError::invalid(
                 format!("connections.{name}.type"),
-                format!("unknown system `{other}`; supported: shopify, pipedrive, telegram, http"),
+                format!(
+                    "unknown system `{other}`; supported: shopify, pipedrive, telegram, exact, http"
+                ),
             )),
         }
     }
@@ -62,6 +70,7 @@ impl Connection {
             Self::Pipedrive(_) => "pipedrive",
             Self::Telegram(_) => "telegram",
             Self::Generic(_) => "http",
+            Self::Exact(_) => "exact",
         }
     }
 
@@ -80,6 +89,18 @@ impl Connection {
                 .webhook
                 .as_ref()
                 .map(|w| w.entity_names())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Entities this connection's poller publishes.
+    pub fn polled_entities(&self) -> Vec<String> {
+        match self {
+            Self::Exact(e) => e
+                .poll
+                .as_ref()
+                .map(|p| p.entities.clone())
                 .unwrap_or_default(),
             _ => Vec::new(),
         }
@@ -104,6 +125,7 @@ impl Connection {
                 Some(hook) => generic::webhook::receive(hook, headers, body, now_secs),
                 None => Err(NotAccepted),
             },
+            Self::Exact(_) => Err(NotAccepted),
         }
     }
 }
@@ -115,11 +137,32 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
         .iter()
         .map(|(name, raw)| Ok((name.clone(), Connection::from_config(name, raw)?)))
         .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+    for (name, connection) in &connections {
+        if let Connection::Exact(exact) = connection
+            && let Some(poll) = &exact.poll
+        {
+            for (i, entity) in poll.entities.iter().enumerate() {
+                if exact::sync_entity(entity).is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("connections.{name}.poll.entities[{i}]"),
+                        format!(
+                            "`{entity}` has no sync endpoint here; use one of {:?}",
+                            exact::SYNC_ENTITIES
+                                .iter()
+                                .map(|e| e.name)
+                                .collect::<Vec<_>>()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     for (i, flow) in config.flows.iter().enumerate() {
         if let Some((conn, entity)) = flow.from.split_once('.')
             && let Some(connection) = connections.get(conn)
         {
-            let entities = connection.webhook_entities();
+            let mut entities = connection.webhook_entities();
+            entities.extend(connection.polled_entities());
             if !entities.iter().any(|e| e == entity) {
                 return Err(ConfigError::invalid(
                     format!("flows[{i}].from"),

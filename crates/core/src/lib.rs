@@ -12,6 +12,7 @@ pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tokens;
 pub mod topics;
 
 pub use config::Config;

@@ -1,0 +1,258 @@
+//! OAuth access tokens that refresh themselves, with rotating refresh tokens kept durably.
+//!
+//! Some APIs (Exact Online) issue a new refresh token on every refresh and kill the old one
+//! at once. Losing the newest one means a human must authorize again, so the rotated token
+//! is written to the compacted topic `<prefix>.tokens` (encrypted with AES-256-GCM under
+//! `secrets_key`) and acknowledged by Kafka *before* the new access token is used. A restart
+//! reads the newest token back; the configured refresh token is only the first one.
+//!
+//! Refreshes happen when the access token is about to expire, never earlier: Exact refuses
+//! a refresh within 570 s of the previous one.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use crate::Secret;
+use crate::config::KafkaConfig;
+use crate::error::{ClassifiedError, ErrorClass};
+use crate::kafka::{self, Cleanup, TopicSpec, client_config};
+
+/// Refresh this long before the access token expires.
+const REFRESH_MARGIN: Duration = Duration::from_secs(20);
+
+/// A token endpoint's answer.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    /// The bearer token.
+    pub access_token: Secret,
+    /// The refresh token to use next time (the same one if the API does not rotate).
+    pub refresh_token: Secret,
+    /// Lifetime of the access token.
+    pub expires_in: Duration,
+}
+
+/// The system-specific part: exchanging a refresh token for a new token set.
+pub trait TokenEndpoint: Send + Sync {
+    /// Calls the token endpoint with `refresh_token`.
+    fn refresh(
+        &self,
+        refresh_token: &Secret,
+    ) -> impl Future<Output = Result<TokenSet, ClassifiedError>> + Send;
+}
+
+/// Where rotated refresh tokens are kept: `<prefix>.tokens`, encrypted, keyed by connection.
+#[derive(Clone)]
+pub struct TokenStore {
+    kafka: KafkaConfig,
+    topic: String,
+    producer: FutureProducer,
+    cipher: Aes256Gcm,
+}
+
+impl TokenStore {
+    /// A store under `kafka.topic_prefix`, encrypting with `key` (32 bytes, base64).
+    pub fn new(kafka: &KafkaConfig, key: &Secret) -> Result<Self, ClassifiedError> {
+        let bytes = STANDARD
+            .decode(key.expose().trim())
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| {
+                ClassifiedError::new(
+                    ErrorClass::Data,
+                    "secrets_key must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)",
+                )
+            })?;
+        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
+            ClassifiedError::new(ErrorClass::Data, "secrets_key is not a valid AES-256 key")
+        })?;
+        Ok(Self {
+            kafka: kafka.clone(),
+            topic: format!("{}.tokens", kafka.topic_prefix),
+            producer: kafka::producer(kafka, Duration::from_secs(30))
+                .map_err(|e| kafka::kafka_error("token producer", &e))?,
+            cipher,
+        })
+    }
+
+    /// The topic, compacted (the newest token per connection is all that matters).
+    pub fn topic_spec(&self) -> TopicSpec {
+        TopicSpec::new(self.topic.clone(), Cleanup::Compact)
+    }
+
+    /// Writes `token` for `connection` and waits for Kafka's acknowledgement.
+    pub async fn save(&self, connection: &str, token: &Secret) -> Result<(), ClassifiedError> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), token.expose().as_bytes())
+            .map_err(|_| ClassifiedError::new(ErrorClass::Data, "token encryption failed"))?;
+        let value = [nonce.as_slice(), &sealed].concat();
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(connection)
+                    .payload(&value),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|(e, _)| kafka::kafka_error("save refresh token", &e))?;
+        Ok(())
+    }
+
+    /// The newest token saved for `connection`, if any.
+    pub async fn load(&self, connection: &str) -> Result<Option<Secret>, ClassifiedError> {
+        let this = self.clone();
+        let connection = connection.to_owned();
+        tokio::task::spawn_blocking(move || this.load_blocking(&connection))
+            .await
+            .map_err(|e| {
+                ClassifiedError::new(ErrorClass::Transient, format!("token load task: {e}"))
+            })?
+    }
+
+    fn load_blocking(&self, connection: &str) -> Result<Option<Secret>, ClassifiedError> {
+        let err = |what: &str, e: rdkafka::error::KafkaError| kafka::kafka_error(what, &e);
+        let consumer: BaseConsumer = client_config(&self.kafka)
+            .set("group.id", format!("{}.reader", self.topic))
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| err("token reader", e))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
+            .map_err(|e| err("metadata", e))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut remaining = 0usize;
+        let mut ends = std::collections::HashMap::new();
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer
+                .fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))
+                .map_err(|e| err("watermarks", e))?;
+            if high > low {
+                remaining += 1;
+                ends.insert(p.id(), high);
+                assignment
+                    .add_partition_offset(&self.topic, p.id(), Offset::Beginning)
+                    .map_err(|e| err("assign", e))?;
+            }
+        }
+        if remaining == 0 {
+            return Ok(None);
+        }
+        consumer.assign(&assignment).map_err(|e| err("assign", e))?;
+        let mut newest = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while remaining > 0 && std::time::Instant::now() < deadline {
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            if m.key() == Some(connection.as_bytes()) {
+                newest = m.payload().map(<[u8]>::to_vec);
+            }
+            if ends
+                .get(&m.partition())
+                .is_some_and(|end| m.offset() + 1 >= *end)
+            {
+                remaining -= 1;
+            }
+        }
+        let Some(value) = newest else { return Ok(None) };
+        if value.len() < 12 {
+            return Err(ClassifiedError::new(
+                ErrorClass::Data,
+                "stored token is truncated",
+            ));
+        }
+        let (nonce, sealed) = value.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| {
+                ClassifiedError::new(
+                    ErrorClass::Auth,
+                    "stored token does not decrypt: was secrets_key changed?",
+                )
+            })?;
+        String::from_utf8(plain)
+            .map(|t| Some(Secret::from_value(t)))
+            .map_err(|_| ClassifiedError::new(ErrorClass::Data, "stored token is not text"))
+    }
+}
+
+struct Current {
+    access_token: Secret,
+    expires_at: OffsetDateTime,
+}
+
+/// A connection's access token, refreshed on demand, its refresh token rotated durably.
+pub struct TokenManager<E> {
+    connection: String,
+    endpoint: E,
+    store: TokenStore,
+    state: Mutex<(Option<Current>, Secret)>,
+}
+
+impl<E: TokenEndpoint> TokenManager<E> {
+    /// Starts from the newest stored refresh token, else from `initial` (the configured one).
+    pub async fn new(
+        connection: &str,
+        endpoint: E,
+        store: TokenStore,
+        initial: Secret,
+    ) -> Result<Self, ClassifiedError> {
+        let refresh = store.load(connection).await?.unwrap_or(initial);
+        Ok(Self {
+            connection: connection.to_owned(),
+            endpoint,
+            store,
+            state: Mutex::new((None, refresh)),
+        })
+    }
+
+    /// A valid access token, refreshing (and rotating) first if the current one is about
+    /// to expire. Concurrent callers wait for one refresh.
+    pub async fn access_token(&self) -> Result<Secret, ClassifiedError> {
+        let mut state = self.state.lock().await;
+        let now = OffsetDateTime::now_utc();
+        if let Some(current) = &state.0
+            && now + REFRESH_MARGIN < current.expires_at
+        {
+            return Ok(current.access_token.clone());
+        }
+        let set = self.endpoint.refresh(&state.1).await?;
+        // Durable before use: if this write fails, the rotated token must not be relied on.
+        if set.refresh_token != state.1 {
+            self.store
+                .save(&self.connection, &set.refresh_token)
+                .await?;
+            metrics::counter!("switchboard_token_rotations_total", "connection" => self.connection.clone()).increment(1);
+        }
+        tracing::info!(connection = %self.connection, expires_in_s = set.expires_in.as_secs(), "access token refreshed");
+        let token = set.access_token.clone();
+        *state = (
+            Some(Current {
+                access_token: set.access_token,
+                expires_at: now + set.expires_in,
+            }),
+            set.refresh_token,
+        );
+        Ok(token)
+    }
+
+    /// The target refused the current access token: forget it, so the next call refreshes.
+    pub async fn invalidate(&self) {
+        self.state.lock().await.0 = None;
+    }
+}
