@@ -230,3 +230,67 @@ impl ErrorHeaders<'_> {
         })
     }
 }
+
+/// Reads a compacted state topic from the beginning to its current end and returns the
+/// newest value per key (a deleted key, value `None`, is dropped). Blocking: call it from
+/// `spawn_blocking` or at start-up.
+pub fn read_table(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<std::collections::HashMap<String, Vec<u8>>, ClassifiedError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let err = |what: &str, e: KafkaError| kafka_error(what, &e);
+    let consumer: BaseConsumer = client_config(kafka)
+        .set("group.id", format!("{topic}.reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| err("state reader", e))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| err("metadata", e))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .map_err(|e| err("watermarks", e))?;
+        if high > low {
+            ends.insert(p.id(), high);
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .map_err(|e| err("assign", e))?;
+        }
+    }
+    let mut table = std::collections::HashMap::new();
+    if ends.is_empty() {
+        return Ok(table);
+    }
+    consumer.assign(&assignment).map_err(|e| err("assign", e))?;
+    let deadline = std::time::Instant::now() + timeout;
+    while !ends.is_empty() {
+        if std::time::Instant::now() >= deadline {
+            return Err(ClassifiedError::new(
+                ErrorClass::Transient,
+                format!("reading {topic} did not reach its end in time"),
+            ));
+        }
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) {
+            match m.payload() {
+                Some(value) => table.insert(key, value.to_vec()),
+                None => table.remove(&key),
+            };
+        }
+        // Transaction markers and compaction leave gaps: the end is reached once the
+        // position passes the end seen at start.
+        let position = m.offset() + 1;
+        if ends.get(&m.partition()).is_some_and(|end| position >= *end) {
+            ends.remove(&m.partition());
+        }
+    }
+    Ok(table)
+}

@@ -17,17 +17,15 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use crate::Secret;
 use crate::config::KafkaConfig;
 use crate::error::{ClassifiedError, ErrorClass};
-use crate::kafka::{self, Cleanup, TopicSpec, client_config};
+use crate::kafka::{self, Cleanup, TopicSpec};
 
 /// Refresh this long before the access token expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(20);
@@ -124,50 +122,8 @@ impl TokenStore {
     }
 
     fn load_blocking(&self, connection: &str) -> Result<Option<Secret>, ClassifiedError> {
-        let err = |what: &str, e: rdkafka::error::KafkaError| kafka::kafka_error(what, &e);
-        let consumer: BaseConsumer = client_config(&self.kafka)
-            .set("group.id", format!("{}.reader", self.topic))
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| err("token reader", e))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
-            .map_err(|e| err("metadata", e))?;
-        let mut assignment = TopicPartitionList::new();
-        let mut remaining = 0usize;
-        let mut ends = std::collections::HashMap::new();
-        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (low, high) = consumer
-                .fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))
-                .map_err(|e| err("watermarks", e))?;
-            if high > low {
-                remaining += 1;
-                ends.insert(p.id(), high);
-                assignment
-                    .add_partition_offset(&self.topic, p.id(), Offset::Beginning)
-                    .map_err(|e| err("assign", e))?;
-            }
-        }
-        if remaining == 0 {
-            return Ok(None);
-        }
-        consumer.assign(&assignment).map_err(|e| err("assign", e))?;
-        let mut newest = None;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while remaining > 0 && std::time::Instant::now() < deadline {
-            let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            if m.key() == Some(connection.as_bytes()) {
-                newest = m.payload().map(<[u8]>::to_vec);
-            }
-            if ends
-                .get(&m.partition())
-                .is_some_and(|end| m.offset() + 1 >= *end)
-            {
-                remaining -= 1;
-            }
-        }
+        let newest = kafka::read_table(&self.kafka, &self.topic, Duration::from_secs(30))?
+            .remove(connection);
         let Some(value) = newest else { return Ok(None) };
         if value.len() < 12 {
             return Err(ClassifiedError::new(

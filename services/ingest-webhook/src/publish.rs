@@ -4,15 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
 use switchboard_connectors::Connection;
 use switchboard_connectors::webhook::Received;
 use switchboard_core::avro::AvroCodec;
-use switchboard_core::envelope::{CHANGE_EVENT_SCHEMA, ChangeEvent};
+use switchboard_core::envelope::ChangeEvent;
 use switchboard_core::error::ClassifiedError;
-use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::kafka::{Cleanup, TopicSpec};
+use switchboard_core::raw::{RawPublisher, now_millis};
 use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass};
 use tokio_util::sync::CancellationToken;
@@ -32,12 +30,9 @@ pub(crate) enum Published {
 
 pub(crate) struct Publisher {
     pub(crate) dedupe: Arc<Dedupe>,
-    producer: FutureProducer,
-    codec: AvroCodec,
-    topics: Topics,
+    raw: RawPublisher,
     topic_specs: Vec<TopicSpec>,
     kafka: switchboard_core::config::KafkaConfig,
-    ack_timeout: Duration,
 }
 
 impl Publisher {
@@ -47,7 +42,7 @@ impl Publisher {
     ) -> anyhow::Result<Self> {
         let ack_timeout = Duration::from_millis(config.ingest.ack_timeout_ms);
         let topics = Topics::new(&config.kafka.topic_prefix);
-        let topic_specs = connections
+        let mut topic_specs: Vec<TopicSpec> = connections
             .iter()
             .flat_map(|(name, connection)| {
                 connection.webhook_entities().into_iter().map(|entity| {
@@ -55,29 +50,30 @@ impl Publisher {
                 })
             })
             .collect();
-        let producer = kafka::producer(&config.kafka, ack_timeout)?;
+        let raw = RawPublisher::new(config, AvroCodec::new(&config.registry)?, ack_timeout)?;
         let dedupe = Arc::new(Dedupe::new(
-            producer.clone(),
+            raw.producer().clone(),
             format!("{}.ingest.dedupe", config.kafka.topic_prefix),
             Duration::from_secs(config.ingest.dedupe_window_secs),
         ));
-        let mut topic_specs: Vec<TopicSpec> = topic_specs;
         topic_specs.push(dedupe.topic_spec());
         Ok(Self {
             dedupe,
-            producer,
-            codec: AvroCodec::new(&config.registry)?,
-            topics,
+            raw,
             topic_specs,
             kafka: config.kafka.clone(),
-            ack_timeout,
         })
     }
 
     /// Waits for Kafka, the registry and the raw topics; `false` if shutdown came first.
     pub(crate) async fn prepare(&self, shutdown: &CancellationToken) -> bool {
-        switchboard_core::service::prepare(&self.kafka, &self.topic_specs, &self.codec, shutdown)
-            .await
+        switchboard_core::service::prepare(
+            &self.kafka,
+            &self.topic_specs,
+            self.raw.codec(),
+            shutdown,
+        )
+        .await
     }
 
     /// Publishes one delivery and returns its event ID once Kafka acknowledged it.
@@ -138,48 +134,13 @@ impl Publisher {
             delivery_id: received.delivery_id,
             payload: payload.to_owned(),
         };
-        let topic = self.topics.raw(connection, &event.entity);
-        let value = self
-            .codec
-            .encode(&topic, CHANGE_EVENT_SCHEMA, &event)
-            .await?;
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "sb.event.id",
-            value: Some(event.event_id.as_str()),
-        });
-        let record = FutureRecord::to(&topic)
-            .key(event.record_id.as_str())
-            .payload(&value)
-            .headers(headers);
-        // The delivery itself is bounded by message.timeout.ms = ack_timeout; the outer
-        // timeout only guards against a future that never resolves.
-        let sent = tokio::time::timeout(
-            self.ack_timeout + Duration::from_secs(1),
-            self.producer.send(record, Timeout::After(self.ack_timeout)),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => {
-                tracing::debug!(connection, record_id = %event.record_id, event_id = %event.event_id, "webhook published");
-                Ok(event.event_id)
-            }
-            Ok(Err((e, _))) => Err(kafka::kafka_error("produce", &e)),
-            Err(_) => Err(ClassifiedError::new(
-                ErrorClass::Transient,
-                "kafka produce timed out",
-            )),
-        }
+        self.raw.publish(&event).await?;
+        tracing::debug!(connection, record_id = %event.record_id, event_id = %event.event_id, "webhook published");
+        Ok(event.event_id)
     }
 
     pub(crate) fn flush(&self, timeout: Duration) {
         self.dedupe.flush(timeout);
-        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
-            tracing::warn!(error = %e, "producer flush incomplete at shutdown");
-        }
+        self.raw.flush(timeout);
     }
-}
-
-fn now_millis() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
-        .unwrap_or(i64::MAX)
 }

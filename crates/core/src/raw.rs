@@ -1,0 +1,97 @@
+//! Publishing raw change events to `sb.raw.<connection>.<entity>`, keyed by record ID, and
+//! waiting for Kafka's acknowledgement. Shared by webhook ingest and the pollers, so both
+//! write the same envelope the same way.
+
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::avro::AvroCodec;
+use crate::config::Config;
+use crate::envelope::{CHANGE_EVENT_SCHEMA, ChangeEvent};
+use crate::error::{ClassifiedError, ErrorClass};
+use crate::kafka;
+use crate::topics::Topics;
+
+/// Writes raw change events; cheap to clone.
+#[derive(Clone)]
+pub struct RawPublisher {
+    producer: FutureProducer,
+    codec: AvroCodec,
+    topics: Topics,
+    ack_timeout: Duration,
+}
+
+impl RawPublisher {
+    /// A publisher whose sends are acknowledged or failed within `ack_timeout`.
+    pub fn new(
+        config: &Config,
+        codec: AvroCodec,
+        ack_timeout: Duration,
+    ) -> Result<Self, ClassifiedError> {
+        Ok(Self {
+            producer: kafka::producer(&config.kafka, ack_timeout)
+                .map_err(|e| kafka::kafka_error("producer", &e))?,
+            codec,
+            topics: Topics::new(&config.kafka.topic_prefix),
+            ack_timeout,
+        })
+    }
+
+    /// The underlying producer (for state topics written next to the events).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &AvroCodec {
+        &self.codec
+    }
+
+    /// Publishes `event` and returns once Kafka acknowledged it.
+    pub async fn publish(&self, event: &ChangeEvent) -> Result<(), ClassifiedError> {
+        let topic = self.topics.raw(&event.connection, &event.entity);
+        let value = self
+            .codec
+            .encode(&topic, CHANGE_EVENT_SCHEMA, event)
+            .await?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "sb.event.id",
+            value: Some(event.event_id.as_str()),
+        });
+        let record = FutureRecord::to(&topic)
+            .key(event.record_id.as_str())
+            .payload(&value)
+            .headers(headers);
+        // The delivery is bounded by message.timeout.ms = ack_timeout; the outer timeout
+        // only guards against a future that never resolves.
+        let sent = tokio::time::timeout(
+            self.ack_timeout + Duration::from_secs(1),
+            self.producer.send(record, Timeout::After(self.ack_timeout)),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(kafka::kafka_error("produce", &e)),
+            Err(_) => Err(ClassifiedError::new(
+                ErrorClass::Transient,
+                "kafka produce timed out",
+            )),
+        }
+    }
+
+    /// Waits for queued records at shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::warn!(error = %e, "producer flush incomplete at shutdown");
+        }
+    }
+}
+
+/// Now as Unix epoch milliseconds.
+pub fn now_millis() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
+}
