@@ -37,6 +37,34 @@ pub struct Config {
     /// The sink service.
     #[serde(default)]
     pub sink: SinkConfig,
+    /// The poller service.
+    #[serde(default)]
+    pub poller: PollerConfig,
+    /// Key (32 bytes, base64) that encrypts credentials Switchboard stores in Kafka, such as
+    /// rotated refresh tokens. Required by connections with rotating tokens.
+    #[serde(default)]
+    pub secrets_key: Option<crate::Secret>,
+}
+
+/// Poller settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollerConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_poller_listen")]
+    pub admin_listen: SocketAddr,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            admin_listen: default_poller_listen(),
+        }
+    }
+}
+
+fn default_poller_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9103))
 }
 
 /// Kafka connection and topic layout.

@@ -114,6 +114,8 @@ pub struct TopicSpec {
     pub name: String,
     /// Retention policy.
     pub cleanup: Cleanup,
+    /// Partitions, if not `kafka.partitions`.
+    pub partitions: Option<i32>,
 }
 
 impl TopicSpec {
@@ -122,7 +124,14 @@ impl TopicSpec {
         Self {
             name: name.into(),
             cleanup,
+            partitions: None,
         }
+    }
+
+    /// With its own partition count.
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
     }
 }
 
@@ -134,22 +143,33 @@ pub async fn ensure_topics(
     let admin: AdminClient<DefaultClientContext> = client_config(kafka)
         .create()
         .map_err(|e| kafka_error("admin client", &e))?;
-    let settings: Vec<(String, String, Option<String>)> = specs
+    let settings: Vec<(String, String, Option<String>, i32)> = specs
         .iter()
-        .map(|spec| match spec.cleanup {
-            Cleanup::Delete(r) => (spec.name.clone(), "delete".to_owned(), Some(ms(r))),
-            Cleanup::Compact => (spec.name.clone(), "compact".to_owned(), None),
-            Cleanup::CompactDelete(r) => {
-                (spec.name.clone(), "compact,delete".to_owned(), Some(ms(r)))
+        .map(|spec| {
+            let partitions = spec.partitions.unwrap_or(kafka.partitions);
+            match spec.cleanup {
+                Cleanup::Delete(r) => (
+                    spec.name.clone(),
+                    "delete".to_owned(),
+                    Some(ms(r)),
+                    partitions,
+                ),
+                Cleanup::Compact => (spec.name.clone(), "compact".to_owned(), None, partitions),
+                Cleanup::CompactDelete(r) => (
+                    spec.name.clone(),
+                    "compact,delete".to_owned(),
+                    Some(ms(r)),
+                    partitions,
+                ),
             }
         })
         .collect();
     let topics: Vec<NewTopic<'_>> = settings
         .iter()
-        .map(|(name, policy, retention)| {
+        .map(|(name, policy, retention, partitions)| {
             let topic = NewTopic::new(
                 name,
-                kafka.partitions,
+                *partitions,
                 TopicReplication::Fixed(kafka.replication_factor),
             )
             .set("cleanup.policy", policy);
