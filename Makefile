@@ -12,9 +12,10 @@ run:
 test: stack-up
 	$(CARGO) test --workspace
 
-## bench: throughput of the first flow (release build) on the real stack
+## bench: first-flow throughput, and ingest vs. bare HTTP vs. Kafka ProducerPerformance
 bench: stack-up
 	$(CARGO) bench -p switchboard-tests --bench first_flow
+	scripts/bench-ingest.sh
 
 stack-up:
 	scripts/stack.sh up
