@@ -111,8 +111,9 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let Some(connection) = app.connections.get(&connection_name) else {
+        // Not the path's name as a label: anyone could mint label values with it.
         return reject(
-            &connection_name,
+            "_unknown",
             StatusCode::NOT_FOUND,
             "unknown_connection",
             "unknown connection",
@@ -126,9 +127,13 @@ async fn receive(
             "expected Content-Type: application/json",
         );
     }
+    metrics::counter!("switchboard_webhooks_received_total", "connection" => connection_name.clone()).increment(1);
     let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
     let received = match connection.receive_webhook(&headers, &body, now_secs) {
-        Ok(received) => received,
+        Ok(received) => {
+            metrics::counter!("switchboard_webhooks_verified_total", "connection" => connection_name.clone()).increment(1);
+            received
+        }
         Err(e) => {
             let status = match e {
                 WebhookError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -138,11 +143,14 @@ async fn receive(
             return reject(&connection_name, status, e.reason(), &e.to_string());
         }
     };
-    match app
+    let started = std::time::Instant::now();
+    let published = app
         .publisher
         .publish(&connection_name, connection.system(), received, &body)
-        .await
-    {
+        .await;
+    metrics::histogram!("switchboard_webhook_publish_seconds", "connection" => connection_name.clone())
+        .record(started.elapsed().as_secs_f64());
+    match published {
         Ok(Published::Accepted(event_id)) => {
             metrics::counter!("switchboard_webhooks_accepted_total", "connection" => connection_name.clone())
                 .increment(1);
