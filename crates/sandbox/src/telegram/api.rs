@@ -15,6 +15,11 @@
 //!    `retry_after`, for every method.
 //! 5. Parameters (`params.rs`), then the method.
 //!
+//! The token is a secret that Telegram puts in the URL path. Before the request log and
+//! fault rules see a call, [`redact`] rewrites its path to `/bot***/<method>` (and any
+//! `secret_token=` query value to `***`), so `/_sandbox/requests` never shows either; a
+//! `FaultRule` endpoint therefore reads e.g. `POST /bot***/sendMessage`.
+//!
 //! Emulated methods: `getMe`, `sendMessage`, `getUpdates`, `setWebhook`, `deleteWebhook`,
 //! `getWebhookInfo`. Other real methods answer `404 Not Found` like unknown ones.
 
@@ -22,7 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 
@@ -38,13 +43,43 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(call).with_state(shared)
 }
 
+/// The request URI before [`redact`] rewrote it.
+#[derive(Debug, Clone)]
+pub(crate) struct RealUri(Uri);
+
+/// Hides the token (and a `secret_token` query value) from everything after it.
+pub(crate) async fn redact(mut req: Request) -> Request {
+    let uri = req.uri().clone();
+    let Some((_, method)) = split_path(uri.path()) else {
+        return req;
+    };
+    let mut shown = format!("/bot***/{method}");
+    if let Some(query) = uri.query() {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("secret_token", _)) => "secret_token=***".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown = format!("{shown}?{}", pairs.join("&"));
+    }
+    if let Ok(redacted) = Uri::builder().path_and_query(shown).build() {
+        *req.uri_mut() = redacted;
+        req.extensions_mut().insert(RealUri(uri));
+    }
+    req
+}
+
 async fn call(
     State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,
+    real: Option<Extension<RealUri>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let uri = real.map_or(uri, |Extension(RealUri(real))| real);
     match dispatch(&shared, &method, &uri, &headers, &body).await {
         Ok(success) => success.into_response(),
         Err(error) => error.into_response(),

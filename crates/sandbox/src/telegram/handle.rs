@@ -89,8 +89,10 @@ impl TelegramSandbox {
                 addr: config.addr,
                 source,
             })?;
+        // `redact` runs first, so the request log and fault rules never see the token.
         let app = instrument(api::router(shared.clone()), &control, fault_body)
-            .merge(control_api::router(shared.clone()));
+            .merge(control_api::router(shared.clone()))
+            .layer(axum::middleware::map_request(api::redact));
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let server = tokio::spawn(async move {
