@@ -37,7 +37,10 @@ fn secret_matches(expected: &str, header: Option<&[u8]>) -> bool {
 async fn with_webhook(sb: &TelegramSandbox, rx: Receiver, extra: serde_json::Value) -> String {
     let url = start_receiver(rx).await;
     let mut params = json!({"url": url, "secret_token": SECRET});
-    params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    params
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let (status, body) = call(sb, "setWebhook", params).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     url
@@ -48,7 +51,9 @@ async fn deliveries_carry_the_secret_token_header_and_the_update() {
     let sb = sandbox().await;
     let rx = Receiver::default();
     with_webhook(&sb, rx.clone(), json!({})).await;
-    let injected = sb.inject_message(SAMPLE_USER_CHAT, "Where is order #1001?").unwrap();
+    let injected = sb
+        .inject_message(SAMPLE_USER_CHAT, "Where is order #1001?")
+        .unwrap();
     wait_for("the delivery", || rx.count() == 1).await;
 
     let got = &rx.all()[0];
@@ -57,7 +62,10 @@ async fn deliveries_carry_the_secret_token_header_and_the_update() {
         .get("x-telegram-bot-api-secret-token")
         .map(|v| v.as_bytes());
     assert!(secret_matches(SECRET, header), "the receiver accepts it");
-    assert!(!secret_matches("Sw1tchb0ard_webhook-secreT", header), "a wrong secret would not match");
+    assert!(
+        !secret_matches("Sw1tchb0ard_webhook-secreT", header),
+        "a wrong secret would not match"
+    );
     assert!(!secret_matches(SECRET, None));
     assert_eq!(got.headers["content-type"], "application/json");
 
@@ -70,7 +78,10 @@ async fn deliveries_carry_the_secret_token_header_and_the_update() {
     assert_eq!(update["message"]["chat"]["id"], SAMPLE_USER_CHAT);
     assert_eq!(update.as_object().unwrap().len(), 2);
 
-    wait_for("the pending count to drop", || sb.pending_update_count() == 0).await;
+    wait_for("the pending count to drop", || {
+        sb.pending_update_count() == 0
+    })
+    .await;
     let (_, info) = call(&sb, "getWebhookInfo", json!({})).await;
     assert_eq!(info["result"]["pending_update_count"], 0);
     assert!(info["result"].get("last_error_date").is_none());
@@ -84,7 +95,12 @@ async fn without_a_secret_token_there_is_no_header() {
     call(&sb, "setWebhook", json!({"url": url})).await;
     sb.inject_message(SAMPLE_USER_CHAT, "hi").unwrap();
     wait_for("the delivery", || rx.count() == 1).await;
-    assert!(rx.all()[0].headers.get("x-telegram-bot-api-secret-token").is_none());
+    assert!(
+        rx.all()[0]
+            .headers
+            .get("x-telegram-bot-api-secret-token")
+            .is_none()
+    );
 }
 
 /// Waits for `n` attempts in total and returns their virtual times, in milliseconds.
@@ -95,7 +111,10 @@ async fn attempts(sb: &TelegramSandbox, n: usize) -> Vec<i64> {
 
 /// Equal up to the millisecond the frozen clock may tick over while the test runs.
 fn assert_close(actual_ms: i64, expected_ms: i64) {
-    assert!((actual_ms - expected_ms).abs() <= 1, "{actual_ms} ms, expected {expected_ms} ms");
+    assert!(
+        (actual_ms - expected_ms).abs() <= 1,
+        "{actual_ms} ms, expected {expected_ms} ms"
+    );
 }
 
 /// Nothing more is attempted during 150 ms of real time (an eternity for the task).
@@ -109,7 +128,11 @@ async fn failed_deliveries_are_retried_on_the_documented_schedule() {
     let sb = frozen().await;
     let rx = Receiver::answering(&[(500, None); 7]);
     with_webhook(&sb, rx.clone(), json!({})).await;
-    let id = sb.inject_message(SAMPLE_USER_CHAT, "hi").unwrap().update_id.unwrap();
+    let id = sb
+        .inject_message(SAMPLE_USER_CHAT, "hi")
+        .unwrap()
+        .update_id
+        .unwrap();
 
     // The first retry follows at once.
     let times = attempts(&sb, 2).await;
@@ -137,8 +160,17 @@ async fn failed_deliveries_are_retried_on_the_documented_schedule() {
     let log = sb.deliveries();
     assert!(log.iter().all(|d| d.update_id == id));
     let statuses: Vec<Option<u16>> = log.iter().map(|d| d.status).collect();
-    assert_eq!(statuses, [Some(500); 7].into_iter().chain([Some(200)]).collect::<Vec<_>>());
-    assert_eq!(log.iter().map(|d| d.attempt).collect::<Vec<_>>(), (1..=8).collect::<Vec<u32>>());
+    assert_eq!(
+        statuses,
+        [Some(500); 7]
+            .into_iter()
+            .chain([Some(200)])
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        log.iter().map(|d| d.attempt).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<u32>>()
+    );
     assert_eq!(rx.count(), 8);
 }
 
@@ -165,7 +197,10 @@ async fn an_update_that_cannot_be_delivered_within_24_hours_is_dropped() {
     sb.inject_message(SAMPLE_USER_CHAT, "hi").unwrap();
     attempts(&sb, 2).await;
     sb.clock().advance(Duration::from_secs(24 * 3600));
-    wait_for("the update to be dropped", || sb.pending_update_count() == 0).await;
+    wait_for("the update to be dropped", || {
+        sb.pending_update_count() == 0
+    })
+    .await;
     let before = rx.count();
     sb.clock().advance(Duration::from_secs(3600));
     no_attempt_beyond(&sb, sb.deliveries().len()).await;
@@ -177,17 +212,33 @@ async fn a_failing_update_holds_back_its_chat_but_not_others() {
     let sb = frozen().await;
     let rx = Receiver::answering(&[(500, None), (500, None)]);
     with_webhook(&sb, rx.clone(), json!({})).await;
-    let a1 = sb.inject_message(SAMPLE_USER_CHAT, "a1").unwrap().update_id.unwrap();
+    let a1 = sb
+        .inject_message(SAMPLE_USER_CHAT, "a1")
+        .unwrap()
+        .update_id
+        .unwrap();
     wait_for("two failed attempts", || rx.count() == 2).await;
-    let a2 = sb.inject_message(SAMPLE_USER_CHAT, "a2").unwrap().update_id.unwrap();
-    let b1 = sb.inject_message(SAMPLE_OTHER_USER_CHAT, "b1").unwrap().update_id.unwrap();
+    let a2 = sb
+        .inject_message(SAMPLE_USER_CHAT, "a2")
+        .unwrap()
+        .update_id
+        .unwrap();
+    let b1 = sb
+        .inject_message(SAMPLE_OTHER_USER_CHAT, "b1")
+        .unwrap()
+        .update_id
+        .unwrap();
     wait_for("the other chat's update", || rx.count() == 3).await;
     no_attempt_beyond(&sb, 3).await;
     assert_eq!(rx.all()[2].update_id(), b1, "another chat goes ahead");
     sb.clock().advance(Duration::from_secs(2));
     wait_for("the chat's updates", || rx.count() == 5).await;
     let order: Vec<i64> = rx.all()[3..].iter().map(Received::update_id).collect();
-    assert_eq!(order, [a1, a2], "same chat: in order, after the retry succeeded");
+    assert_eq!(
+        order,
+        [a1, a2],
+        "same chat: in order, after the retry succeeded"
+    );
 }
 
 #[tokio::test]
@@ -196,11 +247,18 @@ async fn duplicate_switch_delivers_the_same_update_again() {
     let rx = Receiver::default();
     with_webhook(&sb, rx.clone(), json!({})).await;
     sb.set_duplicate_deliveries(2);
-    let id = sb.inject_message(SAMPLE_USER_CHAT, "hi").unwrap().update_id.unwrap();
+    let id = sb
+        .inject_message(SAMPLE_USER_CHAT, "hi")
+        .unwrap()
+        .update_id
+        .unwrap();
     wait_for("three copies", || rx.count() == 3).await;
     let got = rx.all();
     assert!(got.iter().all(|r| r.update_id() == id));
-    assert!(got.iter().all(|r| r.body == got[0].body), "byte-identical copies");
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "byte-identical copies"
+    );
     let dups: Vec<bool> = sb.deliveries().iter().map(|d| d.duplicate).collect();
     assert_eq!(dups, [false, true, true]);
 }
@@ -213,7 +271,12 @@ async fn out_of_order_switch_delivers_newest_first() {
     with_webhook(&sb, rx.clone(), json!({})).await;
     let ids: Vec<i64> = ["one", "two", "three"]
         .iter()
-        .map(|t| sb.inject_message(SAMPLE_USER_CHAT, t).unwrap().update_id.unwrap())
+        .map(|t| {
+            sb.inject_message(SAMPLE_USER_CHAT, t)
+                .unwrap()
+                .update_id
+                .unwrap()
+        })
         .collect();
     no_attempt_beyond(&sb, 0).await;
     assert_eq!(sb.pending_update_count(), 3, "paused");
@@ -264,7 +327,10 @@ async fn schema_switches_change_outbound_updates_until_cleared() {
     sb.inject_message(SAMPLE_USER_CHAT, "again").unwrap();
     wait_for("the second delivery", || rx.count() == 2).await;
     let m = rx.all()[1].json()["message"].clone();
-    assert_eq!((m["text"].clone(), m["chat"]["id"].clone()), (json!("again"), json!(SAMPLE_USER_CHAT)));
+    assert_eq!(
+        (m["text"].clone(), m["chat"]["id"].clone()),
+        (json!("again"), json!(SAMPLE_USER_CHAT))
+    );
 }
 
 #[tokio::test]

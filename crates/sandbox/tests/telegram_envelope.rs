@@ -76,13 +76,19 @@ async fn parameters_come_from_the_query_string_a_form_or_json() {
     let client = Client::new();
     let by_query = client
         .get(sb.method_url("sendMessage"))
-        .query(&[("chat_id", SAMPLE_USER_CHAT.to_string()), ("text", "q".into())])
+        .query(&[
+            ("chat_id", SAMPLE_USER_CHAT.to_string()),
+            ("text", "q".into()),
+        ])
         .send()
         .await
         .unwrap();
     let by_form = client
         .post(sb.method_url("sendMessage"))
-        .form(&[("chat_id", SAMPLE_USER_CHAT.to_string()), ("text", "f é".into())])
+        .form(&[
+            ("chat_id", SAMPLE_USER_CHAT.to_string()),
+            ("text", "f é".into()),
+        ])
         .send()
         .await
         .unwrap();
@@ -115,12 +121,37 @@ async fn bad_request(sb: &TelegramSandbox, params: serde_json::Value, descriptio
 async fn bad_parameters_are_400_bad_request_with_the_reason() {
     let sb = sandbox().await;
     let user = SAMPLE_USER_CHAT;
-    bad_request(&sb, json!({"chat_id": 999, "text": "x"}), "Bad Request: chat not found").await;
-    bad_request(&sb, json!({"chat_id": "@nobody", "text": "x"}), "Bad Request: chat not found").await;
+    bad_request(
+        &sb,
+        json!({"chat_id": 999, "text": "x"}),
+        "Bad Request: chat not found",
+    )
+    .await;
+    bad_request(
+        &sb,
+        json!({"chat_id": "@nobody", "text": "x"}),
+        "Bad Request: chat not found",
+    )
+    .await;
     bad_request(&sb, json!({"text": "x"}), "Bad Request: chat_id is empty").await;
-    bad_request(&sb, json!({"chat_id": user, "text": ""}), "Bad Request: message text is empty").await;
-    bad_request(&sb, json!({"chat_id": user}), "Bad Request: message text is empty").await;
-    bad_request(&sb, json!({"chat_id": user, "text": " \n "}), "Bad Request: message text is empty").await;
+    bad_request(
+        &sb,
+        json!({"chat_id": user, "text": ""}),
+        "Bad Request: message text is empty",
+    )
+    .await;
+    bad_request(
+        &sb,
+        json!({"chat_id": user}),
+        "Bad Request: message text is empty",
+    )
+    .await;
+    bad_request(
+        &sb,
+        json!({"chat_id": user, "text": " \n "}),
+        "Bad Request: message text is empty",
+    )
+    .await;
     bad_request(
         &sb,
         json!({"chat_id": user, "text": "<b></b>", "parse_mode": "HTML"}),
@@ -165,30 +196,62 @@ async fn bad_parameters_are_400_bad_request_with_the_reason() {
 async fn a_user_who_blocked_the_bot_gives_403_forbidden() {
     let sb = sandbox().await;
     sb.set_blocked(SAMPLE_USER_CHAT, true).unwrap();
-    let (status, body) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_USER_CHAT, "text": "hi"})).await;
+    let (status, body) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": SAMPLE_USER_CHAT, "text": "hi"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         body,
         json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"})
     );
     sb.set_blocked(SAMPLE_USER_CHAT, false).unwrap();
-    let (status, _) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_USER_CHAT, "text": "hi"})).await;
+    let (status, _) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": SAMPLE_USER_CHAT, "text": "hi"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     // The same switch over HTTP, on a group: the bot was removed.
-    let url = format!("{}/_sandbox/telegram/chats/{SAMPLE_GROUP_CHAT}/blocked", sb.base_url());
-    let r = Client::new().post(url).json(&json!({"blocked": true})).send().await.unwrap();
+    let url = format!(
+        "{}/_sandbox/telegram/chats/{SAMPLE_GROUP_CHAT}/blocked",
+        sb.base_url()
+    );
+    let r = Client::new()
+        .post(url)
+        .json(&json!({"blocked": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (status, body) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "hi"})).await;
+    let (status, body) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "hi"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(body["description"], "Forbidden: bot was kicked from the group chat");
+    assert_eq!(
+        body["description"],
+        "Forbidden: bot was kicked from the group chat"
+    );
 }
 
 #[tokio::test]
 async fn a_migrated_group_answers_400_with_migrate_to_chat_id() {
     let sb = sandbox().await;
-    sb.migrate_group(SAMPLE_GROUP_CHAT, SAMPLE_SUPERGROUP_CHAT).unwrap();
-    let (status, body) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "hi"})).await;
+    sb.migrate_group(SAMPLE_GROUP_CHAT, SAMPLE_SUPERGROUP_CHAT)
+        .unwrap();
+    let (status, body) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "hi"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body,
@@ -201,8 +264,11 @@ async fn a_migrated_group_answers_400_with_migrate_to_chat_id() {
 #[tokio::test]
 async fn injected_faults_keep_the_telegram_error_envelope_and_are_logged() {
     let sb = sandbox().await;
-    sb.control()
-        .add_fault(FaultRule::fail_next("POST /bot***/getMe", 1, StatusCode::BAD_GATEWAY));
+    sb.control().add_fault(FaultRule::fail_next(
+        "POST /bot***/getMe",
+        1,
+        StatusCode::BAD_GATEWAY,
+    ));
     let (status, body) = call(&sb, "getMe", json!({})).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -213,18 +279,30 @@ async fn injected_faults_keep_the_telegram_error_envelope_and_are_logged() {
     assert_eq!(status, StatusCode::OK, "the fault applied once");
     let log = sb.control().requests();
     assert_eq!(log.len(), 2);
-    assert_eq!((log[0].path.as_str(), log[0].status), ("/bot***/getMe", 502));
-    assert_eq!((log[1].path.as_str(), log[1].status), ("/bot***/getMe", 200));
+    assert_eq!(
+        (log[0].path.as_str(), log[0].status),
+        ("/bot***/getMe", 502)
+    );
+    assert_eq!(
+        (log[1].path.as_str(), log[1].status),
+        ("/bot***/getMe", 200)
+    );
 }
 
 #[tokio::test]
 async fn the_request_log_never_shows_the_token_or_the_secret_token() {
     let sb = sandbox().await;
-    let url = format!("{}?url=http://127.0.0.1:9/x&secret_token=s3cret-Value", sb.method_url("setWebhook"));
+    let url = format!(
+        "{}?url=http://127.0.0.1:9/x&secret_token=s3cret-Value",
+        sb.method_url("setWebhook")
+    );
     let (status, _) = get(&url).await;
     assert_eq!(status, StatusCode::OK);
     let logged = &sb.control().requests()[0].path;
-    assert_eq!(logged, "/bot***/setWebhook?url=http://127.0.0.1:9/x&secret_token=***");
+    assert_eq!(
+        logged,
+        "/bot***/setWebhook?url=http://127.0.0.1:9/x&secret_token=***"
+    );
     assert!(!logged.contains("ABC-DEF") && !logged.contains("s3cret"));
 }
 
@@ -237,8 +315,13 @@ async fn start_refuses_non_loopback_addresses_and_malformed_tokens() {
     .await
     .unwrap_err();
     assert!(matches!(err, TelegramError::NotLoopback(_)));
-    let err = TelegramSandbox::start(TelegramConfig::new("not-a-token")).await.unwrap_err();
+    let err = TelegramSandbox::start(TelegramConfig::new("not-a-token"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, TelegramError::InvalidConfig(_)));
     let config = TelegramConfig::new(TOKEN);
-    assert!(!format!("{config:?}").contains("ABC-DEF"), "the token is never printed");
+    assert!(
+        !format!("{config:?}").contains("ABC-DEF"),
+        "the token is never printed"
+    );
 }

@@ -28,16 +28,31 @@ async fn per_chat_limit_gives_429_with_retry_after() {
     let sb = frozen().await;
     let send = |chat: i64| call(&sb, "sendMessage", json!({"chat_id": chat, "text": "ping"}));
     for i in 0..3 {
-        assert_eq!(send(SAMPLE_USER_CHAT).await.0, StatusCode::OK, "burst message {i}");
+        assert_eq!(
+            send(SAMPLE_USER_CHAT).await.0,
+            StatusCode::OK,
+            "burst message {i}"
+        );
     }
     let (status, body) = send(SAMPLE_USER_CHAT).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body, too_many(1));
-    assert_eq!(sb.messages_to(SAMPLE_USER_CHAT).len(), 3, "the refused one is not sent");
+    assert_eq!(
+        sb.messages_to(SAMPLE_USER_CHAT).len(),
+        3,
+        "the refused one is not sent"
+    );
 
     sb.clock().advance(Duration::from_secs(1));
-    assert_eq!(send(SAMPLE_USER_CHAT).await.0, StatusCode::OK, "one more after a second");
-    assert_eq!(send(SAMPLE_USER_CHAT).await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(SAMPLE_USER_CHAT).await.0,
+        StatusCode::OK,
+        "one more after a second"
+    );
+    assert_eq!(
+        send(SAMPLE_USER_CHAT).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]
@@ -51,9 +66,15 @@ async fn while_retry_after_runs_every_call_of_the_bot_is_blocked() {
     })
     .await;
     let msg = |chat: i64| json!({"chat_id": chat, "text": "ping"});
-    assert_eq!(call(&sb, "sendMessage", msg(SAMPLE_USER_CHAT)).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&sb, "sendMessage", msg(SAMPLE_USER_CHAT)).await.0,
+        StatusCode::OK
+    );
     let (status, body) = call(&sb, "sendMessage", msg(SAMPLE_USER_CHAT)).await;
-    assert_eq!((status, body), (StatusCode::TOO_MANY_REQUESTS, too_many(10)));
+    assert_eq!(
+        (status, body),
+        (StatusCode::TOO_MANY_REQUESTS, too_many(10))
+    );
 
     // Another chat, and methods that send nothing, are refused too, with what is left.
     sb.clock().advance(Duration::from_secs(4));
@@ -66,7 +87,12 @@ async fn while_retry_after_runs_every_call_of_the_bot_is_blocked() {
 
     sb.clock().advance(Duration::from_secs(6));
     assert_eq!(call(&sb, "getMe", json!({})).await.0, StatusCode::OK);
-    assert_eq!(call(&sb, "sendMessage", msg(SAMPLE_OTHER_USER_CHAT)).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&sb, "sendMessage", msg(SAMPLE_OTHER_USER_CHAT))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -80,14 +106,17 @@ async fn thirty_messages_per_second_overall() {
         .collect();
     let sb = start(config).await;
     for chat in 1..=30 {
-        let (status, body) = call(&sb, "sendMessage", json!({"chat_id": chat, "text": "sale"})).await;
+        let (status, body) =
+            call(&sb, "sendMessage", json!({"chat_id": chat, "text": "sale"})).await;
         assert_eq!(status, StatusCode::OK, "message {chat}: {body}");
     }
     let (status, body) = call(&sb, "sendMessage", json!({"chat_id": 31, "text": "sale"})).await;
     assert_eq!((status, body), (StatusCode::TOO_MANY_REQUESTS, too_many(1)));
     sb.clock().advance(Duration::from_secs(1));
     assert_eq!(
-        call(&sb, "sendMessage", json!({"chat_id": 31, "text": "sale"})).await.0,
+        call(&sb, "sendMessage", json!({"chat_id": 31, "text": "sale"}))
+            .await
+            .0,
         StatusCode::OK
     );
 }
@@ -97,15 +126,33 @@ async fn twenty_messages_per_minute_per_group() {
     let sb = frozen().await;
     // One per second keeps the per-chat limit happy; the group limit still bites.
     for i in 0..20 {
-        let (status, body) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "x"})).await;
+        let (status, body) = call(
+            &sb,
+            "sendMessage",
+            json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "x"}),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "message {i}: {body}");
         sb.clock().advance(Duration::from_secs(1));
     }
     // The first of the 20 went out 20 s ago: a slot frees 40 s from now.
-    let (status, body) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "x"})).await;
-    assert_eq!((status, body), (StatusCode::TOO_MANY_REQUESTS, too_many(40)));
+    let (status, body) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::TOO_MANY_REQUESTS, too_many(40))
+    );
     sb.clock().advance(Duration::from_secs(40));
-    let (status, _) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "x"})).await;
+    let (status, _) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": SAMPLE_GROUP_CHAT, "text": "x"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -114,7 +161,10 @@ async fn flood_wait_switch_blocks_the_bot_in_process_and_over_http() {
     let sb = frozen().await;
     sb.flood_wait(Duration::from_secs(35));
     let (status, body) = call(&sb, "getMe", json!({})).await;
-    assert_eq!((status, body), (StatusCode::TOO_MANY_REQUESTS, too_many(35)));
+    assert_eq!(
+        (status, body),
+        (StatusCode::TOO_MANY_REQUESTS, too_many(35))
+    );
     sb.clock().advance(Duration::from_secs(35));
     assert_eq!(call(&sb, "getMe", json!({})).await.0, StatusCode::OK);
 
@@ -126,6 +176,11 @@ async fn flood_wait_switch_blocks_the_bot_in_process_and_over_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (status, body) = call(&sb, "sendMessage", json!({"chat_id": SAMPLE_USER_CHAT, "text": "x"})).await;
+    let (status, body) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": SAMPLE_USER_CHAT, "text": "x"}),
+    )
+    .await;
     assert_eq!((status, body), (StatusCode::TOO_MANY_REQUESTS, too_many(7)));
 }

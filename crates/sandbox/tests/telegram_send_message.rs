@@ -40,7 +40,10 @@ async fn the_result_is_a_realistic_message() {
     );
     let (_, me) = call(&sb, "getMe", json!({})).await;
     for field in ["id", "is_bot", "first_name", "username"] {
-        assert_eq!(body["result"]["from"][field], me["result"][field], "{field}");
+        assert_eq!(
+            body["result"]["from"][field], me["result"][field],
+            "{field}"
+        );
     }
 }
 
@@ -55,7 +58,10 @@ async fn message_ids_increase_per_chat_and_dates_follow_the_sandbox_clock() {
     assert_eq!(a1["result"]["message_id"], 1);
     assert_eq!(a2["result"]["message_id"], 2);
     assert_eq!(b1["result"]["message_id"], 1, "IDs are per chat");
-    let (d1, d2) = (a1["result"]["date"].as_i64().unwrap(), a2["result"]["date"].as_i64().unwrap());
+    let (d1, d2) = (
+        a1["result"]["date"].as_i64().unwrap(),
+        a2["result"]["date"].as_i64().unwrap(),
+    );
     assert_eq!(d2 - d1, 3600, "dates are virtual Unix seconds");
 
     // A user's message and the bot's reply share the chat's sequence.
@@ -98,7 +104,12 @@ async fn channels_by_username_get_sender_chat_instead_of_from() {
     assert_eq!(m["sender_chat"]["id"], SAMPLE_CHANNEL_CHAT);
     assert!(m.get("from").is_none());
     // A user's @username is not a chat ID.
-    let (status, _) = call(&sb, "sendMessage", json!({"chat_id": "@test_user", "text": "x"})).await;
+    let (status, _) = call(
+        &sb,
+        "sendMessage",
+        json!({"chat_id": "@test_user", "text": "x"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -115,7 +126,10 @@ async fn replies_need_an_existing_message_unless_allowed_without() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["result"]["reply_to_message"]["text"], "where is my order?");
+    assert_eq!(
+        body["result"]["reply_to_message"]["text"],
+        "where is my order?"
+    );
     assert_eq!(body["result"]["reply_to_message"]["from"]["id"], user);
 
     let (status, body) = call(
@@ -125,7 +139,10 @@ async fn replies_need_an_existing_message_unless_allowed_without() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["description"], "Bad Request: message to be replied not found");
+    assert_eq!(
+        body["description"],
+        "Bad Request: message to be replied not found"
+    );
     let (status, body) = call(
         &sb,
         "sendMessage",
@@ -142,10 +159,19 @@ async fn sent_messages_are_recorded_and_counted_as_creates() {
     let sb = sandbox().await;
     sb.add_chat(TelegramChat::private(42, "Ada", None)).unwrap();
     for _ in 0..2 {
-        let (status, _) = call(&sb, "sendMessage", json!({"chat_id": 42, "text": "Order shipped"})).await;
+        let (status, _) = call(
+            &sb,
+            "sendMessage",
+            json!({"chat_id": 42, "text": "Order shipped"}),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
     }
-    assert_eq!(sb.control().creates_for("42|Order shipped"), 2, "a duplicate shows");
+    assert_eq!(
+        sb.control().creates_for("42|Order shipped"),
+        2,
+        "a duplicate shows"
+    );
     let sent = sb.messages_to(42);
     assert_eq!(sent.len(), 2);
     assert_eq!((sent[0].message_id, sent[1].message_id), (1, 2));

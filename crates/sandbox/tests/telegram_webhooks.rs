@@ -26,9 +26,17 @@ async fn set_webhook_info_conflict_and_delete() {
     );
 
     let url = "http://127.0.0.1:9/telegram/hook";
-    let (status, body) = call(&sb, "setWebhook", json!({"url": url, "secret_token": "s3cret_T-1"})).await;
+    let (status, body) = call(
+        &sb,
+        "setWebhook",
+        json!({"url": url, "secret_token": "s3cret_T-1"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"ok": true, "result": true, "description": "Webhook was set"}));
+    assert_eq!(
+        body,
+        json!({"ok": true, "result": true, "description": "Webhook was set"})
+    );
 
     let (_, body) = call(&sb, "getWebhookInfo", json!({})).await;
     assert_eq!(
@@ -46,26 +54,43 @@ async fn set_webhook_info_conflict_and_delete() {
     );
 
     let (_, body) = call(&sb, "deleteWebhook", json!({})).await;
-    assert_eq!(body, json!({"ok": true, "result": true, "description": "Webhook was deleted"}));
+    assert_eq!(
+        body,
+        json!({"ok": true, "result": true, "description": "Webhook was deleted"})
+    );
     let (_, body) = call(&sb, "deleteWebhook", json!({})).await;
     assert_eq!(body["description"], "Webhook is already deleted");
     let (status, body) = call(&sb, "getUpdates", json!({})).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"ok": true, "result": []})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"ok": true, "result": []}))
+    );
 }
 
 #[tokio::test]
 async fn set_webhook_validates_url_secret_and_frequency() {
     let sb = frozen().await;
     let cases = [
-        (json!({"url": "http://example.com/hook"}),
-         "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"),
-        (json!({"url": "https://example.com/hook"}),
-         "Bad Request: bad webhook: the sandbox delivers webhooks to loopback addresses only"),
-        (json!({"url": "hook"}), "Bad Request: invalid webhook URL specified"),
-        (json!({"url": "http://127.0.0.1:9/x", "secret_token": "123:abc"}),
-         "Bad Request: secret token contains unallowed characters"),
-        (json!({"url": "http://127.0.0.1:9/x", "secret_token": "a".repeat(257)}),
-         "Bad Request: secret token is too long"),
+        (
+            json!({"url": "http://example.com/hook"}),
+            "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+        ),
+        (
+            json!({"url": "https://example.com/hook"}),
+            "Bad Request: bad webhook: the sandbox delivers webhooks to loopback addresses only",
+        ),
+        (
+            json!({"url": "hook"}),
+            "Bad Request: invalid webhook URL specified",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "secret_token": "123:abc"}),
+            "Bad Request: secret token contains unallowed characters",
+        ),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "secret_token": "a".repeat(257)}),
+            "Bad Request: secret token is too long",
+        ),
     ];
     for (params, description) in cases {
         // setWebhook with a URL is allowed once per second.
@@ -82,7 +107,10 @@ async fn set_webhook_validates_url_secret_and_frequency() {
 
     sb.clock().advance(Duration::from_secs(1));
     let hook = json!({"url": "http://127.0.0.1:9/x", "secret_token": "a".repeat(256), "max_connections": 1000});
-    assert_eq!(call(&sb, "setWebhook", hook.clone()).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&sb, "setWebhook", hook.clone()).await.0,
+        StatusCode::OK
+    );
     let (status, body) = call(&sb, "setWebhook", hook.clone()).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["parameters"], json!({"retry_after": 1}));
@@ -90,7 +118,10 @@ async fn set_webhook_validates_url_secret_and_frequency() {
     let (_, body) = call(&sb, "setWebhook", hook).await;
     assert_eq!(body["description"], "Webhook is already set");
     let (_, info) = call(&sb, "getWebhookInfo", json!({})).await;
-    assert_eq!(info["result"]["max_connections"], 100, "clamped to 1-100 like the server");
+    assert_eq!(
+        info["result"]["max_connections"], 100,
+        "clamped to 1-100 like the server"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +138,11 @@ async fn get_updates_returns_injected_messages_and_offsets_confirm_them() {
     assert_eq!(updates.len(), 2);
     let u = &updates[0];
     assert_eq!(u["update_id"], 10_000_001);
-    assert_eq!(u.as_object().unwrap().len(), 2, "update_id and one optional field");
+    assert_eq!(
+        u.as_object().unwrap().len(),
+        2,
+        "update_id and one optional field"
+    );
     assert_eq!(u["message"]["text"], "/start");
     assert_eq!(u["message"]["from"]["id"], SAMPLE_USER_CHAT);
     assert_eq!(u["message"]["from"]["is_bot"], false);
@@ -116,7 +151,10 @@ async fn get_updates_returns_injected_messages_and_offsets_confirm_them() {
         u["message"]["entities"],
         json!([{"offset": 0, "length": 6, "type": "bot_command"}])
     );
-    assert_eq!(updates[1]["channel_post"]["sender_chat"]["id"], SAMPLE_CHANNEL_CHAT);
+    assert_eq!(
+        updates[1]["channel_post"]["sender_chat"]["id"],
+        SAMPLE_CHANNEL_CHAT
+    );
 
     let (_, body) = call(&sb, "getUpdates", json!({"offset": 10_000_002})).await;
     assert_eq!(body["result"].as_array().unwrap().len(), 1);
@@ -151,10 +189,18 @@ async fn get_updates_long_polls_until_an_update_arrives() {
 #[tokio::test]
 async fn allowed_updates_filters_what_is_queued() {
     let sb = sandbox().await;
-    let (status, _) = call(&sb, "getUpdates", json!({"allowed_updates": ["edited_message"]})).await;
+    let (status, _) = call(
+        &sb,
+        "getUpdates",
+        json!({"allowed_updates": ["edited_message"]}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let injected = sb.inject_message(SAMPLE_USER_CHAT, "hi").unwrap();
-    assert_eq!(injected.update_id, None, "a message is not an edited_message");
+    assert_eq!(
+        injected.update_id, None,
+        "a message is not an edited_message"
+    );
     let id = sb
         .inject_update(json!({"edited_message": {"message_id": 1, "date": 0, "text": "hi!",
                                                  "chat": {"id": SAMPLE_USER_CHAT, "type": "private"}}}))
@@ -164,8 +210,18 @@ async fn allowed_updates_filters_what_is_queued() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // `[]` restores the default set.
     call(&sb, "getUpdates", json!({"allowed_updates": []})).await;
-    assert!(sb.inject_message(SAMPLE_USER_CHAT, "again").unwrap().update_id.is_some());
-    assert!(sb.inject_update(json!({"chat_member": {}})).unwrap().is_none(), "opt-in type");
+    assert!(
+        sb.inject_message(SAMPLE_USER_CHAT, "again")
+            .unwrap()
+            .update_id
+            .is_some()
+    );
+    assert!(
+        sb.inject_update(json!({"chat_member": {}}))
+            .unwrap()
+            .is_none(),
+        "opt-in type"
+    );
 }
 
 #[tokio::test]

@@ -164,7 +164,9 @@ mod tests {
         assert_eq!(split_path("/123:abc/sendMessage"), None);
         assert_eq!(split_path("/bot123:abc/"), None);
         assert_eq!(split_path("/bot123:abc/a/b"), None);
-        assert!(well_formed_token("123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"));
+        assert!(well_formed_token(
+            "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
+        ));
         assert!(!well_formed_token("null"));
         assert!(!well_formed_token("TOKEN:{TOKEN}"));
     }

@@ -21,7 +21,10 @@ use super::state::{DeliveryRecord, Shared};
 impl Shared {
     pub(crate) fn set_blocked(&self, chat_id: i64, blocked: bool) -> Result<(), String> {
         let mut inner = self.lock();
-        let state = inner.chats.get_mut(&chat_id).ok_or_else(|| unknown(chat_id))?;
+        let state = inner
+            .chats
+            .get_mut(&chat_id)
+            .ok_or_else(|| unknown(chat_id))?;
         state.blocked = blocked;
         Ok(())
     }
@@ -31,7 +34,10 @@ impl Shared {
         if !inner.chats.contains_key(&to_chat_id) {
             return Err(unknown(to_chat_id));
         }
-        let state = inner.chats.get_mut(&chat_id).ok_or_else(|| unknown(chat_id))?;
+        let state = inner
+            .chats
+            .get_mut(&chat_id)
+            .ok_or_else(|| unknown(chat_id))?;
         state.migrated_to = Some(to_chat_id);
         Ok(())
     }

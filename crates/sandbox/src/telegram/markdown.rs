@@ -58,7 +58,14 @@ pub(crate) fn parse_markdown_v2(src: &str) -> Result<Builder, String> {
                 k += 1;
             }
             '_' => toggle(&mut open, &mut b, "_", "italic", "Italic", pos)?,
-            '~' => toggle(&mut open, &mut b, "~", "strikethrough", "Strikethrough", pos)?,
+            '~' => toggle(
+                &mut open,
+                &mut b,
+                "~",
+                "strikethrough",
+                "Strikethrough",
+                pos,
+            )?,
             '|' if at(k + 1) == Some('|') => {
                 toggle(&mut open, &mut b, "||", "spoiler", "Spoiler", pos)?;
                 k += 1;
@@ -85,11 +92,7 @@ pub(crate) fn parse_markdown_v2(src: &str) -> Result<Builder, String> {
                 byte: pos,
             }),
             '\n' => {
-                if open.last().is_some_and(|o| o.marker == "\n") {
-                    if let Some(quote) = open.pop() {
-                        b.entity(quote.kind, quote.start, None, None);
-                    }
-                }
+                close_quote(&mut open, &mut b);
                 b.push('\n');
             }
             c if RESERVED_V2.contains(c) => return Err(reserved(c)),
@@ -97,14 +100,19 @@ pub(crate) fn parse_markdown_v2(src: &str) -> Result<Builder, String> {
         }
         k += 1;
     }
-    if open.last().is_some_and(|o| o.marker == "\n") {
-        if let Some(quote) = open.pop() {
-            b.entity(quote.kind, quote.start, None, None);
-        }
-    }
+    close_quote(&mut open, &mut b);
     match open.last() {
         Some(o) => Err(unclosed(o.name, o.byte)),
         None => Ok(b),
+    }
+}
+
+/// Ends a `>` quote at the end of its line.
+fn close_quote(open: &mut Vec<Open>, b: &mut Builder) {
+    if open.last().is_some_and(|o| o.marker == "\n")
+        && let Some(quote) = open.pop()
+    {
+        b.entity(quote.kind, quote.start, None, None);
     }
 }
 
@@ -163,12 +171,12 @@ fn code_or_pre(chars: &[(usize, char)], k: usize, b: &mut Builder) -> Result<usi
     }
     let start = b.utf16;
     while let Some(c) = at(i) {
-        if c == '\\' {
-            if let Some(n) = at(i + 1).filter(|n| matches!(n, '`' | '\\')) {
-                b.push(n);
-                i += 2;
-                continue;
-            }
+        if c == '\\'
+            && let Some(n) = at(i + 1).filter(|n| matches!(n, '`' | '\\'))
+        {
+            b.push(n);
+            i += 2;
+            continue;
         }
         if c == '`' && (!pre || (at(i + 1) == Some('`') && at(i + 2) == Some('`'))) {
             let kind = if pre { "pre" } else { "code" };
@@ -190,7 +198,10 @@ fn link_url(chars: &[(usize, char)], k: usize) -> Result<(Option<String>, usize)
     let mut i = k + 1;
     while let Some(&(_, c)) = chars.get(i) {
         match c {
-            '\\' if chars.get(i + 1).is_some_and(|&(_, n)| matches!(n, ')' | '\\')) => {
+            '\\' if chars
+                .get(i + 1)
+                .is_some_and(|&(_, n)| matches!(n, ')' | '\\')) =>
+            {
                 url.push(chars[i + 1].1);
                 i += 2;
             }
@@ -201,7 +212,10 @@ fn link_url(chars: &[(usize, char)], k: usize) -> Result<(Option<String>, usize)
             }
         }
     }
-    Err(format!("Can't find end of a URL at byte offset {}", chars[k].0))
+    Err(format!(
+        "Can't find end of a URL at byte offset {}",
+        chars[k].0
+    ))
 }
 
 /// Parses legacy Markdown.
@@ -280,17 +294,37 @@ mod tests {
 
     #[test]
     fn v2_entities_nest_and_unclosed_ones_are_named() {
-        let f = format("*bold _both_* __u__ ||s|| `a.b` [go](https://x.y/\\))", ParseMode::MarkdownV2)
-            .unwrap();
+        let f = format(
+            "*bold _both_* __u__ ||s|| `a.b` [go](https://x.y/\\))",
+            ParseMode::MarkdownV2,
+        )
+        .unwrap();
         assert_eq!(f.text, "bold both u s a.b go");
-        let kinds: Vec<&str> = f.entities.iter().map(|e| e["type"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["bold", "italic", "underline", "spoiler", "code", "text_link"]);
+        let kinds: Vec<&str> = f
+            .entities
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "bold",
+                "italic",
+                "underline",
+                "spoiler",
+                "code",
+                "text_link"
+            ]
+        );
         assert_eq!(f.entities[5]["url"], "https://x.y/)");
         assert_eq!(
             format("a *b", ParseMode::MarkdownV2).unwrap_err(),
             "Can't find end of Bold entity at byte offset 2"
         );
-        assert!(format("*a _b* c_", ParseMode::MarkdownV2).is_err(), "overlap");
+        assert!(
+            format("*a _b* c_", ParseMode::MarkdownV2).is_err(),
+            "overlap"
+        );
     }
 
     #[test]
@@ -303,7 +337,11 @@ mod tests {
 
     #[test]
     fn legacy_markdown_is_lenient_but_needs_closing_markers() {
-        let f = format("*Order* #1001 - [track](https://t.example/1).", ParseMode::Markdown).unwrap();
+        let f = format(
+            "*Order* #1001 - [track](https://t.example/1).",
+            ParseMode::Markdown,
+        )
+        .unwrap();
         assert_eq!(f.text, "Order #1001 - track.");
         assert_eq!(f.entities.len(), 2);
         assert_eq!(

@@ -54,9 +54,10 @@ fn blocked_reason(kind: ChatKind) -> &'static str {
 /// The message to reply to, and whether a missing one may be ignored.
 fn reply_target(p: &Params) -> Result<(i64, bool), ApiError> {
     match p.json("reply_parameters") {
-        Err(()) | Ok(Some(Value::Array(_) | Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
-            Err(ApiError::bad_request("can't parse reply parameters JSON object"))
-        }
+        Err(())
+        | Ok(Some(Value::Array(_) | Value::String(_) | Value::Number(_) | Value::Bool(_))) => Err(
+            ApiError::bad_request("can't parse reply parameters JSON object"),
+        ),
         Ok(Some(rp)) => Ok((
             rp.get("message_id").and_then(Value::as_i64).unwrap_or(0),
             rp.get("allow_sending_without_reply")

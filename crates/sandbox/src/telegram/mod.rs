@@ -6,7 +6,7 @@
 //! Submodules name the facts they follow and the stricter choices they make:
 //! - `api`: `/bot<token>/<method>` routing, token and method checks; `params`: query,
 //!   form and JSON parameters; `envelope`: `{"ok":…}` bodies and error descriptions;
-//! - `messages`: `getMe`, `sendMessage`; `markup`, `markdown`: `parse_mode`;
+//! - `messages`: `getMe`, `sendMessage`; `markup`, `html`, `markdown`: `parse_mode`;
 //! - `rate_limit`: per-chat, overall and per-group flood control with the bot-wide block;
 //! - `webhook_api`: `getUpdates`, `setWebhook`, `deleteWebhook`, `getWebhookInfo`
 //!   (including the documented loopback/`http://` deviation); `updates`: the update
@@ -39,6 +39,7 @@
 mod api;
 mod control_api;
 mod envelope;
+mod html;
 mod markdown;
 mod markup;
 mod messages;

@@ -239,7 +239,11 @@ mod tests {
     fn id_signs_are_checked() {
         assert!(TelegramChat::private(-1, "x", None).validate().is_err());
         assert!(TelegramChat::group(1, "x").validate().is_err());
-        assert!(TelegramChat::channel(-100, "x", Some("c")).validate().is_ok());
+        assert!(
+            TelegramChat::channel(-100, "x", Some("c"))
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub(crate) struct Params(BTreeMap<String, Value>);
 
 impl Params {
     /// Collects the parameters of a request.
-    pub(crate) fn from_request(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Self, ApiError> {
+    pub(crate) fn from_request(
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
         let mut params = Self::default();
         if let Some(query) = uri.query() {
             params.add_form(query.as_bytes());
@@ -127,7 +131,9 @@ mod tests {
 
     #[test]
     fn query_form_and_json_all_work_and_the_body_wins() {
-        let uri: Uri = "/bot1:a/sendMessage?chat_id=1&text=from+query".parse().unwrap();
+        let uri: Uri = "/bot1:a/sendMessage?chat_id=1&text=from+query"
+            .parse()
+            .unwrap();
         let p = Params::from_request(&uri, &HeaderMap::new(), b"").unwrap();
         assert_eq!(p.text("text").as_deref(), Some("from query"));
 
@@ -147,7 +153,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.int("chat_id"), Some(-100123));
-        assert_eq!(p.json("reply_parameters"), Ok(Some(json!({"message_id": 4}))));
+        assert_eq!(
+            p.json("reply_parameters"),
+            Ok(Some(json!({"message_id": 4})))
+        );
     }
 
     #[test]

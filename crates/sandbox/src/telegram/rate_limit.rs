@@ -161,7 +161,11 @@ mod tests {
         }
         assert_eq!(rl.admit_message(&LIMITS, 7, 10, 100.0), Err(1));
         assert_eq!(rl.blocked_for(100.5), Some(1), "bot-wide block");
-        assert_eq!(rl.admit_message(&LIMITS, 8, 10, 100.5), Err(1), "other chat too");
+        assert_eq!(
+            rl.admit_message(&LIMITS, 8, 10, 100.5),
+            Err(1),
+            "other chat too"
+        );
         assert_eq!(rl.admit_message(&LIMITS, 7, 10, 101.0), Ok(()));
         assert_eq!(rl.admit_message(&LIMITS, 7, 10, 101.0), Err(1));
     }
@@ -180,7 +184,11 @@ mod tests {
             assert_eq!(rl.admit_message(&LIMITS, chat + 1, 5, 10.0), Ok(()));
         }
         assert_eq!(rl.admit_message(&LIMITS, 99, 5, 10.2), Err(1));
-        assert_eq!(rl.admit_message(&LIMITS, 99, 5, 11.2), Ok(()), "after the block");
+        assert_eq!(
+            rl.admit_message(&LIMITS, 99, 5, 11.2),
+            Ok(()),
+            "after the block"
+        );
     }
 
     #[test]

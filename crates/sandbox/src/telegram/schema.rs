@@ -140,13 +140,13 @@ mod tests {
         }
         .apply(&mut u);
         assert_eq!(u, sample());
-        let s: SchemaSwitch =
-            serde_json::from_value(json!({"op": "change_type", "path": "update_id"})).unwrap_or(
-                SchemaSwitch::Add {
-                    path: String::new(),
-                    value: Value::Null,
-                },
-            );
+        let s: SchemaSwitch = serde_json::from_value(
+            json!({"op": "change_type", "path": "update_id"}),
+        )
+        .unwrap_or(SchemaSwitch::Add {
+            path: String::new(),
+            value: Value::Null,
+        });
         s.apply(&mut u);
         assert_eq!(u["update_id"], json!("5"));
     }

@@ -192,7 +192,12 @@ impl Shared {
 
     /// Queues an Update body and wakes its consumers; `None` when `allowed_updates`
     /// filters it out.
-    pub(crate) fn enqueue(&self, inner: &mut Inner, body: Value, chat_id: Option<i64>) -> Option<i64> {
+    pub(crate) fn enqueue(
+        &self,
+        inner: &mut Inner,
+        body: Value,
+        chat_id: Option<i64>,
+    ) -> Option<i64> {
         let kind = kind_of(&body)?.to_owned();
         if !allowed(inner.allowed_updates.as_deref(), &kind) {
             return None;
@@ -224,10 +229,21 @@ impl Shared {
         state.next_message_id += 1;
         let mut entities = Vec::new();
         // A leading `/command` is marked as Telegram marks it.
-        if let Some(command) = text.split_whitespace().next().filter(|w| w.starts_with('/')) {
+        if let Some(command) = text
+            .split_whitespace()
+            .next()
+            .filter(|w| w.starts_with('/'))
+        {
             entities.push(json!({"offset": 0, "length": command.encode_utf16().count(), "type": "bot_command"}));
         }
-        let message = Value::Object(message_json(message_id, &sender, &state.chat, date, text, &entities));
+        let message = Value::Object(message_json(
+            message_id,
+            &sender,
+            &state.chat,
+            date,
+            text,
+            &entities,
+        ));
         state.messages.insert(message_id, message.clone());
         let kind = if state.chat.kind == ChatKind::Channel {
             "channel_post"
@@ -255,7 +271,10 @@ impl Shared {
         let chat_id = obj
             .values()
             .next()
-            .and_then(|v| v.pointer("/chat/id").or_else(|| v.pointer("/message/chat/id")))
+            .and_then(|v| {
+                v.pointer("/chat/id")
+                    .or_else(|| v.pointer("/message/chat/id"))
+            })
             .and_then(Value::as_i64);
         let mut inner = self.lock();
         Ok(self.enqueue(&mut inner, body, chat_id))
@@ -328,7 +347,10 @@ mod tests {
     #[test]
     fn update_id_comes_first_on_the_wire() {
         let u = json!({"update_id": 7, "message": {"text": "hi"}});
-        assert_eq!(update_text(&u), r#"{"update_id":7,"message":{"text":"hi"}}"#);
+        assert_eq!(
+            update_text(&u),
+            r#"{"update_id":7,"message":{"text":"hi"}}"#
+        );
         let back: Value = serde_json::from_str(&update_text(&u)).unwrap();
         assert_eq!(back, u);
     }

@@ -160,14 +160,21 @@ mod tests {
         assert_eq!(ids, [100, 101, 102]);
         assert_eq!(q.poll(102, 100).len(), 1, "offset 102 forgets 100 and 101");
         assert_eq!(q.pending.len(), 1);
-        assert!(q.poll(103, 100).is_empty(), "offset one past the last confirms all");
+        assert!(
+            q.poll(103, 100).is_empty(),
+            "offset one past the last confirms all"
+        );
         assert!(q.pending.is_empty());
     }
 
     #[test]
     fn negative_offsets_count_from_the_end_and_foreign_ones_from_the_head() {
         let mut q = queue_of(3);
-        assert_eq!(q.poll(5000, 100).len(), 3, "outside the queue: from the head");
+        assert_eq!(
+            q.poll(5000, 100).len(),
+            3,
+            "outside the queue: from the head"
+        );
         assert_eq!(q.poll(-1, 100)[0].id, 102);
         assert_eq!(q.pending.len(), 1);
     }

@@ -86,10 +86,20 @@ fn start_due(shared: &Arc<Shared>) -> Option<f64> {
     let mut later = |at: f64| next_due = Some(next_due.map_or(at, |n: f64| n.min(at)));
     if inner.switches.out_of_order {
         if in_flight == 0 {
-            let ready = inner.updates.pending.iter().filter(|u| u.next_attempt <= now);
+            let ready = inner
+                .updates
+                .pending
+                .iter()
+                .filter(|u| u.next_attempt <= now);
             if let Some(u) = ready.max_by_key(|u| u.id) {
                 picks.push(u.id);
-            } else if let Some(at) = inner.updates.pending.iter().map(|u| u.next_attempt).reduce(f64::min) {
+            } else if let Some(at) = inner
+                .updates
+                .pending
+                .iter()
+                .map(|u| u.next_attempt)
+                .reduce(f64::min)
+            {
                 later(at);
             }
         }
@@ -121,7 +131,9 @@ fn start_due(shared: &Arc<Shared>) -> Option<f64> {
         let text = update_text(&shared.outbound(&inner, id, &body));
         let shared = Arc::clone(shared);
         let (url, secret) = (hook.url.clone(), hook.secret_token.clone());
-        tokio::spawn(async move { deliver(&shared, &url, secret.as_deref(), id, attempt, text).await });
+        tokio::spawn(
+            async move { deliver(&shared, &url, secret.as_deref(), id, attempt, text).await },
+        );
     }
     next_due
 }
@@ -184,7 +196,13 @@ async fn post(shared: &Shared, url: &str, secret: Option<&str>, text: &str) -> O
     }
 }
 
-fn record(shared: &Shared, id: i64, attempt: u32, outcome: &Outcome, duplicate: bool) -> DeliveryRecord {
+fn record(
+    shared: &Shared,
+    id: i64,
+    attempt: u32,
+    outcome: &Outcome,
+    duplicate: bool,
+) -> DeliveryRecord {
     let at = shared.clock.now();
     DeliveryRecord {
         update_id: id,
@@ -197,8 +215,25 @@ fn record(shared: &Shared, id: i64, attempt: u32, outcome: &Outcome, duplicate: 
     }
 }
 
-async fn deliver(shared: &Shared, url: &str, secret: Option<&str>, id: i64, attempt: u32, text: String) {
-    let started = record(shared, id, attempt, &Outcome { status: None, error: None, retry_after: 0 }, false);
+async fn deliver(
+    shared: &Shared,
+    url: &str,
+    secret: Option<&str>,
+    id: i64,
+    attempt: u32,
+    text: String,
+) {
+    let started = record(
+        shared,
+        id,
+        attempt,
+        &Outcome {
+            status: None,
+            error: None,
+            retry_after: 0,
+        },
+        false,
+    );
     let outcome = post(shared, url, secret, &text).await;
     let duplicates = {
         let mut inner = shared.lock();

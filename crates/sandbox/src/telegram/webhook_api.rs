@@ -244,7 +244,9 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(check_url("https://localhost:8443/hook").is_ok());
         assert_eq!(
-            check_url("http://example.com/hook").unwrap_err().description,
+            check_url("http://example.com/hook")
+                .unwrap_err()
+                .description,
             "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
         );
         assert!(check_url("https://example.com/hook").is_err());

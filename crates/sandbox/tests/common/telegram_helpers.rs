@@ -99,12 +99,15 @@ impl Received {
     }
 }
 
+/// Statuses to answer, each with an optional `Retry-After` in seconds.
+pub type Script = Arc<Mutex<VecDeque<(u16, Option<u64>)>>>;
+
 /// A webhook receiver: answers the scripted statuses in order (with an optional
 /// `Retry-After`), then 200 for ever.
 #[derive(Clone, Default)]
 pub struct Receiver {
     pub got: Arc<Mutex<Vec<Received>>>,
-    pub script: Arc<Mutex<VecDeque<(u16, Option<u64>)>>>,
+    pub script: Script,
 }
 
 impl Receiver {
