@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::fault_body;
 use super::{
-    DeliveryRecord, Injected, Limits, SchemaSwitch, SentMessage, Shared, TelegramChat,
-    TelegramConfig, TelegramError, TelegramSandbox, TelegramUser, api, control_api, webhook,
+    DeliveryRecord, Injected, SchemaSwitch, SentMessage, Shared, TelegramChat, TelegramConfig,
+    TelegramError, TelegramSandbox, TelegramUser, api, control_api, webhook,
 };
 use crate::clock::Clock;
 use crate::control::{Control, instrument};
@@ -51,26 +51,7 @@ impl TelegramSandbox {
             username: Some(config.bot_username.clone()),
             language_code: None,
         };
-        let limits = Limits {
-            per_chat_per_second: config.per_chat_per_second,
-            per_chat_burst: config.per_chat_burst,
-            global_per_second: config.global_per_second,
-            group_per_minute: config.group_per_minute,
-            long_message_chars: config.long_message_chars,
-        };
-        let shared = Arc::new(Shared::new(
-            config.bot_token.clone(),
-            bot,
-            config.group_sender.clone(),
-            limits,
-            config.max_text_length,
-            config.first_message_id,
-            config.first_update_id,
-            config.update_retention.as_secs_f64(),
-            config.webhook_retry_cap.as_secs_f64(),
-            control.clone(),
-            http,
-        ));
+        let shared = Arc::new(Shared::new(&config, bot, control.clone(), http));
         for chat in &config.chats {
             shared
                 .add_chat(chat.clone())

@@ -66,7 +66,6 @@ pub use state::DeliveryRecord;
 pub use webhook::SECRET_HEADER;
 
 use crate::clock::Clock;
-use rate_limit::Limits;
 use state::Shared;
 
 /// The sample user's private chat (and user ID).

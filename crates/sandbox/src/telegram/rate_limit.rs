@@ -17,7 +17,9 @@
 //! A refused message is not counted. The answer is 429 with `retry_after` = whole seconds
 //! until the message would be admitted (at least 1), and — the stricter reading of §4.3 —
 //! **every** call of the bot is then refused with 429 until that time has passed, not
-//! only calls for the chat concerned.
+//! only calls for the chat concerned. The same holds for every other 429 the emulator
+//! issues itself (`setWebhook` more than once a second, the `flood` switch); only a 429
+//! injected through a `FaultRule` stays a single answer.
 
 use std::collections::{HashMap, VecDeque};
 

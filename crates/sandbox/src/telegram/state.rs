@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use super::TelegramConfig;
 use super::envelope::ApiError;
 use super::model::{ChatKind, SentMessage, TelegramChat, TelegramUser, message_json};
 use super::rate_limit::{Limits, RateLimiter};
@@ -117,29 +118,27 @@ pub(crate) struct Shared {
 const MAX_DELIVERY_LOG: usize = 10_000;
 
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        token: String,
+        config: &TelegramConfig,
         bot: TelegramUser,
-        group_sender: TelegramUser,
-        limits: Limits,
-        max_text_length: usize,
-        first_message_id: i64,
-        first_update_id: i64,
-        retention: f64,
-        retry_cap: f64,
         control: Control,
         http: reqwest::Client,
     ) -> Self {
         Self {
-            token,
+            token: config.bot_token.clone(),
             bot,
-            group_sender,
-            limits,
-            max_text_length,
-            first_message_id,
-            retention,
-            retry_cap,
+            group_sender: config.group_sender.clone(),
+            limits: Limits {
+                per_chat_per_second: config.per_chat_per_second,
+                per_chat_burst: config.per_chat_burst,
+                global_per_second: config.global_per_second,
+                group_per_minute: config.group_per_minute,
+                long_message_chars: config.long_message_chars,
+            },
+            max_text_length: config.max_text_length,
+            first_message_id: config.first_message_id,
+            retention: config.update_retention.as_secs_f64(),
+            retry_cap: config.webhook_retry_cap.as_secs_f64(),
             clock: control.clock().clone(),
             control,
             http,
@@ -149,7 +148,7 @@ impl Shared {
                 chats: BTreeMap::new(),
                 sent: Vec::new(),
                 limiter: RateLimiter::default(),
-                updates: Updates::new(first_update_id),
+                updates: Updates::new(config.first_update_id),
                 webhook: None,
                 next_set_webhook_at: f64::MIN,
                 allowed_updates: None,
