@@ -16,6 +16,8 @@
 //!   tests read to prove exactly-once delivery.
 //! - [`shopify`]: a sender of signed Shopify webhooks (`customers/create`,
 //!   `customers/update`), with an independent HMAC implementation.
+//! - [`telegram`]: the Telegram Bot API (`getMe`, `sendMessage` with flood control,
+//!   `getUpdates`, webhooks with secret-token deliveries, retries and fault switches).
 //! - [`demo`] and [`cli`]: the logic behind the `switchboard-sandbox` binary (`serve`,
 //!   `demo`).
 //!
@@ -28,6 +30,7 @@ pub mod demo;
 pub mod net;
 pub mod pipedrive;
 pub mod shopify;
+pub mod telegram;
 
 /// The HTTP status type used across the public API (the `http` crate's, shared by axum and
 /// reqwest, so a status from either can be passed straight in).
@@ -36,3 +39,4 @@ pub use clock::Clock;
 pub use control::{Control, FaultRule};
 pub use pipedrive::{PipedriveConfig, PipedriveError, PipedriveSandbox};
 pub use shopify::{ShopifyWebhooks, WebhookError};
+pub use telegram::{TelegramConfig, TelegramError, TelegramSandbox};
