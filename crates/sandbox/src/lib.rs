@@ -16,6 +16,9 @@
 //!   tests read to prove exactly-once delivery.
 //! - [`shopify`]: a sender of signed Shopify webhooks (`customers/create`,
 //!   `customers/update`), with an independent HMAC implementation.
+//! - [`exact`]: the Exact Online API (OAuth2 with refresh-token rotation and the 570 s
+//!   rule, OData REST for Accounts and SalesInvoices, the Timestamp sync API with
+//!   `sync/Deleted`, minutely and daily rate limits), on the sandbox clock.
 //! - [`demo`] and [`cli`]: the logic behind the `switchboard-sandbox` binary (`serve`,
 //!   `demo`).
 //!
@@ -25,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod control;
 pub mod demo;
+pub mod exact;
 pub mod net;
 pub mod pipedrive;
 pub mod shopify;
@@ -34,5 +38,6 @@ pub mod shopify;
 pub use axum::http::StatusCode;
 pub use clock::Clock;
 pub use control::{Control, FaultRule};
+pub use exact::{ExactConfig, ExactError, ExactSandbox};
 pub use pipedrive::{PipedriveConfig, PipedriveError, PipedriveSandbox};
 pub use shopify::{ShopifyWebhooks, WebhookError};
