@@ -270,7 +270,7 @@ mod tests {
         let link = next_link("http://h/api/v1/1/crm/Accounts", &opts, &p).unwrap();
         assert_eq!(link, format!("http://h/api/v1/1/crm/Accounts?$select=ID,Name&$skiptoken={token}"));
         let mut all = Vec::new();
-        let mut token = None;
+        let mut token: Option<String> = None;
         loop {
             let mut ps = params(&[("$select", "ID,Name")]);
             if let Some(t) = &token {
