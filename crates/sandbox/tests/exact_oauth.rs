@@ -28,11 +28,17 @@ async fn consent_redirects_back_with_a_code_that_exchanges_for_a_token_pair() {
         .unwrap();
     assert_eq!(response.status(), 302);
     let location = reqwest::Url::parse(&header(&response, "location").unwrap()).unwrap();
-    assert!(location.as_str().starts_with(&format!("{REDIRECT}?code=")), "{location}");
+    assert!(
+        location.as_str().starts_with(&format!("{REDIRECT}?code=")),
+        "{location}"
+    );
     let query: Vec<(String, String)> = location.query_pairs().into_owned().collect();
     assert_eq!(query[1], ("state".to_owned(), "xyz 1".to_owned()));
     let code = &query[0].1;
-    assert!(code.contains('!'), "real codes contain '!', which clients must form-encode");
+    assert!(
+        code.contains('!'),
+        "real codes contain '!', which clients must form-encode"
+    );
 
     let answer = exchange_code(&sb, code).await;
     assert_eq!(answer.status(), 200);
@@ -45,7 +51,10 @@ async fn consent_redirects_back_with_a_code_that_exchanges_for_a_token_pair() {
     // Single use.
     let again = exchange_code(&sb, code).await;
     assert_eq!(again.status(), 400);
-    assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
 }
 
 #[tokio::test]
@@ -53,12 +62,20 @@ async fn consent_and_token_requests_are_checked() {
     let sb = start(config()).await;
     let bad_redirect = client()
         .get(format!("{}/api/oauth2/auth", sb.base_url()))
-        .query(&[("client_id", CLIENT_ID), ("redirect_uri", "https://evil.example/cb"), ("response_type", "code")])
+        .query(&[
+            ("client_id", CLIENT_ID),
+            ("redirect_uri", "https://evil.example/cb"),
+            ("response_type", "code"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(bad_redirect.status(), 400);
-    assert_eq!(header(&bad_redirect, "location"), None, "never redirect to an unregistered URI");
+    assert_eq!(
+        header(&bad_redirect, "location"),
+        None,
+        "never redirect to an unregistered URI"
+    );
 
     let code = sb.issue_authorization_code();
     let wrong_secret = token_call(
@@ -73,23 +90,38 @@ async fn consent_and_token_requests_are_checked() {
     )
     .await;
     assert_eq!(wrong_secret.status(), 400);
-    assert_eq!(wrong_secret.json::<Value>().await.unwrap(), json!({"error": "invalid_client"}));
+    assert_eq!(
+        wrong_secret.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_client"})
+    );
 
     let as_json = client()
         .post(format!("{}/api/oauth2/token", sb.base_url()))
-        .json(&json!({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
-            "client_id": CLIENT_ID, "client_secret": SECRET}))
+        .json(
+            &json!({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+            "client_id": CLIENT_ID, "client_secret": SECRET}),
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(as_json.status(), 400, "the token endpoint is form-encoded only");
-    assert_eq!(as_json.json::<Value>().await.unwrap()["error"], "invalid_request");
+    assert_eq!(
+        as_json.status(),
+        400,
+        "the token endpoint is form-encoded only"
+    );
+    assert_eq!(
+        as_json.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
 
     // Codes live 3 minutes.
     sb.clock().advance(Duration::from_secs(180));
     let late = exchange_code(&sb, &code).await;
     assert_eq!(late.status(), 400);
-    assert_eq!(late.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(
+        late.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
 }
 
 #[tokio::test]
@@ -97,8 +129,19 @@ async fn access_tokens_live_ten_minutes_and_expiry_says_so() {
     let sb = start(config()).await;
     let tokens = pair(exchange_code(&sb, &sb.issue_authorization_code()).await).await;
     let me = |token: String| {
-        let url = format!("{}/api/v1/current/Me?$select=CurrentDivision", sb.base_url());
-        async move { client().get(url).bearer_auth(token).header("Accept", "application/json").send().await.unwrap() }
+        let url = format!(
+            "{}/api/v1/current/Me?$select=CurrentDivision",
+            sb.base_url()
+        );
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(token)
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+        }
     };
     sb.clock().advance(Duration::from_millis(599_900));
     assert_eq!(me(tokens.access_token.clone()).await.status(), 200);
@@ -107,11 +150,19 @@ async fn access_tokens_live_ten_minutes_and_expiry_says_so() {
     assert_eq!(expired.status(), 401);
     let challenge = header(&expired, "www-authenticate").unwrap();
     assert!(challenge.contains("access token expired"), "{challenge}");
-    assert_eq!(header(&expired, "x-ratelimit-minutely-remaining"), None, "401s are not counted");
+    assert_eq!(
+        header(&expired, "x-ratelimit-minutely-remaining"),
+        None,
+        "401s are not counted"
+    );
 
     let unknown = me("not-a-token".to_owned()).await;
     assert_eq!(unknown.status(), 401);
-    assert!(!header(&unknown, "www-authenticate").unwrap().contains("expired"));
+    assert!(
+        !header(&unknown, "www-authenticate")
+            .unwrap()
+            .contains("expired")
+    );
 }
 
 #[tokio::test]
@@ -131,9 +182,16 @@ async fn refresh_rotates_and_the_old_refresh_token_is_refused() {
         json!({"error": "unauthorized_client", "error_description": "Old refresh token used."})
     );
     // Strict: so did the old access token.
-    let api = Api { client: client(), base: sb.base_url(), token: first.access_token.clone() };
+    let api = Api {
+        client: client(),
+        base: sb.base_url(),
+        token: first.access_token.clone(),
+    };
     assert_eq!(api.get("current/Me").await.status(), 401);
-    let api = Api { token: second.access_token.clone(), ..api };
+    let api = Api {
+        token: second.access_token.clone(),
+        ..api
+    };
     assert_eq!(api.get("current/Me").await.status(), 200);
 
     // Even much later the old one stays dead, and the new one rotates in turn.
@@ -171,25 +229,48 @@ async fn refreshing_before_570_seconds_is_refused_without_rotating() {
 async fn switches_expire_tokens_and_revoke_refresh_tokens_over_http() {
     let sb = start(config()).await;
     let tokens = pair(exchange_code(&sb, &sb.issue_authorization_code()).await).await;
-    let api = Api { client: client(), base: sb.base_url(), token: tokens.access_token.clone() };
+    let api = Api {
+        client: client(),
+        base: sb.base_url(),
+        token: tokens.access_token.clone(),
+    };
     assert_eq!(api.get("current/Me").await.status(), 200);
     let sw = |path: &str| client().post(format!("{}/_sandbox/exact/{path}", sb.base_url()));
     assert_eq!(sw("expire-tokens").send().await.unwrap().status(), 204);
     let expired = api.get("current/Me").await;
     assert_eq!(expired.status(), 401);
-    assert!(header(&expired, "www-authenticate").unwrap().contains("access token expired"));
+    assert!(
+        header(&expired, "www-authenticate")
+            .unwrap()
+            .contains("access token expired")
+    );
     // An expired token may be refreshed at once (its ten minutes are over).
     let fresh = pair(refresh(&sb, &tokens.refresh_token).await).await;
 
-    let revoked = sw("revoke").json(&json!({"refresh_token": fresh.refresh_token})).send().await.unwrap();
-    assert_eq!(revoked.json::<Value>().await.unwrap(), json!({"revoked": 1}));
+    let revoked = sw("revoke")
+        .json(&json!({"refresh_token": fresh.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.json::<Value>().await.unwrap(),
+        json!({"revoked": 1})
+    );
     sb.expire_access_tokens();
     let refused = refresh(&sb, &fresh.refresh_token).await;
     assert_eq!(refused.status(), 400);
-    assert_eq!(refused.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
 
     let code: Value = sw("authorize").send().await.unwrap().json().await.unwrap();
-    assert_eq!(exchange_code(&sb, code["code"].as_str().unwrap()).await.status(), 200);
+    assert_eq!(
+        exchange_code(&sb, code["code"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -202,5 +283,8 @@ async fn an_unused_refresh_token_expires_after_30_days() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request");
     let text = body["error_description"].as_str().unwrap();
-    assert!(text.starts_with("The refresh token expired at ") && text.contains(" and it is now "), "{text}");
+    assert!(
+        text.starts_with("The refresh token expired at ") && text.contains(" and it is now "),
+        "{text}"
+    );
 }

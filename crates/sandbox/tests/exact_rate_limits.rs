@@ -23,11 +23,16 @@ const DAY: i64 = 86_400_000;
 fn align(sb: &ExactSandbox, period_ms: i64, offset_ms: i64) {
     let now = sb.clock().now_millis();
     let target = (now / period_ms + 1) * period_ms + offset_ms;
-    sb.clock().advance(Duration::from_millis(u64::try_from(target - now).unwrap()));
+    sb.clock()
+        .advance(Duration::from_millis(u64::try_from(target - now).unwrap()));
 }
 
 fn limited(minutely: u32, daily: u32) -> ExactConfig {
-    ExactConfig { minutely_limit: minutely, daily_limit: daily, ..config() }
+    ExactConfig {
+        minutely_limit: minutely,
+        daily_limit: daily,
+        ..config()
+    }
 }
 
 #[tokio::test]
@@ -41,20 +46,52 @@ async fn the_61st_call_in_a_minute_gets_429_and_passes_after_the_reset() {
     for i in 1..=60 {
         let ok = api.get("current/Me?$select=CurrentDivision").await;
         assert_eq!(ok.status(), 200, "call {i}");
-        assert_eq!(header(&ok, "x-ratelimit-minutely-limit").as_deref(), Some("60"));
-        assert_eq!(header(&ok, "x-ratelimit-minutely-remaining"), Some((60 - i).to_string()));
-        assert_eq!(header(&ok, "x-ratelimit-minutely-reset").as_deref(), Some(minute_reset.as_str()));
+        assert_eq!(
+            header(&ok, "x-ratelimit-minutely-limit").as_deref(),
+            Some("60")
+        );
+        assert_eq!(
+            header(&ok, "x-ratelimit-minutely-remaining"),
+            Some((60 - i).to_string())
+        );
+        assert_eq!(
+            header(&ok, "x-ratelimit-minutely-reset").as_deref(),
+            Some(minute_reset.as_str())
+        );
         assert_eq!(header(&ok, "x-ratelimit-limit").as_deref(), Some("5000"));
-        assert_eq!(header(&ok, "x-ratelimit-remaining"), Some((5000 - i).to_string()));
-        assert_eq!(header(&ok, "x-ratelimit-reset").as_deref(), Some(day_reset.as_str()));
+        assert_eq!(
+            header(&ok, "x-ratelimit-remaining"),
+            Some((5000 - i).to_string())
+        );
+        assert_eq!(
+            header(&ok, "x-ratelimit-reset").as_deref(),
+            Some(day_reset.as_str())
+        );
     }
     let refused = api.get("current/Me?$select=CurrentDivision").await;
     assert_eq!(refused.status(), 429);
-    assert_eq!(header(&refused, "x-ratelimit-minutely-limit").as_deref(), Some("60"));
-    assert_eq!(header(&refused, "x-ratelimit-minutely-remaining").as_deref(), Some("0"));
-    assert_eq!(header(&refused, "x-ratelimit-minutely-reset").as_deref(), Some(minute_reset.as_str()));
-    for daily in ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"] {
-        assert_eq!(header(&refused, daily), None, "{daily} is missing on a minutely 429");
+    assert_eq!(
+        header(&refused, "x-ratelimit-minutely-limit").as_deref(),
+        Some("60")
+    );
+    assert_eq!(
+        header(&refused, "x-ratelimit-minutely-remaining").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        header(&refused, "x-ratelimit-minutely-reset").as_deref(),
+        Some(minute_reset.as_str())
+    );
+    for daily in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert_eq!(
+            header(&refused, daily),
+            None,
+            "{daily} is missing on a minutely 429"
+        );
     }
     assert_eq!(refused.text().await.unwrap(), "", "Exact's 429 has no body");
     assert_eq!(sb.throttled_count(), 1);
@@ -65,7 +102,10 @@ async fn the_61st_call_in_a_minute_gets_429_and_passes_after_the_reset() {
     sb.clock().advance(Duration::from_millis(1));
     let after = api.get("current/Me").await;
     assert_eq!(after.status(), 200);
-    assert_eq!(header(&after, "x-ratelimit-minutely-remaining").as_deref(), Some("59"));
+    assert_eq!(
+        header(&after, "x-ratelimit-minutely-remaining").as_deref(),
+        Some("59")
+    );
     assert_eq!(
         header(&after, "x-ratelimit-remaining").as_deref(),
         Some("4939"),
@@ -85,10 +125,24 @@ async fn the_daily_limit_gives_429_without_minutely_headers_until_midnight_utc()
     assert_eq!(refused.status(), 429);
     let midnight = ((sb.clock().now_millis() / DAY + 1) * DAY).to_string();
     assert_eq!(header(&refused, "x-ratelimit-limit").as_deref(), Some("3"));
-    assert_eq!(header(&refused, "x-ratelimit-remaining").as_deref(), Some("0"));
-    assert_eq!(header(&refused, "x-ratelimit-reset").as_deref(), Some(midnight.as_str()));
-    for minutely in ["x-ratelimit-minutely-limit", "x-ratelimit-minutely-remaining", "x-ratelimit-minutely-reset"] {
-        assert_eq!(header(&refused, minutely), None, "{minutely} is missing on a daily 429");
+    assert_eq!(
+        header(&refused, "x-ratelimit-remaining").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        header(&refused, "x-ratelimit-reset").as_deref(),
+        Some(midnight.as_str())
+    );
+    for minutely in [
+        "x-ratelimit-minutely-limit",
+        "x-ratelimit-minutely-remaining",
+        "x-ratelimit-minutely-reset",
+    ] {
+        assert_eq!(
+            header(&refused, minutely),
+            None,
+            "{minutely} is missing on a daily 429"
+        );
     }
     // A new minute does not help; a new day does (with a new token: hours have passed).
     sb.clock().advance(Duration::from_secs(3600));
@@ -98,20 +152,36 @@ async fn the_daily_limit_gives_429_without_minutely_headers_until_midnight_utc()
     let api = Api::new(&sb);
     let next_day = api.get("current/Me").await;
     assert_eq!(next_day.status(), 200);
-    assert_eq!(header(&next_day, "x-ratelimit-remaining").as_deref(), Some("2"));
+    assert_eq!(
+        header(&next_day, "x-ratelimit-remaining").as_deref(),
+        Some("2")
+    );
 }
 
 #[tokio::test]
 async fn limits_are_per_division_and_the_token_endpoint_is_not_counted() {
-    let sb = start(ExactConfig { divisions: vec![DIVISION, 777], ..limited(2, 100) }).await;
+    let sb = start(ExactConfig {
+        divisions: vec![DIVISION, 777],
+        ..limited(2, 100)
+    })
+    .await;
     let api = Api::new(&sb);
     align(&sb, MINUTE, 0);
     let path = |d: i32| format!("{d}/crm/Accounts?$filter=Name eq 'x'");
     assert_eq!(api.get(&path(DIVISION)).await.status(), 200);
     assert_eq!(api.get(&path(DIVISION)).await.status(), 200);
     assert_eq!(api.get(&path(DIVISION)).await.status(), 429);
-    assert_eq!(api.get(&path(777)).await.status(), 200, "another division has its own count");
-    assert_eq!(api.get("888/crm/Accounts?$filter=Name eq 'x'").await.status(), 403);
+    assert_eq!(
+        api.get(&path(777)).await.status(),
+        200,
+        "another division has its own count"
+    );
+    assert_eq!(
+        api.get("888/crm/Accounts?$filter=Name eq 'x'")
+            .await
+            .status(),
+        403
+    );
     let code = sb.issue_authorization_code();
     assert_eq!(exchange_code(&sb, &code).await.status(), 200);
     assert_eq!(sb.rate_limit_remaining(), (98, 0));

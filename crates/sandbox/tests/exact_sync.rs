@@ -40,12 +40,19 @@ struct SyncClient {
 impl SyncClient {
     fn new() -> Self {
         // "On the first run for a division, filter Timestamp gt 1."
-        Self { cursor: 1, deleted_cursor: 1, ..Self::default() }
+        Self {
+            cursor: 1,
+            deleted_cursor: 1,
+            ..Self::default()
+        }
     }
 
     /// One run. `between` is called after each page with the page number (from 1).
     async fn run(&mut self, api: &Api, mut between: impl FnMut(usize)) {
-        let mut url = format!("{SYNC_ACCOUNTS}?$filter=Timestamp gt {}L&$select=ID,Name,Timestamp", self.cursor);
+        let mut url = format!(
+            "{SYNC_ACCOUNTS}?$filter=Timestamp gt {}L&$select=ID,Name,Timestamp",
+            self.cursor
+        );
         let mut highest = self.cursor;
         let mut page = 0;
         loop {
@@ -57,14 +64,24 @@ impl SyncClient {
                 let id = Uuid::parse_str(row["ID"].as_str().unwrap()).unwrap();
                 let ts = row["Timestamp"].as_i64().unwrap();
                 assert!(ts > self.cursor, "served a row at or below the cursor");
-                assert!(self.received.insert((id, ts)), "change ({id}, {ts}) arrived twice");
+                assert!(
+                    self.received.insert((id, ts)),
+                    "change ({id}, {ts}) arrived twice"
+                );
                 highest = highest.max(ts);
-                let newer = self.local.get(&id).is_none_or(|(local_ts, _)| *local_ts < ts);
+                let newer = self
+                    .local
+                    .get(&id)
+                    .is_none_or(|(local_ts, _)| *local_ts < ts);
                 if newer {
-                    self.local.insert(id, (ts, row["Name"].as_str().unwrap().to_owned()));
+                    self.local
+                        .insert(id, (ts, row["Name"].as_str().unwrap().to_owned()));
                 }
             }
-            let next = body["d"].get("__next").and_then(Value::as_str).map(str::to_owned);
+            let next = body["d"]
+                .get("__next")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             between(page);
             match next {
                 Some(next) => url = next,
@@ -86,7 +103,11 @@ impl SyncClient {
                 let ts = row["Timestamp"].as_i64().unwrap();
                 assert!(self.deletions.insert(ts), "deletion {ts} arrived twice");
                 highest = highest.max(ts);
-                if self.local.get(&key).is_some_and(|(local_ts, _)| *local_ts <= ts) {
+                if self
+                    .local
+                    .get(&key)
+                    .is_some_and(|(local_ts, _)| *local_ts <= ts)
+                {
                     self.local.remove(&key);
                 }
             }
@@ -102,8 +123,14 @@ impl SyncClient {
 /// Updates `n` accounts, deletes `n / 2` and adds `n / 2`, picking from `ids` (both ends,
 /// so rows already served and rows still to come are hit).
 fn churn(sb: &ExactSandbox, ids: &mut Vec<Uuid>, n: usize, round: usize) {
-    for (i, id) in ids.iter().take(n / 2).chain(ids.iter().rev().take(n / 2)).enumerate() {
-        sb.upsert_account(json!({"ID": id, "Name": format!("Renamed {round}-{i}")})).unwrap();
+    for (i, id) in ids
+        .iter()
+        .take(n / 2)
+        .chain(ids.iter().rev().take(n / 2))
+        .enumerate()
+    {
+        sb.upsert_account(json!({"ID": id, "Name": format!("Renamed {round}-{i}")}))
+            .unwrap();
     }
     for _ in 0..n / 4 {
         let first = ids.remove(0);
@@ -112,7 +139,10 @@ fn churn(sb: &ExactSandbox, ids: &mut Vec<Uuid>, n: usize, round: usize) {
         assert!(sb.delete_account(last));
     }
     for i in 0..n / 2 {
-        ids.push(sb.upsert_account(json!({"Name": format!("New {round}-{i}")})).unwrap());
+        ids.push(
+            sb.upsert_account(json!({"Name": format!("New {round}-{i}")}))
+                .unwrap(),
+        );
     }
 }
 
@@ -145,14 +175,24 @@ async fn a_cursor_walk_over_5000_accounts_with_changes_between_pages_neither_mis
         .iter()
         .map(|a| {
             let id = Uuid::parse_str(a["ID"].as_str().unwrap()).unwrap();
-            (id, (a["Timestamp"].as_i64().unwrap(), a["Name"].as_str().unwrap().to_owned()))
+            (
+                id,
+                (
+                    a["Timestamp"].as_i64().unwrap(),
+                    a["Name"].as_str().unwrap().to_owned(),
+                ),
+            )
         })
         .collect();
     assert_eq!(live.len(), ids.len());
     assert_eq!(client.local, live, "the client's copy equals the source");
 
     // Against the change log: nothing missed unless superseded, nothing invented.
-    let log: Vec<_> = sb.change_log().into_iter().filter(|c| c.entity == Entity::Account).collect();
+    let log: Vec<_> = sb
+        .change_log()
+        .into_iter()
+        .filter(|c| c.entity == Entity::Account)
+        .collect();
     let mut last_change: HashMap<Uuid, i64> = HashMap::new();
     for c in &log {
         last_change.insert(c.id, c.timestamp);
@@ -168,8 +208,15 @@ async fn a_cursor_walk_over_5000_accounts_with_changes_between_pages_neither_mis
         }
     }
     let logged: HashSet<(Uuid, i64)> = log.iter().map(|c| (c.id, c.timestamp)).collect();
-    assert!(client.received.iter().all(|r| logged.contains(r)), "a change not in the log was served");
-    assert!(client.deletions.len() >= 80, "deletes were exercised: {}", client.deletions.len());
+    assert!(
+        client.received.iter().all(|r| logged.contains(r)),
+        "a change not in the log was served"
+    );
+    assert!(
+        client.deletions.len() >= 80,
+        "deletes were exercised: {}",
+        client.deletions.len()
+    );
 }
 
 #[tokio::test]
@@ -187,18 +234,33 @@ async fn sync_filters_on_timestamp_only_and_needs_select() {
         assert_eq!(response.status(), 400, "{bad}");
         error_value(&response.json().await.unwrap());
     }
-    let no_select = api.get(&format!("{SYNC_ACCOUNTS}?$filter=Timestamp gt 1L")).await;
+    let no_select = api
+        .get(&format!("{SYNC_ACCOUNTS}?$filter=Timestamp gt 1L"))
+        .await;
     assert_eq!(no_select.status(), 400);
     assert_eq!(
         error_value(&no_select.json().await.unwrap()),
         "Please add a $select or a $top=1 statement to the query string."
     );
-    let body = api.get_json(&format!("{SYNC_ACCOUNTS}?$filter=Timestamp gt 1&$select=ID,Code,Timestamp")).await;
+    let body = api
+        .get_json(&format!(
+            "{SYNC_ACCOUNTS}?$filter=Timestamp gt 1&$select=ID,Code,Timestamp"
+        ))
+        .await;
     let rows = body["d"]["results"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
-    let stamps: Vec<i64> = rows.iter().map(|r| r["Timestamp"].as_i64().unwrap()).collect();
-    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "Timestamp order: {stamps:?}");
-    assert!(stamps[0] > i64::from(i32::MAX), "Timestamps are Int64 values: {stamps:?}");
+    let stamps: Vec<i64> = rows
+        .iter()
+        .map(|r| r["Timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "Timestamp order: {stamps:?}"
+    );
+    assert!(
+        stamps[0] > i64::from(i32::MAX),
+        "Timestamps are Int64 values: {stamps:?}"
+    );
     assert!(body["d"].get("__next").is_none());
 }
 
@@ -212,7 +274,10 @@ async fn deleted_lists_accounts_as_2_and_invoices_as_13() {
         .unwrap();
     let api = Api::new(&sb);
     let synced = api.get_json("123456/sync/SalesInvoice/SalesInvoices?$filter=Timestamp gt 1L&$select=InvoiceID,AmountDC,Timestamp").await;
-    assert_eq!(synced["d"]["results"][0]["InvoiceID"], json!(invoice.to_string()));
+    assert_eq!(
+        synced["d"]["results"][0]["InvoiceID"],
+        json!(invoice.to_string())
+    );
     assert!(sb.delete_sales_invoice(invoice));
     assert!(sb.delete_account(account));
     let body = api.get_json("123456/sync/Deleted?$filter=Timestamp gt 1L&$select=EntityKey,EntityType,Division,ID,Timestamp").await;
@@ -224,11 +289,23 @@ async fn deleted_lists_accounts_as_2_and_invoices_as_13() {
     assert_eq!(rows[1]["EntityType"], json!(2));
     assert_eq!(rows[1]["Division"], json!(DIVISION));
     assert!(rows[0]["Timestamp"].as_i64().unwrap() < rows[1]["Timestamp"].as_i64().unwrap());
-    let accounts_only = api.get_json("123456/sync/Deleted?$filter=Timestamp gt 1L and EntityType eq 2&$select=EntityKey").await;
+    let accounts_only = api
+        .get_json(
+            "123456/sync/Deleted?$filter=Timestamp gt 1L and EntityType eq 2&$select=EntityKey",
+        )
+        .await;
     assert_eq!(accounts_only["d"]["results"].as_array().unwrap().len(), 1);
     let log = sb.change_log();
     let kinds: Vec<ChangeKind> = log.iter().map(|c| c.kind).collect();
-    assert_eq!(kinds, [ChangeKind::Insert, ChangeKind::Insert, ChangeKind::Delete, ChangeKind::Delete]);
+    assert_eq!(
+        kinds,
+        [
+            ChangeKind::Insert,
+            ChangeKind::Insert,
+            ChangeKind::Delete,
+            ChangeKind::Delete
+        ]
+    );
     assert_eq!(log[2].timestamp, rows[0]["Timestamp"].as_i64().unwrap());
 }
 
@@ -237,17 +314,45 @@ async fn a_division_move_resets_timestamps_and_shows_a_move_date() {
     let sb = start(config()).await;
     sb.generate_accounts(5);
     let api = Api::new(&sb);
-    let before = api.get_json(&format!("{SYNC_ACCOUNTS}?$filter=Timestamp gt 1L&$select=Timestamp")).await;
+    let before = api
+        .get_json(&format!(
+            "{SYNC_ACCOUNTS}?$filter=Timestamp gt 1L&$select=Timestamp"
+        ))
+        .await;
     let cursor = before["d"]["results"][4]["Timestamp"].as_i64().unwrap();
-    let divisions = api.get_json("123456/system/Divisions?$select=Code,DivisionMoveDate").await;
+    let divisions = api
+        .get_json("123456/system/Divisions?$select=Code,DivisionMoveDate")
+        .await;
     assert!(divisions["d"]["results"][0]["DivisionMoveDate"].is_null());
 
-    let moved = client().post(format!("{}/_sandbox/exact/division-move", sb.base_url())).send().await.unwrap();
+    let moved = client()
+        .post(format!("{}/_sandbox/exact/division-move", sb.base_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(moved.status(), 204);
-    let after = api.get_json(&format!("{SYNC_ACCOUNTS}?$filter=Timestamp gt {cursor}L&$select=Timestamp")).await;
-    assert!(after["d"]["results"].as_array().unwrap().is_empty(), "an old cursor now misses everything");
-    let all = api.get_json(&format!("{SYNC_ACCOUNTS}?$filter=Timestamp gt 1L&$select=Timestamp")).await;
+    let after = api
+        .get_json(&format!(
+            "{SYNC_ACCOUNTS}?$filter=Timestamp gt {cursor}L&$select=Timestamp"
+        ))
+        .await;
+    assert!(
+        after["d"]["results"].as_array().unwrap().is_empty(),
+        "an old cursor now misses everything"
+    );
+    let all = api
+        .get_json(&format!(
+            "{SYNC_ACCOUNTS}?$filter=Timestamp gt 1L&$select=Timestamp"
+        ))
+        .await;
     assert_eq!(all["d"]["results"].as_array().unwrap().len(), 5);
-    let divisions = api.get_json("123456/system/Divisions?$select=Code,DivisionMoveDate").await;
-    assert!(divisions["d"]["results"][0]["DivisionMoveDate"].as_str().unwrap().starts_with("/Date("));
+    let divisions = api
+        .get_json("123456/system/Divisions?$select=Code,DivisionMoveDate")
+        .await;
+    assert!(
+        divisions["d"]["results"][0]["DivisionMoveDate"]
+            .as_str()
+            .unwrap()
+            .starts_with("/Date(")
+    );
 }

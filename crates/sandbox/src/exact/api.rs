@@ -46,8 +46,19 @@ use super::values::Val;
 /// Account properties that satisfy mandatory filtering: the emulated ones among those
 /// picqer #591 quotes from the real error message.
 const ACCOUNT_FILTER_FIELDS: &[&str] = &[
-    "City", "Code", "Country", "Created", "Email", "EndDate", "ID", "IsSupplier", "Modified", "Name", "Phone",
-    "StartDate", "Status",
+    "City",
+    "Code",
+    "Country",
+    "Created",
+    "Email",
+    "EndDate",
+    "ID",
+    "IsSupplier",
+    "Modified",
+    "Name",
+    "Phone",
+    "StartDate",
+    "Status",
 ];
 
 /// Every `/api/v1/{*rest}` call, after the gate.
@@ -61,7 +72,9 @@ pub(crate) async fn api_v1(
 ) -> Response {
     let params: Vec<(String, String)> = match Query::try_from_uri(&uri) {
         Ok(Query(params)) => params,
-        Err(_) => return ApiError::bad_request("The query string cannot be parsed.").into_response(),
+        Err(_) => {
+            return ApiError::bad_request("The query string cannot be parsed.").into_response();
+        }
     };
     let segments: Vec<String> = uri
         .path()
@@ -77,21 +90,40 @@ pub(crate) async fn api_v1(
         if method != Method::GET {
             return method_not_allowed();
         }
-        f().map_or_else(IntoResponse::into_response, |v| axum::Json(v).into_response())
+        f().map_or_else(IntoResponse::into_response, |v| {
+            axum::Json(v).into_response()
+        })
     };
     match seg.as_slice() {
         ["current", me] if is(me, "Me") => get_only(&|| me_answer(&shared, &params)),
         [_, system, divisions] if is(system, "system") && *divisions == "Divisions" => {
             let set_url = shared.set_url(ctx.division, DIVISIONS.path);
-            get_only(&|| collection(&shared, &DIVISIONS, division_rows(&shared), &params, &request_url, Some(set_url.clone())))
+            get_only(&|| {
+                collection(
+                    &shared,
+                    &DIVISIONS,
+                    division_rows(&shared),
+                    &params,
+                    &request_url,
+                    Some(set_url.clone()),
+                )
+            })
         }
         [_, s, service, set] if is(s, "sync") => match SyncSet::find(service, set) {
-            Some(which) => get_only(&|| sync::answer(&shared, ctx.division, which, &params, &request_url)),
+            Some(which) => {
+                get_only(&|| sync::answer(&shared, ctx.division, which, &params, &request_url))
+            }
             None => ApiError::not_found().into_response(),
         },
-        [_, s, set] if is(s, "sync") && *set == "Deleted" => {
-            get_only(&|| sync::answer(&shared, ctx.division, SyncSet::Deleted, &params, &request_url))
-        }
+        [_, s, set] if is(s, "sync") && *set == "Deleted" => get_only(&|| {
+            sync::answer(
+                &shared,
+                ctx.division,
+                SyncSet::Deleted,
+                &params,
+                &request_url,
+            )
+        }),
         [_, service, set] => {
             let entity = if is(service, "crm") && set.starts_with("Accounts") {
                 Entity::Account
@@ -104,7 +136,13 @@ pub(crate) async fn api_v1(
                 Ok(key) => key,
                 Err(e) => return e.into_response(),
             };
-            let call = Call { shared: &shared, division: ctx.division, entity, params: &params, request_url: &request_url };
+            let call = Call {
+                shared: &shared,
+                division: ctx.division,
+                entity,
+                params: &params,
+                request_url: &request_url,
+            };
             call.serve(&method, key, &headers, &body)
         }
         _ => ApiError::not_found().into_response(),
@@ -112,7 +150,11 @@ pub(crate) async fn api_v1(
 }
 
 fn method_not_allowed() -> Response {
-    ApiError { status: StatusCode::METHOD_NOT_ALLOWED, message: "Method not allowed.".to_owned() }.into_response()
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: "Method not allowed.".to_owned(),
+    }
+    .into_response()
 }
 
 /// Decodes `%XX` escapes in a path segment (clients may send `'` as `%27`).
@@ -121,7 +163,10 @@ fn percent_decode(segment: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -147,8 +192,13 @@ fn parse_key(segment: &str, def: &EntityDef) -> Result<Option<Uuid>, ApiError> {
     let inner = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')'));
     match inner.and_then(parse_literals).as_deref() {
         Some([Val::Guid(id)]) => Ok(Some(*id)),
-        Some(_) => Err(ApiError::bad_request(format!("Bad Request - Error in query syntax: the key of '{}' is a guid'…' literal.", def.set))),
-        None if inner.is_some() => Err(ApiError::bad_request("Bad Request - Error in query syntax.")),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "Bad Request - Error in query syntax: the key of '{}' is a guid'…' literal.",
+            def.set
+        ))),
+        None if inner.is_some() => Err(ApiError::bad_request(
+            "Bad Request - Error in query syntax.",
+        )),
         None => Err(ApiError::not_found()),
     }
 }
@@ -162,9 +212,21 @@ pub(crate) fn collection(
     request_url: &str,
     set_url: Option<String>,
 ) -> Result<Value, ApiError> {
-    let opts = parse_options(params, def, &["$filter", "$select", "$top", "$orderby", "$skiptoken"]).map_err(ApiError::bad_request)?;
+    let opts = parse_options(
+        params,
+        def,
+        &["$filter", "$select", "$top", "$orderby", "$skiptoken"],
+    )
+    .map_err(ApiError::bad_request)?;
     let page = page(rows, &opts, def, shared.config.page_size).map_err(ApiError::bad_request)?;
-    Ok(envelope(shared, def, &page.rows, opts.select.as_deref(), set_url, super::query::next_link(request_url, &opts, &page)))
+    Ok(envelope(
+        shared,
+        def,
+        &page.rows,
+        opts.select.as_deref(),
+        set_url,
+        super::query::next_link(request_url, &opts, &page),
+    ))
 }
 
 /// `{"d": {"results": [...]}}` plus `__next` when given; schema switches applied.
@@ -202,10 +264,20 @@ fn me_answer(shared: &Shared, params: &[(String, String)]) -> Result<Value, ApiE
         ("FullName", Val::Str("Sandbox User".to_owned())),
         ("Email", Val::Str("sandbox.user@example.com".to_owned())),
         ("LanguageCode", Val::Str("nl-NL".to_owned())),
-        ("CurrentDivision", Val::Int(i64::from(shared.current_division()))),
+        (
+            "CurrentDivision",
+            Val::Int(i64::from(shared.current_division())),
+        ),
     ]);
     let url = format!("{}/api/v1/current/Me", shared.base_url);
-    Ok(envelope(shared, &ME, &[row], opts.select.as_deref(), Some(url), None))
+    Ok(envelope(
+        shared,
+        &ME,
+        &[row],
+        opts.select.as_deref(),
+        Some(url),
+        None,
+    ))
 }
 
 fn division_rows(shared: &Shared) -> Vec<Row> {
@@ -234,18 +306,36 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn serve(&self, method: &Method, key: Option<Uuid>, headers: &HeaderMap, body: &Bytes) -> Response {
+    fn serve(
+        &self,
+        method: &Method,
+        key: Option<Uuid>,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Response {
         let result = match (method.as_str(), key) {
             ("GET", None) => self.list().map(|v| axum::Json(v).into_response()),
             ("GET", Some(id)) => self.get_one(id).map(|v| axum::Json(v).into_response()),
             ("POST", None) => self.post(headers, body),
             ("PUT", Some(id)) => json_body(headers, body).and_then(|v| {
                 let now = self.shared.now_local_ms();
-                update(&mut self.shared.lock().store, self.division, self.entity, id, &v, now)?;
+                update(
+                    &mut self.shared.lock().store,
+                    self.division,
+                    self.entity,
+                    id,
+                    &v,
+                    now,
+                )?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }),
             ("DELETE", Some(id)) => {
-                if self.shared.lock().store.delete(self.division, self.entity, id) {
+                if self
+                    .shared
+                    .lock()
+                    .store
+                    .delete(self.division, self.entity, id)
+                {
                     Ok(StatusCode::NO_CONTENT.into_response())
                 } else {
                     Err(ApiError::not_found())
@@ -268,8 +358,19 @@ impl Call<'_> {
         if self.shared.config.mandatory_filtering {
             self.check_mandatory_filter()?;
         }
-        let rows = self.shared.lock().store.rows(self.division, self.entity, false);
-        collection(self.shared, self.def(), rows, self.params, self.request_url, Some(self.set_url()))
+        let rows = self
+            .shared
+            .lock()
+            .store
+            .rows(self.division, self.entity, false);
+        collection(
+            self.shared,
+            self.def(),
+            rows,
+            self.params,
+            self.request_url,
+            Some(self.set_url()),
+        )
     }
 
     fn check_mandatory_filter(&self) -> Result<(), ApiError> {
@@ -278,8 +379,15 @@ impl Call<'_> {
             Entity::Account => ACCOUNT_FILTER_FIELDS.to_vec(),
             Entity::SalesInvoice => def.fields.iter().map(|(f, _)| *f).collect(),
         };
-        let filter = self.params.iter().find(|(k, _)| k == "$filter").map(|(_, v)| v.as_str());
-        let parsed = filter.map(|f| super::filter::parse(f, def)).transpose().map_err(ApiError::bad_request)?;
+        let filter = self
+            .params
+            .iter()
+            .find(|(k, _)| k == "$filter")
+            .map(|(_, v)| v.as_str());
+        let parsed = filter
+            .map(|f| super::filter::parse(f, def))
+            .transpose()
+            .map_err(ApiError::bad_request)?;
         if parsed.is_some_and(|expr| uses_any(&expr, &allowed)) {
             return Ok(());
         }
@@ -292,8 +400,21 @@ impl Call<'_> {
     fn get_one(&self, id: Uuid) -> Result<Value, ApiError> {
         let def = self.def();
         let opts = parse_options(self.params, def, &["$select"]).map_err(ApiError::bad_request)?;
-        let row = self.shared.lock().store.get(self.division, self.entity, id).map(|r| r.fields.clone()).ok_or_else(ApiError::not_found)?;
-        let enveloped = envelope(self.shared, def, &[row], opts.select.as_deref(), Some(self.set_url()), None);
+        let row = self
+            .shared
+            .lock()
+            .store
+            .get(self.division, self.entity, id)
+            .map(|r| r.fields.clone())
+            .ok_or_else(ApiError::not_found)?;
+        let enveloped = envelope(
+            self.shared,
+            def,
+            &[row],
+            opts.select.as_deref(),
+            Some(self.set_url()),
+            None,
+        );
         Ok(json!({ "d": enveloped["d"]["results"][0].clone() }))
     }
 
@@ -304,12 +425,28 @@ impl Call<'_> {
         let (id, row) = {
             let mut inner = self.shared.lock();
             let required = schema::required_fields(&inner.schema, def.set);
-            let options = CreateOptions { now_ms: now, required: &required, id: None };
-            let id = create(&mut inner.store, self.division, self.entity, &value, &options)?;
-            let row = inner.store.get(self.division, self.entity, id).map(|r| r.fields.clone()).unwrap_or_default();
+            let options = CreateOptions {
+                now_ms: now,
+                required: &required,
+                id: None,
+            };
+            let id = create(
+                &mut inner.store,
+                self.division,
+                self.entity,
+                &value,
+                &options,
+            )?;
+            let row = inner
+                .store
+                .get(self.division, self.entity, id)
+                .map(|r| r.fields.clone())
+                .unwrap_or_default();
             (id, row)
         };
-        self.shared.control.count_create(&create_key(self.entity, &row));
+        self.shared
+            .control
+            .count_create(&create_key(self.entity, &row));
         let represent = headers
             .get_all("prefer")
             .iter()
@@ -317,15 +454,20 @@ impl Call<'_> {
             .any(|v| v.to_ascii_lowercase().contains("return=representation"));
         let set_url = self.set_url();
         let entity = if represent {
-            envelope(self.shared, def, &[row], None, Some(set_url.clone()), None)["d"]["results"][0].clone()
+            envelope(self.shared, def, &[row], None, Some(set_url.clone()), None)["d"]["results"][0]
+                .clone()
         } else {
             let key_only = Row::from([(def.key, Val::Guid(id))]);
             let mut v = render(&key_only, def, None, &set_url);
             v[def.key] = Value::Null;
             v
         };
-        let location = entity["__metadata"]["uri"].as_str().unwrap_or_default().to_owned();
-        let mut response = (StatusCode::CREATED, axum::Json(json!({ "d": entity }))).into_response();
+        let location = entity["__metadata"]["uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut response =
+            (StatusCode::CREATED, axum::Json(json!({ "d": entity }))).into_response();
         if let Ok(value) = HeaderValue::from_str(&location) {
             response.headers_mut().insert(header::LOCATION, value);
         }
@@ -348,11 +490,22 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/json"));
+        .is_some_and(|ct| {
+            ct.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     if !is_json {
-        return Err(ApiError { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message: "Content-Type must be application/json.".to_owned() });
+        return Err(ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "Content-Type must be application/json.".to_owned(),
+        });
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("Error processing request stream. The JSON is not valid: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Error processing request stream. The JSON is not valid: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -365,8 +518,16 @@ mod tests {
     fn keys_and_segments() {
         let g = "5d0c6d0f-0000-0000-0000-000000000001";
         assert_eq!(parse_key("Accounts", &ACCOUNTS).unwrap(), None);
-        assert_eq!(parse_key(&format!("Accounts(guid'{g}')"), &ACCOUNTS).unwrap(), Some(g.parse().unwrap()));
-        assert_eq!(parse_key(&format!("Accounts('{g}')"), &ACCOUNTS).unwrap_err().status, 400);
+        assert_eq!(
+            parse_key(&format!("Accounts(guid'{g}')"), &ACCOUNTS).unwrap(),
+            Some(g.parse().unwrap())
+        );
+        assert_eq!(
+            parse_key(&format!("Accounts('{g}')"), &ACCOUNTS)
+                .unwrap_err()
+                .status,
+            400
+        );
         assert_eq!(parse_key("AccountsX", &ACCOUNTS).unwrap_err().status, 404);
         assert_eq!(percent_decode("Accounts(guid%27x%27)"), "Accounts(guid'x')");
     }

@@ -37,7 +37,10 @@ pub(crate) struct EntityDef {
 
 impl EntityDef {
     pub fn kind_of(&self, field: &str) -> Option<Kind> {
-        self.fields.iter().find(|(f, _)| *f == field).map(|(_, k)| *k)
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, k)| *k)
     }
 
     pub fn has_deferred(&self, field: &str) -> bool {
@@ -262,7 +265,10 @@ pub(crate) const CODE_WIDTH: usize = 18;
 /// is not a number that fits.
 pub(crate) fn pad_code(code: &str) -> Option<String> {
     let trimmed = code.trim();
-    if trimmed.is_empty() || trimmed.len() > CODE_WIDTH || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+    if trimmed.is_empty()
+        || trimmed.len() > CODE_WIDTH
+        || !trimmed.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     Some(format!("{trimmed:>CODE_WIDTH$}"))

@@ -154,7 +154,9 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok)>, String> {
                 Tok::Lit(Val::Str(s), Kind::Str)
             }
             c if c.is_ascii_digit() || c == '-' => {
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "-.".contains(chars[i])) {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || "-.".contains(chars[i]))
+                {
                     i += 1;
                 }
                 number(&chars[start..i].iter().collect::<String>())
@@ -168,8 +170,9 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok)>, String> {
                 if i < chars.len() && chars[i] == '\'' {
                     let (body, next) = quoted(&chars, i)?;
                     i = next;
-                    typed_literal(&word, &body)
-                        .ok_or_else(|| format!("Unrecognized '{word}' literal '{word}'{body}'' at '{start}'."))?
+                    typed_literal(&word, &body).ok_or_else(|| {
+                        format!("Unrecognized '{word}' literal '{word}'{body}'' at '{start}'.")
+                    })?
                 } else {
                     match word.as_str() {
                         "null" => Tok::Lit(Val::Null, Kind::Str),
@@ -179,7 +182,11 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok)>, String> {
                     }
                 }
             }
-            _ => return Err(format!("Syntax error: character '{c}' is not valid at position {start}.")),
+            _ => {
+                return Err(format!(
+                    "Syntax error: character '{c}' is not valid at position {start}."
+                ));
+            }
         };
         out.push((start, tok));
     }
@@ -192,7 +199,11 @@ fn quoted(chars: &[char], open: usize) -> Result<(String, usize), String> {
     let mut i = open + 1;
     loop {
         match chars.get(i) {
-            None => return Err(format!("There is an unterminated string literal at position {open}.")),
+            None => {
+                return Err(format!(
+                    "There is an unterminated string literal at position {open}."
+                ));
+            }
             Some('\'') if chars.get(i + 1) == Some(&'\'') => {
                 s.push('\'');
                 i += 2;
@@ -208,15 +219,25 @@ fn quoted(chars: &[char], open: usize) -> Result<(String, usize), String> {
 
 fn number(text: &str) -> Option<Tok> {
     if let Some(digits) = text.strip_suffix(['L', 'l']) {
-        return digits.parse().ok().map(|n| Tok::Lit(Val::Int(n), Kind::Int64));
+        return digits
+            .parse()
+            .ok()
+            .map(|n| Tok::Lit(Val::Int(n), Kind::Int64));
     }
     if let Ok(n) = text.parse::<i64>() {
-        let kind = if i32::try_from(n).is_ok() { Kind::Int32 } else { Kind::Int64 };
+        let kind = if i32::try_from(n).is_ok() {
+            Kind::Int32
+        } else {
+            Kind::Int64
+        };
         return Some(Tok::Lit(Val::Int(n), kind));
     }
-    let digits = text.strip_suffix(['M', 'm', 'D', 'd', 'F', 'f']).unwrap_or(text);
+    let digits = text
+        .strip_suffix(['M', 'm', 'D', 'd', 'F', 'f'])
+        .unwrap_or(text);
     let x: f64 = digits.parse().ok()?;
-    x.is_finite().then_some(Tok::Lit(Val::Double(x), Kind::Double))
+    x.is_finite()
+        .then_some(Tok::Lit(Val::Double(x), Kind::Double))
 }
 
 fn typed_literal(prefix: &str, body: &str) -> Option<Tok> {
@@ -334,7 +355,11 @@ impl Parser<'_> {
                 let arg_pos = self.pos();
                 let field = match self.operand()? {
                     Operand::Field(f, Kind::Str) => f,
-                    _ => return Err(format!("No applicable function found for 'trim' at position {arg_pos}.")),
+                    _ => {
+                        return Err(format!(
+                            "No applicable function found for 'trim' at position {arg_pos}."
+                        ));
+                    }
                 };
                 self.expect(&Tok::Close, "')'")?;
                 Ok(Operand::Trim(field))
@@ -346,7 +371,9 @@ impl Parser<'_> {
                     self.def.type_name
                 )),
             },
-            Tok::Open | Tok::Close | Tok::Comma => Err(format!("Expression expected at position {pos}.")),
+            Tok::Open | Tok::Close | Tok::Comma => {
+                Err(format!("Expression expected at position {pos}."))
+            }
         }
     }
 }
@@ -395,10 +422,16 @@ mod tests {
         assert!(check("trim(Code) eq '25'", &ACCOUNTS));
         assert!(check("Code eq '                25'", &ACCOUNTS));
         assert!(!check("Code eq '25'", &ACCOUNTS), "the padding matters");
-        assert!(check("Modified ge datetime'2024-01-01T00:00:00'", &ACCOUNTS));
+        assert!(check(
+            "Modified ge datetime'2024-01-01T00:00:00'",
+            &ACCOUNTS
+        ));
         assert!(!check("Modified ge datetime'2024-01-03'", &ACCOUNTS));
         assert!(check("Timestamp gt 5000000000L", &SYNC_ACCOUNTS));
-        assert!(check("Name eq 'Acme BV' and (Email eq null or Email eq 'x')", &ACCOUNTS));
+        assert!(check(
+            "Name eq 'Acme BV' and (Email eq null or Email eq 'x')",
+            &ACCOUNTS
+        ));
         assert!(check("Name ne 'acme bv'", &ACCOUNTS), "ordinal comparison");
         assert!(!check("Email gt 'a'", &ACCOUNTS), "null never orders");
         assert!(check("Name eq 'O''Neil' or Name eq 'Acme BV'", &ACCOUNTS));
@@ -407,9 +440,20 @@ mod tests {
     #[test]
     fn type_errors_and_unknown_things_are_refused() {
         let e = parse("ID eq '5d0c6d0f-0000-0000-0000-000000000000'", &ACCOUNTS).unwrap_err();
-        assert!(e.contains("incompatible with operand types 'Edm.Guid' and 'Edm.String'"), "{e}");
-        assert!(parse("Nope eq 1", &ACCOUNTS).unwrap_err().contains("No property 'Nope'"));
-        assert!(parse("substringof('a', Name)", &ACCOUNTS).unwrap_err().contains("Unknown function"));
+        assert!(
+            e.contains("incompatible with operand types 'Edm.Guid' and 'Edm.String'"),
+            "{e}"
+        );
+        assert!(
+            parse("Nope eq 1", &ACCOUNTS)
+                .unwrap_err()
+                .contains("No property 'Nope'")
+        );
+        assert!(
+            parse("substringof('a', Name)", &ACCOUNTS)
+                .unwrap_err()
+                .contains("Unknown function")
+        );
         assert!(parse("Name eq", &ACCOUNTS).is_err());
         assert!(parse("Name eq 'x' xor", &ACCOUNTS).is_err());
         assert!(parse("Name eq 'unterminated", &ACCOUNTS).is_err());

@@ -23,9 +23,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
-use super::errors::{error_response, too_many_requests};
+use super::errors::{ApiError, error_response, too_many_requests};
 use super::oauth::AccessCheck;
 use super::rate_limit::Verdict;
 use super::state::Shared;
@@ -37,7 +37,11 @@ pub(crate) struct Ctx {
 }
 
 /// The axum middleware in front of every `/api/v1` route.
-pub(crate) async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn gate(
+    State(shared): State<Arc<Shared>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let now = shared.now_ms();
     let check = bearer(req.headers()).map_or(AccessCheck::Invalid, |token| {
         shared.lock().tokens.check(token, now, &shared.rules())
@@ -45,22 +49,31 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, ne
     match check {
         AccessCheck::Valid => {}
         AccessCheck::Expired => {
-            return unauthorized("Bearer error=\"invalid_token\", error_description=\"access token expired\"", "Access token expired.");
+            return unauthorized(
+                "Bearer error=\"invalid_token\", error_description=\"access token expired\"",
+                "Access token expired.",
+            );
         }
         AccessCheck::Invalid => {
-            return unauthorized("Bearer error=\"invalid_token\"", "Unauthorized: invalid or missing access token.");
+            return unauthorized(
+                "Bearer error=\"invalid_token\"",
+                "Unauthorized: invalid or missing access token.",
+            );
         }
     }
     let division = match division_of(req.uri().path(), &shared) {
         Ok(division) => division,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     let json_wanted = accepts_json(req.headers());
     let config = &shared.config;
-    let verdict = shared
-        .lock()
-        .limits
-        .admit(&config.client_id, division, now, config.minutely_limit, config.daily_limit);
+    let verdict = shared.lock().limits.admit(
+        &config.client_id,
+        division,
+        now,
+        config.minutely_limit,
+        config.daily_limit,
+    );
     let mut response = match verdict {
         Verdict::Admitted(headers) => {
             req.extensions_mut().insert(Ctx { division });
@@ -75,7 +88,11 @@ pub(crate) async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, ne
             response
         }
     };
-    if !json_wanted && config.require_json_accept && response.status().is_success() && response.status() != StatusCode::NO_CONTENT {
+    if !json_wanted
+        && config.require_json_accept
+        && response.status().is_success()
+        && response.status() != StatusCode::NO_CONTENT
+    {
         *response.body_mut() = Body::from(ATOM_PLACEHOLDER);
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -94,7 +111,10 @@ xmlns:m=\"http://schemas.microsoft.com/ado/2007/08/dataservices/metadata\">\
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn accepts_json(headers: &HeaderMap) -> bool {
@@ -107,14 +127,15 @@ fn accepts_json(headers: &HeaderMap) -> bool {
 
 fn unauthorized(challenge: &'static str, message: &str) -> Response {
     let mut response = error_response(StatusCode::UNAUTHORIZED, message);
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     response
 }
 
 /// The division in `/api/v1/{division}/...` (`current` means the user's current one).
-fn division_of(path: &str, shared: &Shared) -> Result<i32, Response> {
+fn division_of(path: &str, shared: &Shared) -> Result<i32, ApiError> {
     let segment = path
         .strip_prefix("/api/v1/")
         .and_then(|rest| rest.split('/').next())
@@ -123,13 +144,13 @@ fn division_of(path: &str, shared: &Shared) -> Result<i32, Response> {
         return Ok(shared.current_division());
     }
     let Ok(division) = segment.parse::<i32>() else {
-        return Err(error_response(StatusCode::NOT_FOUND, "Resource not found"));
+        return Err(ApiError::not_found());
     };
     if !shared.config.divisions.contains(&division) {
-        return Err(error_response(
-            StatusCode::FORBIDDEN,
-            &format!("Forbidden: no access to division {division}."),
-        ));
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("Forbidden: no access to division {division}."),
+        });
     }
     Ok(division)
 }
@@ -143,7 +164,10 @@ mod tests {
     fn bearer_and_accept_parsing() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer(&h), Some("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);

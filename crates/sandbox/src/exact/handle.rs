@@ -46,22 +46,41 @@ impl ExactSandbox {
             return Err(ExactError::NotLoopback(config.addr));
         }
         if config.client_id.is_empty() || config.client_secret.is_empty() {
-            return Err(ExactError::InvalidConfig("client_id and client_secret must not be empty"));
+            return Err(ExactError::InvalidConfig(
+                "client_id and client_secret must not be empty",
+            ));
         }
         if config.divisions.is_empty() {
             return Err(ExactError::InvalidConfig("at least one division is needed"));
         }
         if config.page_size == 0 || config.sync_page_size == 0 {
-            return Err(ExactError::InvalidConfig("page sizes must be greater than zero"));
+            return Err(ExactError::InvalidConfig(
+                "page sizes must be greater than zero",
+            ));
         }
-        let bind = |source| ExactError::Bind { addr: config.addr, source };
-        let listener = tokio::net::TcpListener::bind(config.addr).await.map_err(bind)?;
+        let bind = |source| ExactError::Bind {
+            addr: config.addr,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
-        let control = config.control.clone().unwrap_or_else(|| Control::new(config.clock.clone()));
-        let shared = Arc::new(Shared::new(config, control.clone(), format!("http://{addr}")));
+        let control = config
+            .control
+            .clone()
+            .unwrap_or_else(|| Control::new(config.clock.clone()));
+        let shared = Arc::new(Shared::new(
+            config,
+            control.clone(),
+            format!("http://{addr}"),
+        ));
         let api = Router::new()
             .route("/api/v1/{*rest}", any(api::api_v1))
-            .layer(axum::middleware::from_fn_with_state(shared.clone(), gate::gate))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                gate::gate,
+            ))
             .route("/api/oauth2/auth", get(oauth_routes::authorize))
             .route("/api/oauth2/token", post(oauth_routes::token))
             .fallback(|| async { ApiError::not_found() })
@@ -70,12 +89,20 @@ impl ExactSandbox {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
                 tracing::error!(%error, "Exact emulator stopped with an error.");
             }
         });
         tracing::info!(%addr, "Exact emulator listening.");
-        Ok(Self { shared, addr, cancel, task: Mutex::new(Some(task)) })
+        Ok(Self {
+            shared,
+            addr,
+            cancel,
+            task: Mutex::new(Some(task)),
+        })
     }
 
     /// The bound address.
@@ -114,11 +141,21 @@ impl ExactSandbox {
         let code = self.shared.issue_code();
         let (now, rules) = (self.shared.now_ms(), self.shared.rules());
         let redirect = self.shared.config.redirect_uri.clone();
-        let grant = self.shared.lock().tokens.exchange_code(&code, &redirect, now, &rules);
+        let grant = self
+            .shared
+            .lock()
+            .tokens
+            .exchange_code(&code, &redirect, now, &rules);
         match grant {
-            Ok(g) => TokenPair { access_token: g.access_token, refresh_token: g.refresh_token },
+            Ok(g) => TokenPair {
+                access_token: g.access_token,
+                refresh_token: g.refresh_token,
+            },
             // A code issued a moment ago for the registered URI always exchanges.
-            Err(_) => TokenPair { access_token: String::new(), refresh_token: String::new() },
+            Err(_) => TokenPair {
+                access_token: String::new(),
+                refresh_token: String::new(),
+            },
         }
     }
 
@@ -130,7 +167,11 @@ impl ExactSandbox {
 
     /// Revokes one refresh token; true when it was live.
     pub fn revoke_refresh_token(&self, refresh_token: &str) -> bool {
-        self.shared.lock().tokens.revoke_refresh(Some(refresh_token)) > 0
+        self.shared
+            .lock()
+            .tokens
+            .revoke_refresh(Some(refresh_token))
+            > 0
     }
 
     /// Revokes every live refresh token; returns how many.
@@ -161,20 +202,24 @@ impl ExactSandbox {
 
     /// Creates or updates a record in any division.
     pub fn upsert(&self, division: i32, entity: Entity, fields: Value) -> Result<Uuid, ExactError> {
-        self.shared.upsert(division, entity, &fields).map_err(|e| ExactError::Rejected {
-            status: e.status.as_u16(),
-            message: e.message,
-        })
+        self.shared
+            .upsert(division, entity, &fields)
+            .map_err(|e| ExactError::Rejected {
+                status: e.status.as_u16(),
+                message: e.message,
+            })
     }
 
     /// Deletes an account of the current division; false when there is none.
     pub fn delete_account(&self, id: Uuid) -> bool {
-        self.shared.remove(self.current_division(), Entity::Account, id)
+        self.shared
+            .remove(self.current_division(), Entity::Account, id)
     }
 
     /// Deletes a sales invoice of the current division; false when there is none.
     pub fn delete_sales_invoice(&self, id: Uuid) -> bool {
-        self.shared.remove(self.current_division(), Entity::SalesInvoice, id)
+        self.shared
+            .remove(self.current_division(), Entity::SalesInvoice, id)
     }
 
     /// Adds `n` accounts to the current division with consecutive codes; returns their IDs.
@@ -184,22 +229,26 @@ impl ExactSandbox {
 
     /// An account of the current division as the REST API renders it, plus `Timestamp`.
     pub fn account(&self, id: Uuid) -> Option<Value> {
-        self.shared.inspect(self.current_division(), Entity::Account, id)
+        self.shared
+            .inspect(self.current_division(), Entity::Account, id)
     }
 
     /// Every account of the current division (as [`account`](Self::account) renders them).
     pub fn accounts(&self) -> Vec<Value> {
-        self.shared.inspect_all(self.current_division(), Entity::Account)
+        self.shared
+            .inspect_all(self.current_division(), Entity::Account)
     }
 
     /// A sales invoice of the current division, plus `Timestamp`.
     pub fn sales_invoice(&self, id: Uuid) -> Option<Value> {
-        self.shared.inspect(self.current_division(), Entity::SalesInvoice, id)
+        self.shared
+            .inspect(self.current_division(), Entity::SalesInvoice, id)
     }
 
     /// Every sales invoice of the current division.
     pub fn sales_invoices(&self) -> Vec<Value> {
-        self.shared.inspect_all(self.current_division(), Entity::SalesInvoice)
+        self.shared
+            .inspect_all(self.current_division(), Entity::SalesInvoice)
     }
 
     /// Every insert, update and delete so far, with its Timestamp, oldest first.
@@ -224,14 +273,24 @@ impl ExactSandbox {
         let config = &self.shared.config;
         let now = self.shared.now_ms();
         let d = self.current_division();
-        self.shared.lock().limits.remaining(&config.client_id, d, now, config.minutely_limit, config.daily_limit)
+        self.shared.lock().limits.remaining(
+            &config.client_id,
+            d,
+            now,
+            config.minutely_limit,
+            config.daily_limit,
+        )
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and waits for the
     /// server task. Calling it again is a no-op.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
-        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(task) = task
             && let Err(error) = task.await
         {

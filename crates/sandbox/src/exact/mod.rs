@@ -155,7 +155,9 @@ impl fmt::Debug for ExactConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ExactError {
     /// The configured address is not loopback.
-    #[error("refusing to listen on {0}: the sandbox only binds loopback addresses such as 127.0.0.1")]
+    #[error(
+        "refusing to listen on {0}: the sandbox only binds loopback addresses such as 127.0.0.1"
+    )]
     NotLoopback(SocketAddr),
     /// The configuration cannot work.
     #[error("invalid Exact emulator configuration: {0}")]

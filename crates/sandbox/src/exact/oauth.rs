@@ -164,18 +164,32 @@ impl Tokens {
     }
 
     /// `grant_type=authorization_code`.
-    pub fn exchange_code(&mut self, code: &str, redirect_uri: &str, now_ms: i64, rules: &Rules) -> Result<Grant, TokenError> {
+    pub fn exchange_code(
+        &mut self,
+        code: &str,
+        redirect_uri: &str,
+        now_ms: i64,
+        rules: &Rules,
+    ) -> Result<Grant, TokenError> {
         let Some(entry) = self.codes.get_mut(code) else {
-            return Err(TokenError::InvalidGrant("The authorization code is invalid."));
+            return Err(TokenError::InvalidGrant(
+                "The authorization code is invalid.",
+            ));
         };
         if entry.used {
-            return Err(TokenError::InvalidGrant("The authorization code has already been used."));
+            return Err(TokenError::InvalidGrant(
+                "The authorization code has already been used.",
+            ));
         }
         if now_ms - entry.issued_ms >= rules.code_ms {
-            return Err(TokenError::InvalidGrant("The authorization code has expired."));
+            return Err(TokenError::InvalidGrant(
+                "The authorization code has expired.",
+            ));
         }
         if entry.redirect_uri != redirect_uri {
-            return Err(TokenError::InvalidGrant("The redirect_uri does not match the authorization request."));
+            return Err(TokenError::InvalidGrant(
+                "The redirect_uri does not match the authorization request.",
+            ));
         }
         entry.used = true;
         self.next_chain += 1;
@@ -184,13 +198,22 @@ impl Tokens {
     }
 
     /// `grant_type=refresh_token`, with rotation and the too-early rule.
-    pub fn refresh(&mut self, token: &str, now_ms: i64, rules: &Rules) -> Result<Grant, TokenError> {
+    pub fn refresh(
+        &mut self,
+        token: &str,
+        now_ms: i64,
+        rules: &Rules,
+    ) -> Result<Grant, TokenError> {
         let Some(entry) = self.refresh.get(token) else {
             return Err(TokenError::InvalidGrant("The refresh token is invalid."));
         };
         match entry.state {
             RefreshState::Rotated => return Err(TokenError::OldRefreshToken),
-            RefreshState::Revoked => return Err(TokenError::InvalidGrant("The refresh token has been revoked.")),
+            RefreshState::Revoked => {
+                return Err(TokenError::InvalidGrant(
+                    "The refresh token has been revoked.",
+                ));
+            }
             RefreshState::Current => {}
         }
         let expires_ms = entry.issued_ms + rules.refresh_idle_ms;
@@ -294,11 +317,20 @@ mod tests {
         let mut t = Tokens::default();
         let code = t.issue_code("https://app/cb", 0);
         assert!(code.contains('!'));
-        assert!(matches!(t.exchange_code(&code, "https://other/cb", 1, &RULES), Err(TokenError::InvalidGrant(_))));
+        assert!(matches!(
+            t.exchange_code(&code, "https://other/cb", 1, &RULES),
+            Err(TokenError::InvalidGrant(_))
+        ));
         assert!(t.exchange_code(&code, "https://app/cb", 1, &RULES).is_ok());
-        assert!(matches!(t.exchange_code(&code, "https://app/cb", 2, &RULES), Err(TokenError::InvalidGrant(_))));
+        assert!(matches!(
+            t.exchange_code(&code, "https://app/cb", 2, &RULES),
+            Err(TokenError::InvalidGrant(_))
+        ));
         let late = t.issue_code("https://app/cb", 0);
-        assert!(t.exchange_code(&late, "https://app/cb", 180_000, &RULES).is_err());
+        assert!(
+            t.exchange_code(&late, "https://app/cb", 180_000, &RULES)
+                .is_err()
+        );
     }
 
     #[test]
@@ -307,19 +339,43 @@ mod tests {
         let code = t.issue_code("cb", 0);
         let first = t.exchange_code(&code, "cb", 0, &RULES).unwrap();
         assert_eq!(first.expires_in_secs, 600);
-        assert_eq!(t.check(&first.access_token, 599_999, &RULES), AccessCheck::Valid);
-        assert_eq!(t.check(&first.access_token, 600_000, &RULES), AccessCheck::Expired);
-        assert_eq!(t.refresh(&first.refresh_token, 569_999, &RULES), Err(TokenError::TooEarly));
+        assert_eq!(
+            t.check(&first.access_token, 599_999, &RULES),
+            AccessCheck::Valid
+        );
+        assert_eq!(
+            t.check(&first.access_token, 600_000, &RULES),
+            AccessCheck::Expired
+        );
+        assert_eq!(
+            t.refresh(&first.refresh_token, 569_999, &RULES),
+            Err(TokenError::TooEarly)
+        );
         let second = t.refresh(&first.refresh_token, 570_000, &RULES).unwrap();
-        assert_eq!(t.check(&first.access_token, 570_000, &RULES), AccessCheck::Invalid);
-        assert_eq!(t.refresh(&first.refresh_token, 2_000_000, &RULES), Err(TokenError::OldRefreshToken));
+        assert_eq!(
+            t.check(&first.access_token, 570_000, &RULES),
+            AccessCheck::Invalid
+        );
+        assert_eq!(
+            t.refresh(&first.refresh_token, 2_000_000, &RULES),
+            Err(TokenError::OldRefreshToken)
+        );
         t.expire_access_tokens(600_000, &RULES);
-        assert_eq!(t.check(&second.access_token, 600_000, &RULES), AccessCheck::Expired);
+        assert_eq!(
+            t.check(&second.access_token, 600_000, &RULES),
+            AccessCheck::Expired
+        );
         let third = t.refresh(&second.refresh_token, 600_000, &RULES).unwrap();
         let idle = 600_000 + RULES.refresh_idle_ms;
-        assert!(matches!(t.refresh(&third.refresh_token, idle, &RULES), Err(TokenError::RefreshExpired { .. })));
+        assert!(matches!(
+            t.refresh(&third.refresh_token, idle, &RULES),
+            Err(TokenError::RefreshExpired { .. })
+        ));
         assert_eq!(t.revoke_refresh(Some(&third.refresh_token)), 1);
-        assert!(matches!(t.refresh(&third.refresh_token, 700_000, &RULES), Err(TokenError::InvalidGrant(_))));
+        assert!(matches!(
+            t.refresh(&third.refresh_token, 700_000, &RULES),
+            Err(TokenError::InvalidGrant(_))
+        ));
     }
 
     #[test]

@@ -29,14 +29,21 @@ use super::oauth::{Grant, TokenError, us_time};
 use super::state::Shared;
 
 /// `GET /api/oauth2/auth`: consent is given at once and the browser is sent back.
-pub(crate) async fn authorize(State(shared): State<Arc<Shared>>, Query(params): Query<HashMap<String, String>>) -> Response {
+pub(crate) async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let config = &shared.config;
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
     if get("client_id") != config.client_id {
         return (StatusCode::BAD_REQUEST, "The client_id is unknown.").into_response();
     }
     if get("redirect_uri") != config.redirect_uri {
-        return (StatusCode::BAD_REQUEST, "The redirect_uri does not match the one registered for this app.").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "The redirect_uri does not match the one registered for this app.",
+        )
+            .into_response();
     }
     if get("response_type") != "code" {
         return (StatusCode::BAD_REQUEST, "response_type must be 'code'.").into_response();
@@ -45,8 +52,16 @@ pub(crate) async fn authorize(State(shared): State<Arc<Shared>>, Query(params): 
         let now = shared.now_ms();
         shared.lock().tokens.issue_code(&config.redirect_uri, now)
     };
-    let separator = if config.redirect_uri.contains('?') { '&' } else { '?' };
-    let mut location = format!("{}{separator}code={}", config.redirect_uri, form_encode(&code));
+    let separator = if config.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let mut location = format!(
+        "{}{separator}code={}",
+        config.redirect_uri,
+        form_encode(&code)
+    );
     if let Some(state) = params.get("state") {
         location.push_str(&format!("&state={}", form_encode(state)));
     }
@@ -79,7 +94,11 @@ pub(crate) async fn token(
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|ct| {
+            ct.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     let form = match form {
         Ok(Form(form)) if is_form => form,
         _ => {
@@ -111,7 +130,8 @@ fn grant(shared: &Shared, form: &HashMap<String, String>) -> Result<Grant, Token
     let missing = |k: &str| TokenError::InvalidRequest(format!("The parameter {k} is missing."));
     let config = &shared.config;
     let client_ok = get("client_id") == Some(config.client_id.as_str())
-        && get("client_secret").is_some_and(|s| constant_time_eq(s.as_bytes(), config.client_secret.as_bytes()));
+        && get("client_secret")
+            .is_some_and(|s| constant_time_eq(s.as_bytes(), config.client_secret.as_bytes()));
     let grant_type = get("grant_type").ok_or_else(|| missing("grant_type"))?;
     if !matches!(grant_type, "authorization_code" | "refresh_token") {
         return Err(TokenError::UnsupportedGrantType);
@@ -124,7 +144,10 @@ fn grant(shared: &Shared, form: &HashMap<String, String>) -> Result<Grant, Token
     if grant_type == "authorization_code" {
         let code = get("code").ok_or_else(|| missing("code"))?;
         let redirect_uri = get("redirect_uri").ok_or_else(|| missing("redirect_uri"))?;
-        shared.lock().tokens.exchange_code(code, redirect_uri, now, &rules)
+        shared
+            .lock()
+            .tokens
+            .exchange_code(code, redirect_uri, now, &rules)
     } else {
         let refresh = get("refresh_token").ok_or_else(|| missing("refresh_token"))?;
         shared.lock().tokens.refresh(refresh, now, &rules)
@@ -143,7 +166,10 @@ fn token_error(error: TokenError) -> Response {
             StatusCode::BAD_REQUEST,
             json!({"error": "invalid_request", "error_description": text}),
         ),
-        TokenError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, json!({"error": "unsupported_grant_type"})),
+        TokenError::UnsupportedGrantType => (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "unsupported_grant_type"}),
+        ),
         TokenError::InvalidGrant(text) => (
             StatusCode::BAD_REQUEST,
             json!({"error": "invalid_grant", "error_description": text}),
@@ -152,7 +178,10 @@ fn token_error(error: TokenError) -> Response {
             StatusCode::UNAUTHORIZED,
             json!({"error": "unauthorized_client", "error_description": "Old refresh token used."}),
         ),
-        TokenError::RefreshExpired { expired_at_ms, now_ms } => (
+        TokenError::RefreshExpired {
+            expired_at_ms,
+            now_ms,
+        } => (
             StatusCode::BAD_REQUEST,
             json!({"error": "invalid_request", "error_description": format!(
                 "The refresh token expired at {} and it is now {}.",

@@ -60,17 +60,23 @@ pub(crate) fn parse_options(
         let known = ["$filter", "$select", "$top", "$orderby", "$skiptoken"];
         let Some(option) = known.iter().find(|k| **k == name) else {
             if KNOWN_BUT_REFUSED.contains(&name.as_str()) {
-                return Err(format!("The query option '{name}' is not supported by this endpoint."));
+                return Err(format!(
+                    "The query option '{name}' is not supported by this endpoint."
+                ));
             }
             return Err(format!(
                 "The query parameter '{name}' begins with a system-reserved '$' character but is not recognized."
             ));
         };
         if !allowed.contains(option) {
-            return Err(format!("The query option '{name}' is not supported by this endpoint."));
+            return Err(format!(
+                "The query option '{name}' is not supported by this endpoint."
+            ));
         }
         if seen.contains(option) {
-            return Err(format!("Query option '{name}' was specified more than once, but it must be specified at most once."));
+            return Err(format!(
+                "Query option '{name}' was specified more than once, but it must be specified at most once."
+            ));
         }
         seen.push(option);
         if !matches!(*option, "$skiptoken" | "$top") {
@@ -103,7 +109,10 @@ fn parse_select(text: &str, def: &EntityDef) -> Result<Option<Vec<String>>, Stri
             return Ok(None);
         }
         if def.kind_of(part).is_none() && !def.has_deferred(part) {
-            return Err(format!("No property '{part}' exists in type '{}'.", def.type_name));
+            return Err(format!(
+                "No property '{part}' exists in type '{}'.",
+                def.type_name
+            ));
         }
         out.push(part.to_owned());
     }
@@ -118,10 +127,17 @@ fn parse_orderby(text: &str, def: &EntityDef) -> Result<Vec<(&'static str, bool)
         let desc = match words.next() {
             None | Some("asc") => false,
             Some("desc") => true,
-            Some(other) => return Err(format!("Syntax error: '{other}' is not 'asc' or 'desc' in $orderby.")),
+            Some(other) => {
+                return Err(format!(
+                    "Syntax error: '{other}' is not 'asc' or 'desc' in $orderby."
+                ));
+            }
         };
         let Some((field, _)) = def.fields.iter().find(|(f, _)| *f == name) else {
-            return Err(format!("No property '{name}' exists in type '{}'.", def.type_name));
+            return Err(format!(
+                "No property '{name}' exists in type '{}'.",
+                def.type_name
+            ));
         };
         if words.next().is_some() {
             return Err(format!("Syntax error in $orderby at '{part}'."));
@@ -141,7 +157,12 @@ pub(crate) struct Page {
 }
 
 /// Filters, sorts and cuts one page out of `rows`. `Err` is the message for a 400.
-pub(crate) fn page(mut rows: Vec<Row>, opts: &Options, def: &EntityDef, size: usize) -> Result<Page, String> {
+pub(crate) fn page(
+    mut rows: Vec<Row>,
+    opts: &Options,
+    def: &EntityDef,
+    size: usize,
+) -> Result<Page, String> {
     let get = |row: &Row, name: &str| row.get(name).cloned().unwrap_or(Val::Null);
     if let Some(filter) = &opts.filter {
         rows.retain(|row| filter.matches(&|name| get(row, name)));
@@ -223,17 +244,31 @@ fn encode(text: &str) -> String {
 }
 
 /// The JSON of one entity: `__metadata`, then the selected properties.
-pub(crate) fn render(row: &Row, def: &EntityDef, select: Option<&[String]>, set_url: &str) -> Value {
+pub(crate) fn render(
+    row: &Row,
+    def: &EntityDef,
+    select: Option<&[String]>,
+    set_url: &str,
+) -> Value {
     let key = row.get(def.key).cloned().unwrap_or(Val::Null);
     let uri = format!("{set_url}({})", literal_of(def, def.key, &key));
     let wanted = |name: &str| select.is_none_or(|s| s.iter().any(|n| n == name));
     let mut obj = Map::new();
-    obj.insert("__metadata".to_owned(), json!({"uri": uri, "type": def.type_name}));
+    obj.insert(
+        "__metadata".to_owned(),
+        json!({"uri": uri, "type": def.type_name}),
+    );
     for (name, _) in def.fields.iter().filter(|(n, _)| wanted(n)) {
-        obj.insert((*name).to_owned(), row.get(name).map_or(Value::Null, Val::to_json));
+        obj.insert(
+            (*name).to_owned(),
+            row.get(name).map_or(Value::Null, Val::to_json),
+        );
     }
     for name in def.deferred.iter().filter(|n| wanted(n)) {
-        obj.insert((*name).to_owned(), json!({"__deferred": {"uri": format!("{uri}/{name}")}}));
+        obj.insert(
+            (*name).to_owned(),
+            json!({"__deferred": {"uri": format!("{uri}/{name}")}}),
+        );
     }
     Value::Object(obj)
 }
@@ -257,18 +292,28 @@ mod tests {
     }
 
     fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
     }
 
     #[test]
     fn pages_by_key_and_carries_the_options() {
-        let opts = parse_options(&params(&[("$select", "ID,Name")]), &ACCOUNTS, &["$select", "$skiptoken"]).unwrap();
+        let opts = parse_options(
+            &params(&[("$select", "ID,Name")]),
+            &ACCOUNTS,
+            &["$select", "$skiptoken"],
+        )
+        .unwrap();
         let p = page(rows(7), &opts, &ACCOUNTS, 3).unwrap();
         assert_eq!(p.rows.len(), 3);
         let token = p.next_token.clone().unwrap();
         assert_eq!(token, format!("guid'{}'", Uuid::from_u128(3)));
         let link = next_link("http://h/api/v1/1/crm/Accounts", &opts, &p).unwrap();
-        assert_eq!(link, format!("http://h/api/v1/1/crm/Accounts?$select=ID,Name&$skiptoken={token}"));
+        assert_eq!(
+            link,
+            format!("http://h/api/v1/1/crm/Accounts?$select=ID,Name&$skiptoken={token}")
+        );
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -284,20 +329,41 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(all.len(), 6, "a full last page gets a __next to an empty page");
+        assert_eq!(
+            all.len(),
+            6,
+            "a full last page gets a __next to an empty page"
+        );
     }
 
     #[test]
     fn orderby_and_top_shape_the_pages() {
         let all = &["$orderby", "$top", "$skiptoken"];
-        let opts = parse_options(&params(&[("$orderby", "Name desc"), ("$top", "4")]), &ACCOUNTS, all).unwrap();
+        let opts = parse_options(
+            &params(&[("$orderby", "Name desc"), ("$top", "4")]),
+            &ACCOUNTS,
+            all,
+        )
+        .unwrap();
         let p = page(rows(7), &opts, &ACCOUNTS, 3).unwrap();
         let names: Vec<_> = p.rows.iter().map(|r| r["Name"].clone()).collect();
-        assert_eq!(names, vec![Val::Str("N2".into()), Val::Str("N2".into()), Val::Str("N1".into())]);
+        assert_eq!(
+            names,
+            vec![
+                Val::Str("N2".into()),
+                Val::Str("N2".into()),
+                Val::Str("N1".into())
+            ]
+        );
         assert_eq!(p.next_top, Some(1));
         assert!(p.next_token.as_ref().unwrap().starts_with("'N1',guid'"));
         let opts = parse_options(&params(&[("$top", "3")]), &ACCOUNTS, all).unwrap();
-        assert!(page(rows(7), &opts, &ACCOUNTS, 3).unwrap().next_token.is_none());
+        assert!(
+            page(rows(7), &opts, &ACCOUNTS, 3)
+                .unwrap()
+                .next_token
+                .is_none()
+        );
     }
 
     #[test]
@@ -317,11 +383,19 @@ mod tests {
     #[test]
     fn render_has_metadata_and_selected_fields() {
         let r = &rows(1)[0];
-        let v = render(r, &ACCOUNTS, Some(&["Name".to_owned()]), "http://h/api/v1/1/crm/Accounts");
+        let v = render(
+            r,
+            &ACCOUNTS,
+            Some(&["Name".to_owned()]),
+            "http://h/api/v1/1/crm/Accounts",
+        );
         assert_eq!(v["__metadata"]["type"], "Exact.Web.Api.Models.Account");
         assert_eq!(
             v["__metadata"]["uri"],
-            format!("http://h/api/v1/1/crm/Accounts(guid'{}')", Uuid::from_u128(1))
+            format!(
+                "http://h/api/v1/1/crm/Accounts(guid'{}')",
+                Uuid::from_u128(1)
+            )
         );
         assert_eq!(v["Name"], "N1");
         assert!(v.get("ID").is_none());

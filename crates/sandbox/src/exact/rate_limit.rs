@@ -74,7 +74,14 @@ pub(crate) struct RateLimits {
 
 impl RateLimits {
     /// Counts one call at `now_ms` (UTC epoch ms) if the limits allow it.
-    pub fn admit(&mut self, client: &str, division: i32, now_ms: i64, minutely: u32, daily: u32) -> Verdict {
+    pub fn admit(
+        &mut self,
+        client: &str,
+        division: i32,
+        now_ms: i64,
+        minutely: u32,
+        daily: u32,
+    ) -> Verdict {
         let usage = self.usage.entry((client.to_owned(), division)).or_default();
         let minute_start = now_ms - now_ms.rem_euclid(MINUTE_MS);
         let day_start = now_ms - now_ms.rem_euclid(DAY_MS);
@@ -87,7 +94,13 @@ impl RateLimits {
             usage.day_used = 0;
         }
         let daily_group = |used: u32| Some((daily, daily.saturating_sub(used), day_start + DAY_MS));
-        let minutely_group = |used: u32| Some((minutely, minutely.saturating_sub(used), minute_start + MINUTE_MS));
+        let minutely_group = |used: u32| {
+            Some((
+                minutely,
+                minutely.saturating_sub(used),
+                minute_start + MINUTE_MS,
+            ))
+        };
         if usage.day_used >= daily {
             return Verdict::DailyExceeded(Headers {
                 daily: daily_group(usage.day_used),
@@ -109,14 +122,29 @@ impl RateLimits {
     }
 
     /// Calls left today and this minute for (client, division), without counting one.
-    pub fn remaining(&self, client: &str, division: i32, now_ms: i64, minutely: u32, daily: u32) -> (u32, u32) {
+    pub fn remaining(
+        &self,
+        client: &str,
+        division: i32,
+        now_ms: i64,
+        minutely: u32,
+        daily: u32,
+    ) -> (u32, u32) {
         let minute_start = now_ms - now_ms.rem_euclid(MINUTE_MS);
         let day_start = now_ms - now_ms.rem_euclid(DAY_MS);
         match self.usage.get(&(client.to_owned(), division)) {
             None => (daily, minutely),
             Some(u) => (
-                if u.day_start == day_start { daily.saturating_sub(u.day_used) } else { daily },
-                if u.minute_start == minute_start { minutely.saturating_sub(u.minute_used) } else { minutely },
+                if u.day_start == day_start {
+                    daily.saturating_sub(u.day_used)
+                } else {
+                    daily
+                },
+                if u.minute_start == minute_start {
+                    minutely.saturating_sub(u.minute_used)
+                } else {
+                    minutely
+                },
             ),
         }
     }
@@ -140,14 +168,30 @@ mod tests {
                 v => panic!("{v:?}"),
             }
         }
-        let Verdict::MinutelyExceeded(h) = r.admit("app", 1, t0, 3, 5) else { panic!() };
+        let Verdict::MinutelyExceeded(h) = r.admit("app", 1, t0, 3, 5) else {
+            panic!()
+        };
         assert_eq!(h.daily, None, "daily headers are missing on a minutely 429");
         assert_eq!(h.minutely, Some((3, 0, 1_700_000_040_000)));
-        assert!(matches!(r.admit("app", 2, t0, 3, 5), Verdict::Admitted(_)), "per division");
-        assert!(matches!(r.admit("app", 1, 1_700_000_040_000, 3, 5), Verdict::Admitted(_)));
-        assert!(matches!(r.admit("app", 1, 1_700_000_040_000, 3, 5), Verdict::Admitted(_)));
-        let Verdict::DailyExceeded(h) = r.admit("app", 1, 1_700_000_040_000, 3, 5) else { panic!() };
-        assert_eq!(h.minutely, None, "minutely headers are missing on a daily 429");
+        assert!(
+            matches!(r.admit("app", 2, t0, 3, 5), Verdict::Admitted(_)),
+            "per division"
+        );
+        assert!(matches!(
+            r.admit("app", 1, 1_700_000_040_000, 3, 5),
+            Verdict::Admitted(_)
+        ));
+        assert!(matches!(
+            r.admit("app", 1, 1_700_000_040_000, 3, 5),
+            Verdict::Admitted(_)
+        ));
+        let Verdict::DailyExceeded(h) = r.admit("app", 1, 1_700_000_040_000, 3, 5) else {
+            panic!()
+        };
+        assert_eq!(
+            h.minutely, None,
+            "minutely headers are missing on a daily 429"
+        );
         assert_eq!(r.remaining("app", 1, 1_700_000_040_000, 3, 5), (0, 1));
     }
 }

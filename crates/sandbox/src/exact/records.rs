@@ -36,20 +36,25 @@ pub(crate) fn def_of(entity: Entity) -> &'static EntityDef {
 /// Reads a JSON body into writable properties (and invoice lines, when present).
 fn read_body(def: &EntityDef, body: &Value) -> Result<(Row, Option<Vec<Value>>), ApiError> {
     let Some(object) = body.as_object() else {
-        return Err(ApiError::bad_request("The request body must be a JSON object."));
+        return Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+        ));
     };
     let mut row = Row::new();
     let mut lines = None;
     for (name, value) in object {
         if def.has_deferred(name) {
             let Some(list) = value.as_array() else {
-                return Err(ApiError::bad_request(format!("{name}: expected an array of lines.")));
+                return Err(ApiError::bad_request(format!(
+                    "{name}: expected an array of lines."
+                )));
             };
             lines = Some(list.clone());
         } else if let Some(field) = def.writable.iter().find(|w| **w == name) {
             let kind = def.kind_of(field).unwrap_or(super::values::Kind::Str);
-            let val = Val::from_json(kind, value)
-                .map_err(|e| ApiError::bad_request(format!("Error processing request stream. {name}: {e}.")))?;
+            let val = Val::from_json(kind, value).map_err(|e| {
+                ApiError::bad_request(format!("Error processing request stream. {name}: {e}."))
+            })?;
             row.insert(field, val);
         } else if def.kind_of(name).is_none() && name != "__metadata" {
             return Err(ApiError::bad_request(format!(
@@ -153,7 +158,12 @@ pub(crate) fn update(
 }
 
 /// Account rules: name, code format and uniqueness, automatic code on create.
-fn account_rules(store: &Store, division: i32, existing: Option<Uuid>, row: &mut Row) -> Result<(), ApiError> {
+fn account_rules(
+    store: &Store,
+    division: i32,
+    existing: Option<Uuid>,
+    row: &mut Row,
+) -> Result<(), ApiError> {
     let creating = existing.is_none();
     if (creating || row.contains_key("Name")) && is_blank(row, "Name") {
         return Err(mandatory("Name"));
@@ -169,17 +179,29 @@ fn account_rules(store: &Store, division: i32, existing: Option<Uuid>, row: &mut
     match row.get("Code").cloned() {
         Some(Val::Str(code)) => {
             let padded = pad_code(&code).ok_or_else(|| {
-                ApiError::bad_request(format!("Code: '{code}' is not a valid account code (numeric, at most 18 digits)."))
+                ApiError::bad_request(format!(
+                    "Code: '{code}' is not a valid account code (numeric, at most 18 digits)."
+                ))
             })?;
             if codes().any(|c| c == padded.trim()) {
-                return Err(ApiError::bad_request(format!("Code: an account with code {} already exists.", padded.trim())));
+                return Err(ApiError::bad_request(format!(
+                    "Code: an account with code {} already exists.",
+                    padded.trim()
+                )));
             }
             row.insert("Code", Val::Str(padded));
         }
         Some(_) if !creating => return Err(mandatory("Code")),
         _ if creating => {
-            let next = codes().filter_map(|c| c.parse::<u64>().ok()).max().unwrap_or(0) + 1;
-            row.insert("Code", Val::Str(pad_code(&next.to_string()).unwrap_or_default()));
+            let next = codes()
+                .filter_map(|c| c.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+                + 1;
+            row.insert(
+                "Code",
+                Val::Str(pad_code(&next.to_string()).unwrap_or_default()),
+            );
         }
         _ => {}
     }
@@ -187,7 +209,12 @@ fn account_rules(store: &Store, division: i32, existing: Option<Uuid>, row: &mut
 }
 
 /// Invoice rules; `lines` is `Some` on create.
-fn invoice_rules(store: &Store, division: i32, row: &mut Row, lines: Option<&[Value]>) -> Result<(), ApiError> {
+fn invoice_rules(
+    store: &Store,
+    division: i32,
+    row: &mut Row,
+    lines: Option<&[Value]>,
+) -> Result<(), ApiError> {
     let creating = lines.is_some();
     for field in ["OrderedBy", "Journal"] {
         if (creating || row.contains_key(field)) && is_blank(row, field) {
@@ -198,18 +225,24 @@ fn invoice_rules(store: &Store, division: i32, row: &mut Row, lines: Option<&[Va
         if let Some(Val::Guid(account)) = row.get(field)
             && store.get(division, Entity::Account, *account).is_none()
         {
-            return Err(ApiError::bad_request(format!("{field}: account {account} not found.")));
+            return Err(ApiError::bad_request(format!(
+                "{field}: account {account} not found."
+            )));
         }
     }
     if let Some(Val::Int(status)) = row.get("Status")
         && ![10, 20, 50].contains(status)
     {
-        return Err(ApiError::bad_request(format!("Status: {status} is not a valid invoice status.")));
+        return Err(ApiError::bad_request(format!(
+            "Status: {status} is not a valid invoice status."
+        )));
     }
     if let Some(Val::Int(kind)) = row.get("Type")
         && ![8020, 8021, 8023, 8024].contains(kind)
     {
-        return Err(ApiError::bad_request(format!("Type: {kind} is not a valid invoice type.")));
+        return Err(ApiError::bad_request(format!(
+            "Type: {kind} is not a valid invoice type."
+        )));
     }
     let Some(lines) = lines else {
         return Ok(());
@@ -219,20 +252,27 @@ fn invoice_rules(store: &Store, division: i32, row: &mut Row, lines: Option<&[Va
     }
     let mut total = 0.0;
     for line in lines {
-        let item = line.get("Item").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
+        let item = line
+            .get("Item")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
         if item.is_none() {
             return Err(mandatory("SalesInvoiceLines.Item"));
         }
-        let amount = line.get("AmountFC").and_then(Value::as_f64).unwrap_or_else(|| {
-            let q = line.get("Quantity").and_then(Value::as_f64).unwrap_or(1.0);
-            q * line.get("NetPrice").and_then(Value::as_f64).unwrap_or(0.0)
-        });
+        let amount = line
+            .get("AmountFC")
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| {
+                let q = line.get("Quantity").and_then(Value::as_f64).unwrap_or(1.0);
+                q * line.get("NetPrice").and_then(Value::as_f64).unwrap_or(0.0)
+            });
         total += amount;
     }
     let ordered_by = row.get("OrderedBy").cloned().unwrap_or(Val::Null);
     row.entry("InvoiceTo").or_insert_with(|| ordered_by.clone());
     row.entry("DeliverTo").or_insert(ordered_by);
-    row.entry("Currency").or_insert_with(|| Val::Str("EUR".to_owned()));
+    row.entry("Currency")
+        .or_insert_with(|| Val::Str("EUR".to_owned()));
     row.entry("Status").or_insert(Val::Int(10));
     row.entry("Type").or_insert(Val::Int(8020));
     row.insert("AmountFC", Val::Double(total));
@@ -245,13 +285,27 @@ fn invoice_rules(store: &Store, division: i32, row: &mut Row, lines: Option<&[Va
 /// case) or `Accounts/code:<code>`; `SalesInvoices/<YourRef>` or `SalesInvoices/number:<n>`.
 pub(crate) fn create_key(entity: Entity, row: &Row) -> String {
     match entity {
-        Entity::Account => match row.get("Email").and_then(Val::as_str).filter(|e| !e.trim().is_empty()) {
+        Entity::Account => match row
+            .get("Email")
+            .and_then(Val::as_str)
+            .filter(|e| !e.trim().is_empty())
+        {
             Some(email) => format!("Accounts/{}", email.trim().to_ascii_lowercase()),
-            None => format!("Accounts/code:{}", row.get("Code").and_then(Val::as_str).unwrap_or("").trim()),
+            None => format!(
+                "Accounts/code:{}",
+                row.get("Code").and_then(Val::as_str).unwrap_or("").trim()
+            ),
         },
-        Entity::SalesInvoice => match row.get("YourRef").and_then(Val::as_str).filter(|r| !r.is_empty()) {
+        Entity::SalesInvoice => match row
+            .get("YourRef")
+            .and_then(Val::as_str)
+            .filter(|r| !r.is_empty())
+        {
             Some(reference) => format!("SalesInvoices/{reference}"),
-            None => format!("SalesInvoices/number:{}", row.get("InvoiceNumber").and_then(Val::as_int).unwrap_or(0)),
+            None => format!(
+                "SalesInvoices/number:{}",
+                row.get("InvoiceNumber").and_then(Val::as_int).unwrap_or(0)
+            ),
         },
     }
 }
@@ -263,31 +317,102 @@ mod tests {
     use serde_json::json;
 
     fn opts(required: &[String]) -> CreateOptions<'_> {
-        CreateOptions { now_ms: 0, required, id: None }
+        CreateOptions {
+            now_ms: 0,
+            required,
+            id: None,
+        }
     }
 
     #[test]
     fn accounts_get_padded_unique_codes() {
         let mut s = Store::new(&[7], 0);
-        let a = create(&mut s, 7, Entity::Account, &json!({"Name": "A", "Code": "25"}), &opts(&[])).unwrap();
-        let b = create(&mut s, 7, Entity::Account, &json!({"Name": "B"}), &opts(&[])).unwrap();
+        let a = create(
+            &mut s,
+            7,
+            Entity::Account,
+            &json!({"Name": "A", "Code": "25"}),
+            &opts(&[]),
+        )
+        .unwrap();
+        let b = create(
+            &mut s,
+            7,
+            Entity::Account,
+            &json!({"Name": "B"}),
+            &opts(&[]),
+        )
+        .unwrap();
         let code = |id| s.get(7, Entity::Account, id).unwrap().fields["Code"].clone();
         assert_eq!(code(a), Val::Str("                25".into()));
         assert_eq!(code(b), Val::Str("                26".into()));
-        let dup = create(&mut s, 7, Entity::Account, &json!({"Name": "C", "Code": " 25"}), &opts(&[]));
+        let dup = create(
+            &mut s,
+            7,
+            Entity::Account,
+            &json!({"Name": "C", "Code": " 25"}),
+            &opts(&[]),
+        );
         assert_eq!(dup.unwrap_err().status, 400);
-        assert!(create(&mut s, 7, Entity::Account, &json!({"Code": "27"}), &opts(&[])).is_err());
-        assert!(create(&mut s, 7, Entity::Account, &json!({"Name": "D", "Nope": 1}), &opts(&[])).is_err());
-        assert!(create(&mut s, 7, Entity::Account, &json!({"Name": "D"}), &opts(&["Email".into()])).is_err());
-        update(&mut s, 7, Entity::Account, a, &json!({"Code": "25", "Name": "A2"}), 5).unwrap();
+        assert!(
+            create(
+                &mut s,
+                7,
+                Entity::Account,
+                &json!({"Code": "27"}),
+                &opts(&[])
+            )
+            .is_err()
+        );
+        assert!(
+            create(
+                &mut s,
+                7,
+                Entity::Account,
+                &json!({"Name": "D", "Nope": 1}),
+                &opts(&[])
+            )
+            .is_err()
+        );
+        assert!(
+            create(
+                &mut s,
+                7,
+                Entity::Account,
+                &json!({"Name": "D"}),
+                &opts(&["Email".into()])
+            )
+            .is_err()
+        );
+        update(
+            &mut s,
+            7,
+            Entity::Account,
+            a,
+            &json!({"Code": "25", "Name": "A2"}),
+            5,
+        )
+        .unwrap();
         assert!(update(&mut s, 7, Entity::Account, a, &json!({"Code": "26"}), 5).is_err());
-        assert_eq!(update(&mut s, 7, Entity::Account, Uuid::nil(), &json!({}), 5).unwrap_err().status, 404);
+        assert_eq!(
+            update(&mut s, 7, Entity::Account, Uuid::nil(), &json!({}), 5)
+                .unwrap_err()
+                .status,
+            404
+        );
     }
 
     #[test]
     fn invoices_need_an_account_a_journal_and_lines() {
         let mut s = Store::new(&[7], 0);
-        let acc = create(&mut s, 7, Entity::Account, &json!({"Name": "A"}), &opts(&[])).unwrap();
+        let acc = create(
+            &mut s,
+            7,
+            Entity::Account,
+            &json!({"Name": "A"}),
+            &opts(&[]),
+        )
+        .unwrap();
         let item = Uuid::new_v4().to_string();
         let ok = json!({"OrderedBy": acc, "Journal": "70", "YourRef": "ORD-1",
             "SalesInvoiceLines": [{"Item": item, "Quantity": 2, "NetPrice": 10.5}, {"Item": item, "AmountFC": 1}]});
@@ -296,7 +421,10 @@ mod tests {
         assert_eq!(rec.fields["AmountDC"], Val::Double(22.0));
         assert_eq!(rec.fields["InvoiceNumber"], Val::Int(1));
         assert_eq!(rec.fields["InvoiceTo"], Val::Guid(acc));
-        assert_eq!(create_key(Entity::SalesInvoice, &rec.fields), "SalesInvoices/ORD-1");
+        assert_eq!(
+            create_key(Entity::SalesInvoice, &rec.fields),
+            "SalesInvoices/ORD-1"
+        );
         for bad in [
             json!({"Journal": "70", "SalesInvoiceLines": [{"Item": item}]}),
             json!({"OrderedBy": Uuid::new_v4(), "Journal": "70", "SalesInvoiceLines": [{"Item": item}]}),
@@ -305,7 +433,10 @@ mod tests {
             json!({"OrderedBy": acc, "Journal": "70", "SalesInvoiceLines": [{"Quantity": 1}]}),
             json!({"OrderedBy": acc, "Journal": "70", "Type": 1, "SalesInvoiceLines": [{"Item": item}]}),
         ] {
-            assert!(create(&mut s, 7, Entity::SalesInvoice, &bad, &opts(&[])).is_err(), "{bad}");
+            assert!(
+                create(&mut s, 7, Entity::SalesInvoice, &bad, &opts(&[])).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -143,10 +143,16 @@ mod tests {
         .unwrap();
         let mut a = json!({"Name": "Acme", "Code": "                25", "Timestamp": 7});
         apply(&changes, "Accounts", &mut a);
-        assert_eq!(a, json!({"AccountName": "Acme", "Segment": "B2B", "Code": 25, "Timestamp": "7"}));
+        assert_eq!(
+            a,
+            json!({"AccountName": "Acme", "Segment": "B2B", "Code": 25, "Timestamp": "7"})
+        );
         let mut other = json!({"Name": "x"});
         apply(&changes, "SalesInvoices", &mut other);
         assert_eq!(other, json!({"Name": "x"}));
-        assert_eq!(required_fields(&changes, "Accounts"), vec!["Email".to_owned()]);
+        assert_eq!(
+            required_fields(&changes, "Accounts"),
+            vec!["Email".to_owned()]
+        );
     }
 }

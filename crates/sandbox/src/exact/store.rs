@@ -172,10 +172,24 @@ impl Store {
     }
 
     /// Stores a new record (fields complete, key included) and logs the insert.
-    pub fn insert(&mut self, division: i32, entity: Entity, id: Uuid, fields: Row, lines: Vec<Value>) {
+    pub fn insert(
+        &mut self,
+        division: i32,
+        entity: Entity,
+        id: Uuid,
+        fields: Row,
+        lines: Vec<Value>,
+    ) {
         let timestamp = self.next_timestamp(division);
         if let Some(d) = self.divisions.get_mut(&division) {
-            d.records_mut(entity).insert(id, Record { fields, timestamp, lines });
+            d.records_mut(entity).insert(
+                id,
+                Record {
+                    fields,
+                    timestamp,
+                    lines,
+                },
+            );
         }
         self.log(timestamp, division, entity, id, ChangeKind::Insert);
     }
@@ -239,7 +253,11 @@ impl Store {
         // Re-stamp in the old order, so relative order survives while values restart.
         let mut all: Vec<(i64, Entity, Uuid)> = Vec::new();
         for entity in [Entity::Account, Entity::SalesInvoice] {
-            all.extend(d.records(entity).iter().map(|(id, r)| (r.timestamp, entity, *id)));
+            all.extend(
+                d.records(entity)
+                    .iter()
+                    .map(|(id, r)| (r.timestamp, entity, *id)),
+            );
         }
         all.sort();
         for (_, entity, id) in all {
@@ -305,8 +323,16 @@ mod tests {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         s.insert(1, Entity::Account, a, Row::new(), Vec::new());
         s.insert(2, Entity::Account, b, Row::new(), Vec::new());
-        assert!(s.update(1, Entity::Account, a, Row::from([("Name", Val::Str("x".into()))])));
-        assert!(!s.update(1, Entity::Account, b, Row::new()), "b lives in division 2");
+        assert!(s.update(
+            1,
+            Entity::Account,
+            a,
+            Row::from([("Name", Val::Str("x".into()))])
+        ));
+        assert!(
+            !s.update(1, Entity::Account, b, Row::new()),
+            "b lives in division 2"
+        );
         assert!(s.delete(1, Entity::Account, a));
         assert!(!s.delete(1, Entity::Account, a));
         let stamps: Vec<i64> = s.changes.iter().map(|c| c.timestamp).collect();
@@ -321,15 +347,47 @@ mod tests {
     fn a_division_move_restarts_its_timestamps_lower() {
         let mut s = Store::new(&[1, 2], 100);
         for i in 0..3 {
-            s.insert(1, Entity::Account, Uuid::from_u128(i), Row::new(), Vec::new());
+            s.insert(
+                1,
+                Entity::Account,
+                Uuid::from_u128(i),
+                Row::new(),
+                Vec::new(),
+            );
         }
-        s.insert(2, Entity::Account, Uuid::from_u128(9), Row::new(), Vec::new());
+        s.insert(
+            2,
+            Entity::Account,
+            Uuid::from_u128(9),
+            Row::new(),
+            Vec::new(),
+        );
         assert!(s.move_division(1, 0));
-        let stamps: Vec<_> = s.rows(1, Entity::Account, true).iter().map(|r| r["Timestamp"].clone()).collect();
+        let stamps: Vec<_> = s
+            .rows(1, Entity::Account, true)
+            .iter()
+            .map(|r| r["Timestamp"].clone())
+            .collect();
         assert_eq!(stamps, vec![Val::Int(101), Val::Int(102), Val::Int(103)]);
-        s.insert(1, Entity::Account, Uuid::from_u128(5), Row::new(), Vec::new());
+        s.insert(
+            1,
+            Entity::Account,
+            Uuid::from_u128(5),
+            Row::new(),
+            Vec::new(),
+        );
         assert_eq!(s.changes.last().unwrap().timestamp, 104);
-        s.insert(2, Entity::Account, Uuid::from_u128(6), Row::new(), Vec::new());
-        assert_eq!(s.changes.last().unwrap().timestamp, 105, "division 2 stays on the old counter");
+        s.insert(
+            2,
+            Entity::Account,
+            Uuid::from_u128(6),
+            Row::new(),
+            Vec::new(),
+        );
+        assert_eq!(
+            s.changes.last().unwrap().timestamp,
+            105,
+            "division 2 stays on the old counter"
+        );
     }
 }

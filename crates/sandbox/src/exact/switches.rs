@@ -51,13 +51,18 @@ impl Shared {
     /// A fresh authorization code for the registered redirect URI.
     pub fn issue_code(&self) -> String {
         let now = self.now_ms();
-        self.lock().tokens.issue_code(&self.config.redirect_uri, now)
+        self.lock()
+            .tokens
+            .issue_code(&self.config.redirect_uri, now)
     }
 
     /// Creates or (when the body's key names an existing record) updates a record.
     pub fn upsert(&self, division: i32, entity: Entity, fields: &Value) -> Result<Uuid, ApiError> {
         let def = def_of(entity);
-        let key = fields.get(def.key).and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok());
+        let key = fields
+            .get(def.key)
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
         let now = self.now_local_ms();
         let mut inner = self.lock();
         if !inner.store.divisions.contains_key(&division) {
@@ -68,7 +73,17 @@ impl Shared {
                 update(&mut inner.store, division, entity, id, fields, now)?;
                 Ok(id)
             }
-            id => create(&mut inner.store, division, entity, fields, &CreateOptions { now_ms: now, required: &[], id }),
+            id => create(
+                &mut inner.store,
+                division,
+                entity,
+                fields,
+                &CreateOptions {
+                    now_ms: now,
+                    required: &[],
+                    id,
+                },
+            ),
         }
     }
 
@@ -87,7 +102,14 @@ impl Shared {
         let first = d
             .accounts
             .values()
-            .filter_map(|r| r.fields.get("Code").and_then(Val::as_str)?.trim().parse::<u64>().ok())
+            .filter_map(|r| {
+                r.fields
+                    .get("Code")
+                    .and_then(Val::as_str)?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .max()
             .unwrap_or(0)
             + 1;
@@ -96,7 +118,10 @@ impl Shared {
                 let id = Uuid::new_v4();
                 let row = Row::from([
                     ("ID", Val::Guid(id)),
-                    ("Code", Val::Str(pad_code(&code.to_string()).unwrap_or_default())),
+                    (
+                        "Code",
+                        Val::Str(pad_code(&code.to_string()).unwrap_or_default()),
+                    ),
                     ("Name", Val::Str(format!("Generated Account {code}"))),
                     ("Email", Val::Str(format!("account{code}@example.com"))),
                     ("City", Val::Str("Amsterdam".to_owned())),
@@ -107,7 +132,9 @@ impl Shared {
                     ("Created", Val::Date(now)),
                     ("Modified", Val::Date(now)),
                 ]);
-                inner.store.insert(division, Entity::Account, id, row, Vec::new());
+                inner
+                    .store
+                    .insert(division, Entity::Account, id, row, Vec::new());
                 id
             })
             .collect()
@@ -151,12 +178,18 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sandbox/exact/authorize", get(authorize).post(authorize))
         .route("/_sandbox/exact/expire-tokens", post(expire_tokens))
         .route("/_sandbox/exact/revoke", post(revoke))
-        .route("/_sandbox/exact/schema", get(schema_list).post(schema_add).delete(schema_clear))
+        .route(
+            "/_sandbox/exact/schema",
+            get(schema_list).post(schema_add).delete(schema_clear),
+        )
         .route("/_sandbox/exact/accounts", post(upsert_account))
         .route("/_sandbox/exact/accounts/generate", post(generate))
         .route("/_sandbox/exact/accounts/{id}", delete(delete_account))
         .route("/_sandbox/exact/sales-invoices", post(upsert_invoice))
-        .route("/_sandbox/exact/sales-invoices/{id}", delete(delete_invoice))
+        .route(
+            "/_sandbox/exact/sales-invoices/{id}",
+            delete(delete_invoice),
+        )
         .route("/_sandbox/exact/changes", get(changes))
         .route("/_sandbox/exact/division-move", post(division_move))
         .route("/_sandbox/exact/rate-limits", get(rate_limits))
@@ -190,7 +223,10 @@ struct Revoke {
 }
 
 async fn revoke(State(shared): State<Arc<Shared>>, Json(body): Json<Revoke>) -> Response {
-    let revoked = shared.lock().tokens.revoke_refresh(body.refresh_token.as_deref());
+    let revoked = shared
+        .lock()
+        .tokens
+        .revoke_refresh(body.refresh_token.as_deref());
     Json(json!({ "revoked": revoked })).into_response()
 }
 
@@ -198,7 +234,10 @@ async fn schema_list(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.lock().schema.clone()).into_response()
 }
 
-async fn schema_add(State(shared): State<Arc<Shared>>, Json(change): Json<SchemaChange>) -> StatusCode {
+async fn schema_add(
+    State(shared): State<Arc<Shared>>,
+    Json(change): Json<SchemaChange>,
+) -> StatusCode {
     shared.lock().schema.push(change);
     StatusCode::NO_CONTENT
 }
@@ -215,11 +254,19 @@ fn upsert_answer(shared: &Shared, division: i32, entity: Entity, body: &Value) -
     }
 }
 
-async fn upsert_account(State(shared): State<Arc<Shared>>, Query(p): Params, Json(body): Json<Value>) -> Response {
+async fn upsert_account(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Params,
+    Json(body): Json<Value>,
+) -> Response {
     upsert_answer(&shared, division(&shared, &p), Entity::Account, &body)
 }
 
-async fn upsert_invoice(State(shared): State<Arc<Shared>>, Query(p): Params, Json(body): Json<Value>) -> Response {
+async fn upsert_invoice(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Params,
+    Json(body): Json<Value>,
+) -> Response {
     upsert_answer(&shared, division(&shared, &p), Entity::SalesInvoice, &body)
 }
 
@@ -230,11 +277,19 @@ fn delete_answer(shared: &Shared, division: i32, entity: Entity, id: &str) -> St
     }
 }
 
-async fn delete_account(State(shared): State<Arc<Shared>>, Query(p): Params, Path(id): Path<String>) -> StatusCode {
+async fn delete_account(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Params,
+    Path(id): Path<String>,
+) -> StatusCode {
     delete_answer(&shared, division(&shared, &p), Entity::Account, &id)
 }
 
-async fn delete_invoice(State(shared): State<Arc<Shared>>, Query(p): Params, Path(id): Path<String>) -> StatusCode {
+async fn delete_invoice(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Params,
+    Path(id): Path<String>,
+) -> StatusCode {
     delete_answer(&shared, division(&shared, &p), Entity::SalesInvoice, &id)
 }
 
@@ -244,8 +299,14 @@ struct Generate {
     count: usize,
 }
 
-async fn generate(State(shared): State<Arc<Shared>>, Query(p): Params, Json(body): Json<Generate>) -> Response {
-    let created = shared.generate_accounts(division(&shared, &p), body.count.min(1_000_000)).len();
+async fn generate(
+    State(shared): State<Arc<Shared>>,
+    Query(p): Params,
+    Json(body): Json<Generate>,
+) -> Response {
+    let created = shared
+        .generate_accounts(division(&shared, &p), body.count.min(1_000_000))
+        .len();
     Json(json!({ "created": created })).into_response()
 }
 
@@ -267,8 +328,12 @@ async fn rate_limits(State(shared): State<Arc<Shared>>, Query(p): Params) -> Res
     let now = shared.now_ms();
     let config = &shared.config;
     let inner = shared.lock();
-    let (daily, minutely) = inner
-        .limits
-        .remaining(&config.client_id, d, now, config.minutely_limit, config.daily_limit);
+    let (daily, minutely) = inner.limits.remaining(
+        &config.client_id,
+        d,
+        now,
+        config.minutely_limit,
+        config.daily_limit,
+    );
     Json(json!({"daily_remaining": daily, "minutely_remaining": minutely, "throttled": inner.throttled})).into_response()
 }

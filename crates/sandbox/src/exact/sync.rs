@@ -68,9 +68,16 @@ pub(crate) fn answer(
     request_url: &str,
 ) -> Result<Value, ApiError> {
     let def = which.def();
-    let opts = parse_options(params, def, &["$filter", "$select", "$top", "$skiptoken"]).map_err(ApiError::bad_request)?;
-    if shared.config.sync_requires_select && opts.select.is_none() && !params.iter().any(|(k, _)| k == "$select") && opts.top != Some(1) {
-        return Err(ApiError::bad_request("Please add a $select or a $top=1 statement to the query string."));
+    let opts = parse_options(params, def, &["$filter", "$select", "$top", "$skiptoken"])
+        .map_err(ApiError::bad_request)?;
+    if shared.config.sync_requires_select
+        && opts.select.is_none()
+        && !params.iter().any(|(k, _)| k == "$select")
+        && opts.top != Some(1)
+    {
+        return Err(ApiError::bad_request(
+            "Please add a $select or a $top=1 statement to the query string.",
+        ));
     }
     if let Some(filter) = &opts.filter
         && !allowed_filter(filter, which == SyncSet::Deleted)
@@ -87,20 +94,24 @@ pub(crate) fn answer(
             SyncSet::Deleted => inner.store.deleted_rows(division),
         }
     };
-    let page = page(rows, &opts, def, shared.config.sync_page_size).map_err(ApiError::bad_request)?;
+    let page =
+        page(rows, &opts, def, shared.config.sync_page_size).map_err(ApiError::bad_request)?;
     let next = next_link(request_url, &opts, &page);
     let set_url = shared.set_url(division, def.path);
-    Ok(envelope(shared, def, &page.rows, opts.select.as_deref(), Some(set_url), next))
+    Ok(envelope(
+        shared,
+        def,
+        &page.rows,
+        opts.select.as_deref(),
+        Some(set_url),
+        next,
+    ))
 }
 
 /// `Timestamp gt <int>`; on `sync/Deleted` also `… and EntityType eq <int>` (either order).
 fn allowed_filter(expr: &Expr, deleted: bool) -> bool {
-    let is_timestamp_gt = |e: &Expr| {
-        matches!(e, Expr::Cmp(Op::Gt, Operand::Field(f, _), Operand::Lit(Val::Int(_), _)) if f == "Timestamp")
-    };
-    let is_entity_type = |e: &Expr| {
-        matches!(e, Expr::Cmp(Op::Eq, Operand::Field(f, _), Operand::Lit(Val::Int(_), _)) if f == "EntityType")
-    };
+    let is_timestamp_gt = |e: &Expr| matches!(e, Expr::Cmp(Op::Gt, Operand::Field(f, _), Operand::Lit(Val::Int(_), _)) if f == "Timestamp");
+    let is_entity_type = |e: &Expr| matches!(e, Expr::Cmp(Op::Eq, Operand::Field(f, _), Operand::Lit(Val::Int(_), _)) if f == "EntityType");
     match expr {
         e if is_timestamp_gt(e) => true,
         Expr::And(a, b) if deleted => {
@@ -118,15 +129,33 @@ mod tests {
 
     #[test]
     fn only_timestamp_gt_passes() {
-        let ok = |text: &str, def: &EntityDef, deleted| allowed_filter(&parse(text, def).unwrap(), deleted);
+        let ok = |text: &str, def: &EntityDef, deleted| {
+            allowed_filter(&parse(text, def).unwrap(), deleted)
+        };
         assert!(ok("Timestamp gt 1", &SYNC_ACCOUNTS, false));
         assert!(ok("Timestamp gt 5000000000L", &SYNC_ACCOUNTS, false));
         assert!(!ok("Timestamp ge 1L", &SYNC_ACCOUNTS, false));
         assert!(!ok("Name eq 'x'", &SYNC_ACCOUNTS, false));
-        assert!(!ok("Timestamp gt 1L and Name eq 'x'", &SYNC_ACCOUNTS, false));
-        assert!(ok("Timestamp gt 1L and EntityType eq 2", &SYNC_DELETED, true));
-        assert!(ok("EntityType eq 2 and Timestamp gt 1L", &SYNC_DELETED, true));
+        assert!(!ok(
+            "Timestamp gt 1L and Name eq 'x'",
+            &SYNC_ACCOUNTS,
+            false
+        ));
+        assert!(ok(
+            "Timestamp gt 1L and EntityType eq 2",
+            &SYNC_DELETED,
+            true
+        ));
+        assert!(ok(
+            "EntityType eq 2 and Timestamp gt 1L",
+            &SYNC_DELETED,
+            true
+        ));
         assert!(!ok("EntityType eq 2", &SYNC_DELETED, true));
-        assert!(!ok("Timestamp gt 1L or EntityType eq 2", &SYNC_DELETED, true));
+        assert!(!ok(
+            "Timestamp gt 1L or EntityType eq 2",
+            &SYNC_DELETED,
+            true
+        ));
     }
 }

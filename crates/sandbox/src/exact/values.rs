@@ -114,7 +114,10 @@ impl Val {
                 .and_then(|s| Uuid::parse_str(s).ok())
                 .map(Val::Guid)
                 .ok_or_else(bad),
-            Kind::Str => value.as_str().map(|s| Val::Str(s.to_owned())).ok_or_else(bad),
+            Kind::Str => value
+                .as_str()
+                .map(|s| Val::Str(s.to_owned()))
+                .ok_or_else(bad),
             Kind::Int32 | Kind::Int64 => value.as_i64().map(Val::Int).ok_or_else(bad),
             Kind::Double => value.as_f64().map(Val::Double).ok_or_else(bad),
             Kind::Bool => value.as_bool().map(Val::Bool).ok_or_else(bad),
@@ -233,7 +236,10 @@ pub(crate) fn parse_local(text: &str) -> Option<i64> {
 /// A date sent in a JSON body: `"/Date(ms)/"` or an ISO wall-clock time (as the Exact
 /// documentation's examples send them).
 fn parse_json_date(text: &str) -> Option<i64> {
-    if let Some(inner) = text.strip_prefix("/Date(").and_then(|s| s.strip_suffix(")/")) {
+    if let Some(inner) = text
+        .strip_prefix("/Date(")
+        .and_then(|s| s.strip_suffix(")/"))
+    {
         return inner.parse().ok();
     }
     parse_local(text.trim_end_matches('Z'))
@@ -270,7 +276,10 @@ mod tests {
         let ms = parse_local("2017-05-31T00:00:00").unwrap();
         assert_eq!(format_local(ms), "2017-05-31T00:00:00");
         assert_eq!(parse_local("2017-05-31"), Some(ms));
-        assert_eq!(format_local(parse_local("2017-05-31T01:02:03.5").unwrap()), "2017-05-31T01:02:03.500");
+        assert_eq!(
+            format_local(parse_local("2017-05-31T01:02:03.5").unwrap()),
+            "2017-05-31T01:02:03.500"
+        );
         assert_eq!(parse_local("2017-5-31"), None);
         assert_eq!(parse_local("2017-02-30T00:00"), None);
     }

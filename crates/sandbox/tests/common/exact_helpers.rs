@@ -32,11 +32,17 @@ pub async fn start(config: ExactConfig) -> ExactSandbox {
 }
 
 pub fn client() -> Client {
-    Client::builder().redirect(redirect::Policy::none()).build().unwrap()
+    Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 pub fn header(response: &Response, name: &str) -> Option<String> {
-    response.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 /// `POST /api/oauth2/token` with a form body.
@@ -129,7 +135,13 @@ impl Api {
         body
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value, prefer: bool) -> Response {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        prefer: bool,
+    ) -> Response {
         let mut request = self
             .client
             .request(method, self.url(path))
@@ -145,10 +157,15 @@ impl Api {
 
 /// Checks Exact's REST error body shape and returns the message.
 pub fn error_value(body: &Value) -> String {
-    let error = body["error"].as_object().unwrap_or_else(|| panic!("not an Exact error body: {body}"));
+    let error = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("not an Exact error body: {body}"));
     assert_eq!(error.len(), 2, "{body}");
     assert_eq!(body["error"]["code"], "", "{body}");
     assert_eq!(body["error"]["message"]["lang"], "", "{body}");
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
-    body["error"]["message"]["value"].as_str().unwrap().to_owned()
+    body["error"]["message"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
