@@ -6,7 +6,8 @@
 //! where the emulator picks the stricter reading of a gap):
 //! - `oauth`, `oauth_routes`: §3.1 (10-minute tokens, rotation, the 570 s rule);
 //! - `rate_limit`, `gate`: §3.2 (60/minute, 5,000/day, headers in epoch ms) and bearer auth;
-//! - `api`, `query`, `filter`, `values`, `entities`, `records`: §3.3 (OData shapes);
+//! - `api`, `entity_routes`, `query`, `filter`, `lexer`, `values`, `entities`, `records`:
+//!   §3.3 (OData shapes);
 //! - `sync`, `store`: §3.4–§3.5 (Timestamp rowversion, `sync/Deleted`, change log);
 //! - `schema`, `switches`: test switches; `errors`: Exact's error bodies.
 //!
@@ -26,10 +27,12 @@
 
 mod api;
 mod entities;
+mod entity_routes;
 mod errors;
 mod filter;
 mod gate;
 mod handle;
+mod lexer;
 mod oauth;
 mod oauth_routes;
 mod query;

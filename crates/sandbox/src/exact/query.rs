@@ -93,7 +93,7 @@ pub(crate) fn parse_options(
             "$orderby" => opts.orderby = parse_orderby(value, def)?,
             _ => {
                 opts.skiptoken = Some(
-                    filter::parse_literals(value)
+                    super::lexer::parse_literals(value)
                         .ok_or_else(|| format!("Skip token '{value}' is invalid."))?,
                 );
             }
