@@ -11,7 +11,8 @@
 //! - Endpoints without a `$select` answer 400 "Please add a $select or a $top=1 statement
 //!   to the query string." (picqer/exact-php-client #556 and laravel-exact-online #30 for
 //!   bulk-style endpoints; Airbyte's connector notes "the sync endpoints require selection
-//!   of fields"). `ExactConfig::sync_requires_select` turns this off.
+//!   of fields"). `ExactConfig::sync_requires_select` turns this off. `$top` is accepted
+//!   (the message offers `$top=1`); `$orderby` is refused, as the order is the cursor's.
 //!
 //! Paging: the `$skiptoken` is the last row's Timestamp (`<n>L`), as sync entities are
 //! keyed by Timestamp. A record changed after the walk started gets a new, higher
@@ -70,11 +71,9 @@ pub(crate) fn answer(
     let def = which.def();
     let opts = parse_options(params, def, &["$filter", "$select", "$top", "$skiptoken"])
         .map_err(ApiError::bad_request)?;
-    if shared.config.sync_requires_select
-        && opts.select.is_none()
-        && !params.iter().any(|(k, _)| k == "$select")
-        && opts.top != Some(1)
-    {
+    // `$select=*` parses to "everything" (None), so look for the option itself.
+    let has_select = params.iter().any(|(k, _)| k == "$select");
+    if shared.config.sync_requires_select && !has_select && opts.top != Some(1) {
         return Err(ApiError::bad_request(
             "Please add a $select or a $top=1 statement to the query string.",
         ));
