@@ -18,6 +18,9 @@
 //!   `customers/update`), with an independent HMAC implementation.
 //! - [`telegram`]: the Telegram Bot API (`getMe`, `sendMessage` with flood control,
 //!   `getUpdates`, webhooks with secret-token deliveries, retries and fault switches).
+//! - [`exact`]: the Exact Online API (OAuth2 with refresh-token rotation and the 570 s
+//!   rule, OData REST for Accounts and SalesInvoices, the Timestamp sync API with
+//!   `sync/Deleted`, minutely and daily rate limits), on the sandbox clock.
 //! - [`demo`] and [`cli`]: the logic behind the `switchboard-sandbox` binary (`serve`,
 //!   `demo`).
 //!
@@ -27,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod control;
 pub mod demo;
+pub mod exact;
 pub mod net;
 pub mod pipedrive;
 pub mod shopify;
@@ -37,6 +41,7 @@ pub mod telegram;
 pub use axum::http::StatusCode;
 pub use clock::Clock;
 pub use control::{Control, FaultRule};
+pub use exact::{ExactConfig, ExactError, ExactSandbox};
 pub use pipedrive::{PipedriveConfig, PipedriveError, PipedriveSandbox};
 pub use shopify::{ShopifyWebhooks, WebhookError};
 pub use telegram::{TelegramConfig, TelegramError, TelegramSandbox};
