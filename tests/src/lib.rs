@@ -404,3 +404,25 @@ pub async fn wait_ready(addr: std::net::SocketAddr) {
         .await
         .expect("ingest became ready");
 }
+
+/// Records on `topic` so far: the sum of its partitions' high watermarks (includes
+/// transaction markers, so use it only for non-transactional topics).
+pub fn topic_size(bootstrap: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return 0;
+    };
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .filter_map(|p| {
+            consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .ok()
+        })
+        .map(|(_, high)| high)
+        .sum()
+}

@@ -1,10 +1,11 @@
 //! OAuth access tokens that refresh themselves, with rotating refresh tokens kept durably.
 //!
 //! Some APIs (Exact Online) issue a new refresh token on every refresh and kill the old one
-//! at once. Losing the newest one means a human must authorize again, so the rotated token
-//! is written to the compacted topic `<prefix>.tokens` (encrypted with AES-256-GCM under
+//! at once. Losing the newest one means a human must authorize again, so the token set is
+//! written to the compacted topic `<prefix>.tokens` (encrypted with AES-256-GCM under
 //! `secrets_key`) and acknowledged by Kafka *before* the new access token is used. A restart
-//! reads the newest token back; the configured refresh token is only the first one.
+//! reads it back and goes on with the stored access token while it lasts; the configured
+//! refresh token is only the first one.
 //!
 //! Refreshes happen when the access token is about to expire, never earlier: Exact refuses
 //! a refresh within 570 s of the previous one.
@@ -39,6 +40,17 @@ pub struct TokenSet {
     pub refresh_token: Secret,
     /// Lifetime of the access token.
     pub expires_in: Duration,
+}
+
+/// What is kept per connection: the newest refresh token and the access token that came
+/// with it. Keeping the access token matters too: after a restart Exact refuses a new
+/// refresh for 570 s, so the restarted service must go on with the token it had.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredTokens {
+    refresh_token: String,
+    access_token: String,
+    /// Unix seconds.
+    expires_at: i64,
 }
 
 /// The system-specific part: exchanging a refresh token for a new token set.
@@ -89,13 +101,19 @@ impl TokenStore {
         TopicSpec::new(self.topic.clone(), Cleanup::Compact)
     }
 
-    /// Writes `token` for `connection` and waits for Kafka's acknowledgement.
-    pub async fn save(&self, connection: &str, token: &Secret) -> Result<(), ClassifiedError> {
+    /// Writes the tokens of `connection` and waits for Kafka's acknowledgement.
+    pub async fn save(
+        &self,
+        connection: &str,
+        tokens: &StoredTokens,
+    ) -> Result<(), ClassifiedError> {
+        let plain = serde_json::to_vec(tokens)
+            .map_err(|e| ClassifiedError::new(ErrorClass::Data, format!("token encoding: {e}")))?;
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
         let sealed = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), token.expose().as_bytes())
+            .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
             .map_err(|_| ClassifiedError::new(ErrorClass::Data, "token encryption failed"))?;
         let value = [nonce.as_slice(), &sealed].concat();
         self.producer
@@ -111,7 +129,7 @@ impl TokenStore {
     }
 
     /// The newest token saved for `connection`, if any.
-    pub async fn load(&self, connection: &str) -> Result<Option<Secret>, ClassifiedError> {
+    pub async fn load(&self, connection: &str) -> Result<Option<StoredTokens>, ClassifiedError> {
         let this = self.clone();
         let connection = connection.to_owned();
         tokio::task::spawn_blocking(move || this.load_blocking(&connection))
@@ -121,7 +139,7 @@ impl TokenStore {
             })?
     }
 
-    fn load_blocking(&self, connection: &str) -> Result<Option<Secret>, ClassifiedError> {
+    fn load_blocking(&self, connection: &str) -> Result<Option<StoredTokens>, ClassifiedError> {
         let newest = kafka::read_table(&self.kafka, &self.topic, Duration::from_secs(30))?
             .remove(connection);
         let Some(value) = newest else { return Ok(None) };
@@ -141,9 +159,9 @@ impl TokenStore {
                     "stored token does not decrypt: was secrets_key changed?",
                 )
             })?;
-        String::from_utf8(plain)
-            .map(|t| Some(Secret::from_value(t)))
-            .map_err(|_| ClassifiedError::new(ErrorClass::Data, "stored token is not text"))
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|_| ClassifiedError::new(ErrorClass::Data, "stored tokens are not readable"))
     }
 }
 
@@ -168,12 +186,23 @@ impl<E: TokenEndpoint> TokenManager<E> {
         store: TokenStore,
         initial: Secret,
     ) -> Result<Self, ClassifiedError> {
-        let refresh = store.load(connection).await?.unwrap_or(initial);
+        let state = match store.load(connection).await? {
+            Some(stored) => {
+                let current = OffsetDateTime::from_unix_timestamp(stored.expires_at)
+                    .ok()
+                    .map(|expires_at| Current {
+                        access_token: Secret::from_value(stored.access_token),
+                        expires_at,
+                    });
+                (current, Secret::from_value(stored.refresh_token))
+            }
+            None => (None, initial),
+        };
         Ok(Self {
             connection: connection.to_owned(),
             endpoint,
             store,
-            state: Mutex::new((None, refresh)),
+            state: Mutex::new(state),
         })
     }
 
@@ -189,10 +218,14 @@ impl<E: TokenEndpoint> TokenManager<E> {
         }
         let set = self.endpoint.refresh(&state.1).await?;
         // Durable before use: if this write fails, the rotated token must not be relied on.
+        let expires_at = now + set.expires_in;
+        let stored = StoredTokens {
+            refresh_token: set.refresh_token.expose().to_owned(),
+            access_token: set.access_token.expose().to_owned(),
+            expires_at: expires_at.unix_timestamp(),
+        };
+        self.store.save(&self.connection, &stored).await?;
         if set.refresh_token != state.1 {
-            self.store
-                .save(&self.connection, &set.refresh_token)
-                .await?;
             metrics::counter!("switchboard_token_rotations_total", "connection" => self.connection.clone()).increment(1);
         }
         tracing::info!(connection = %self.connection, expires_in_s = set.expires_in.as_secs(), "access token refreshed");
@@ -200,7 +233,7 @@ impl<E: TokenEndpoint> TokenManager<E> {
         *state = (
             Some(Current {
                 access_token: set.access_token,
-                expires_at: now + set.expires_in,
+                expires_at,
             }),
             set.refresh_token,
         );

@@ -18,13 +18,15 @@ pub const SYNC_ENTITIES: &[SyncEntity] = &[
         name: "accounts",
         path: "sync/CRM/Accounts",
         deleted_type: 2,
+        key: "ID",
         select: "ID,Code,Name,Email,Phone,VATNumber,ChamberOfCommerce,Country,City,Modified,Timestamp",
     },
     SyncEntity {
         name: "sales_invoices",
         path: "sync/SalesInvoice/SalesInvoices",
         deleted_type: 13,
-        select: "ID,InvoiceID,InvoiceNumber,InvoiceTo,InvoiceDate,DueDate,Currency,AmountDC,AmountFC,VATAmountDC,Status,Description,YourRef,Modified,Timestamp",
+        key: "InvoiceID",
+        select: "InvoiceID,InvoiceNumber,InvoiceTo,InvoiceDate,DueDate,Currency,AmountDC,AmountFC,VATAmountDC,Status,Description,YourRef,Modified,Timestamp",
     },
 ];
 
@@ -37,6 +39,8 @@ pub struct SyncEntity {
     pub path: &'static str,
     /// `EntityType` of its rows in `sync/Deleted`.
     pub deleted_type: i64,
+    /// The row's key property (its record ID).
+    pub key: &'static str,
     /// `$select` (sync endpoints want explicit fields).
     pub select: &'static str,
 }
