@@ -1,11 +1,421 @@
-//! Shopify emulation: signed webhook deliveries of customer payloads.
+//! Shopify emulation: the Admin REST API for customers, orders and webhook subscriptions,
+//! with the REST leaky bucket, outbound webhooks with Shopify's retry schedule, and
+//! switches for duplicate, out-of-order and drifted deliveries; plus [`ShopifyWebhooks`],
+//! a standalone sender of signed webhooks.
 //!
-//! Follows saas-contracts.md §1.1 (delivery request and headers), §1.2 (HMAC), §1.3
-//! (timeouts) and §1.4 (payload shapes); see `webhooks` and `model`. Only single delivery
-//! attempts exist so far; Shopify's retry schedule is not emulated yet.
+//! Follows saas-contracts.md §1: §1.1–§1.3 (deliveries, headers, HMAC, timeouts, retries:
+//! `webhooks`, `outbox`, `dispatch`), §1.4 (payload shapes: `model`, `order`), §1.5
+//! (access-token auth and the leaky bucket: `rest`, `bucket`), §1.7 (versions and fall
+//! forward: `version`). Each submodule names its facts and the stricter choices it makes.
+//! All time — bucket leak, retry schedule, timestamps, version calendar — is read from the
+//! sandbox [`Clock`], so a 4-hour retry window runs in seconds on a scaled clock.
+//!
+//! Admin API (under `/admin/api/{version}/`, or `/admin/` without a version):
+//! `customers.json` (GET list, POST), `customers/{id}.json` (GET, PUT, DELETE),
+//! `customers/count.json`; the same for `orders`; `webhooks.json` (GET, POST),
+//! `webhooks/{id}.json` (GET, DELETE), `webhooks/count.json`. Injected faults, outages and
+//! the request log of [`Control`] apply to all of them (`/_sandbox/faults` etc.).
+//!
+//! Sandbox routes (`/_sandbox/shopify/…`, no auth, not logged), each with an in-process
+//! twin on [`ShopifySandbox`]:
+//! - `GET deliveries`: the delivery log ([`DeliveryAttempt`]s with virtual times);
+//!   `GET removed-subscriptions`: subscriptions deleted after exhausted retries.
+//! - `POST duplicates {"enabled": true}`: send every webhook twice (same webhook and event
+//!   IDs); `POST out-of-order {"enabled": true}`: swap consecutive webhooks.
+//! - `POST schema` with a [`SchemaSwitch`] (`{"rename":{"from":"email","to":"email_address"}}`,
+//!   `{"add":{"field":"x","value":1}}`, `{"retype":{"field":"id","to":"string"}}`, optional
+//!   `"resource"` and `"scope"`); `DELETE schema` clears them; `GET switches` shows all.
+//! - `POST trigger/customer` with a [`CustomerChange`] (`{"email": …, "first_name": …}`):
+//!   update the customer with that email (or create one) and fire its webhook.
+//! - `GET bucket`: the leaky bucket's level.
 
+mod bucket;
+mod customers;
+mod dispatch;
+mod errors;
+mod json;
+mod listing;
 mod model;
+mod order;
+mod orders;
+mod outbox;
+mod rest;
+mod schema;
+mod state;
+mod subscriptions;
+mod switches;
+mod version;
 mod webhooks;
 
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::any;
+use time::UtcOffset;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use customers::CustomerChange;
+pub use errors::{INVALID_TOKEN, ShopifyError, fault_body, throttled_message};
 pub use model::{Customer, CustomerIds, SAMPLE_CUSTOMER_ID, customer_payload, format_shop_time};
+pub use order::{LineItem, Order, OrderCustomer, SAMPLE_LINE_ITEM_ID, SAMPLE_ORDER_ID};
+pub use outbox::{
+    DEFAULT_RETRY_DELAYS, DeliveryAttempt, OUT_OF_ORDER_MAX_HOLD, RemovedSubscription,
+};
+pub use schema::{AddField, JsonType, Rename, Resource, Retype, SchemaSwitch, Scope};
+pub use state::Switches;
+pub use subscriptions::{KNOWN_TOPICS, SAMPLE_WEBHOOK_ID, Subscription};
+pub use version::stable_versions;
 pub use webhooks::{CONNECT_TIMEOUT, Delivery, ShopifyWebhooks, TOTAL_TIMEOUT, WebhookError, sign};
+
+use crate::clock::Clock;
+use crate::control::{Control, instrument};
+use state::Shared;
+
+/// A REST rate-limit plan (§1.5: bucket size and leak rate per app and store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestPlan {
+    /// Basic/Standard: 40 marbles, 2 per second.
+    Standard,
+    /// Advanced: 80, 4 per second (from a staff forum reply only, §5).
+    Advanced,
+    /// Plus: 400, 20 per second.
+    Plus,
+}
+
+impl RestPlan {
+    /// `(bucket size, leak per second)`.
+    pub fn bucket(self) -> (u32, f64) {
+        match self {
+            Self::Standard => (40, 2.0),
+            Self::Advanced => (80, 4.0),
+            Self::Plus => (400, 20.0),
+        }
+    }
+}
+
+/// How the emulator behaves. Build with [`ShopifyConfig::new`] and override fields:
+/// `ShopifyConfig { clock, ..ShopifyConfig::new("shpat_test") }`.
+#[derive(Clone)]
+pub struct ShopifyConfig {
+    /// The access token accepted in `X-Shopify-Access-Token`. Never logged.
+    pub access_token: String,
+    /// The app's client secret (API secret key) that signs webhooks. Never logged.
+    pub api_secret: String,
+    /// `X-Shopify-Shop-Domain` of deliveries.
+    pub shop_domain: String,
+    /// The shop's UTC offset, used in every timestamp (the sample shop's `-05:00`).
+    pub shop_utc_offset: UtcOffset,
+    /// The shop's currency.
+    pub currency: String,
+    /// Where to listen; must be loopback. Port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// The sandbox clock every rule reads.
+    pub clock: Clock,
+    /// Bucket size (Standard plan: 40).
+    pub bucket_size: u32,
+    /// Leak rate per virtual second (Standard plan: 2).
+    pub leak_rate: f64,
+    /// Supported stable versions; `None` derives them from the clock's date (§1.7).
+    pub api_versions: Option<Vec<String>>,
+    /// Delays before each retry (default: 8 retries over 4 hours, see `outbox`).
+    pub retry_delays: Vec<Duration>,
+}
+
+impl ShopifyConfig {
+    /// Standard-plan defaults on `127.0.0.1:0` with a real-time clock.
+    pub fn new(access_token: impl Into<String>) -> Self {
+        let (bucket_size, leak_rate) = RestPlan::Standard.bucket();
+        Self {
+            access_token: access_token.into(),
+            api_secret: "shpss_sandbox_app_secret".to_owned(),
+            shop_domain: "acme.myshopify.com".to_owned(),
+            shop_utc_offset: UtcOffset::from_hms(-5, 0, 0).unwrap_or(UtcOffset::UTC),
+            currency: "USD".to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            clock: Clock::real(),
+            bucket_size,
+            leak_rate,
+            api_versions: None,
+            retry_delays: DEFAULT_RETRY_DELAYS.to_vec(),
+        }
+    }
+
+    /// The bucket of another plan.
+    pub fn with_plan(mut self, plan: RestPlan) -> Self {
+        (self.bucket_size, self.leak_rate) = plan.bucket();
+        self
+    }
+}
+
+impl fmt::Debug for ShopifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShopifyConfig")
+            .field("access_token", &"***")
+            .field("api_secret", &"***")
+            .field("shop_domain", &self.shop_domain)
+            .field("shop_utc_offset", &self.shop_utc_offset)
+            .field("currency", &self.currency)
+            .field("addr", &self.addr)
+            .field("clock", &self.clock)
+            .field("bucket_size", &self.bucket_size)
+            .field("leak_rate", &self.leak_rate)
+            .field("api_versions", &self.api_versions)
+            .field("retry_delays", &self.retry_delays)
+            .finish()
+    }
+}
+
+/// A running Shopify emulator. Dropping it stops the server and the webhook task;
+/// [`shutdown`](Self::shutdown) also waits for them.
+#[derive(Debug)]
+pub struct ShopifySandbox {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn check(config: &ShopifyConfig) -> Result<(), ShopifyError> {
+    if !crate::net::is_loopback_addr(&config.addr) {
+        return Err(ShopifyError::NotLoopback(config.addr));
+    }
+    if config.access_token.is_empty() || config.api_secret.is_empty() {
+        return Err(ShopifyError::InvalidConfig(
+            "access_token and api_secret must not be empty",
+        ));
+    }
+    if config.bucket_size == 0 || !(config.leak_rate.is_finite() && config.leak_rate > 0.0) {
+        return Err(ShopifyError::InvalidConfig(
+            "bucket_size and leak_rate must be greater than zero",
+        ));
+    }
+    Ok(())
+}
+
+impl ShopifySandbox {
+    /// Binds `config.addr` (loopback only), serves the API and runs the webhook outbox.
+    pub async fn start(config: ShopifyConfig) -> Result<Self, ShopifyError> {
+        check(&config)?;
+        let bind_err = |source| ShopifyError::Bind {
+            addr: config.addr,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        // Shopify's delivery timeouts (§1.3); redirects are not followed (a 3xx fails).
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let control = Control::new(config.clock.clone());
+        let shared = Arc::new(Shared::new(
+            config,
+            control.clone(),
+            http,
+            format!("http://{addr}"),
+        ));
+        let api = Router::new()
+            .route("/admin/{*rest}", any(rest::admin))
+            .fallback(|| async { fault_body(axum::http::StatusCode::NOT_FOUND) })
+            .with_state(shared.clone());
+        let app = instrument(api, &control, fault_body).merge(switches::router(shared.clone()));
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let server = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "Shopify emulator stopped with an error.");
+            }
+        });
+        let outbox = tokio::spawn(dispatch::run(shared.clone(), cancel.clone()));
+        tracing::info!(%addr, "Shopify emulator listening.");
+        Ok(Self {
+            shared,
+            addr,
+            cancel,
+            tasks: Mutex::new(vec![server, outbox]),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shop's URL equivalent, e.g. `http://127.0.0.1:41234`; the API lives under
+    /// `/admin/api/{version}/...` below it, as on `https://{shop}.myshopify.com`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `{base_url}/admin/api/{version}/{path}`, e.g. `api_url("2026-01", "customers.json")`.
+    pub fn api_url(&self, version: &str, path: &str) -> String {
+        format!("{}/admin/api/{version}/{path}", self.base_url())
+    }
+
+    /// The shop domain deliveries name.
+    pub fn shop_domain(&self) -> &str {
+        &self.shared.config.shop_domain
+    }
+
+    /// The sandbox clock (advance it, scale it).
+    pub fn clock(&self) -> &Clock {
+        self.shared.clock()
+    }
+
+    /// Faults, outages, request log and counters of the API.
+    pub fn control(&self) -> &Control {
+        &self.shared.control
+    }
+
+    /// Stable versions served now, oldest first (the oldest is where others fall forward).
+    pub fn api_versions(&self) -> Vec<String> {
+        match &self.shared.config.api_versions {
+            Some(list) if !list.is_empty() => {
+                let mut list = list.clone();
+                list.sort();
+                list
+            }
+            _ => stable_versions(self.clock().now()),
+        }
+    }
+
+    /// All customers, by ID.
+    pub fn customers(&self) -> Vec<Customer> {
+        self.shared.lock().customers.values().cloned().collect()
+    }
+
+    /// One customer by ID.
+    pub fn customer(&self, id: u64) -> Option<Customer> {
+        self.shared.lock().customers.get(&id).cloned()
+    }
+
+    /// The customer with this email (case-insensitive).
+    pub fn customer_by_email(&self, email: &str) -> Option<Customer> {
+        self.shared.lock().customer_by_email(email).cloned()
+    }
+
+    /// All orders, by ID (nested customers as stored at the last write).
+    pub fn orders(&self) -> Vec<Order> {
+        self.shared.lock().orders.values().cloned().collect()
+    }
+
+    /// Live webhook subscriptions, by ID.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.shared.lock().subscriptions.values().cloned().collect()
+    }
+
+    /// Subscribes `address` (loopback) to `topic`, as `POST /webhooks.json` with the newest
+    /// stable version would.
+    pub fn subscribe(&self, topic: &str, address: &str) -> Result<Subscription, ShopifyError> {
+        let new = subscriptions::NewSubscription {
+            topic: topic.to_owned(),
+            address: address.to_owned(),
+            format: "json".to_owned(),
+            fields: Vec::new(),
+        };
+        let version = self.shared.newest_version();
+        subscriptions::create(&self.shared, new, &version).map_err(|e| e.into_shopify_error())
+    }
+
+    /// Deletes a subscription (its queued webhooks are dropped).
+    pub fn unsubscribe(&self, id: u64) -> Result<(), ShopifyError> {
+        subscriptions::delete(&self.shared, id).map_err(|e| e.into_shopify_error())
+    }
+
+    /// Updates the customer with `change.email`, or creates one, and fires
+    /// `customers/update` or `customers/create` (returned with the customer).
+    pub fn trigger_customer_change(
+        &self,
+        change: &CustomerChange,
+    ) -> Result<(Customer, &'static str), ShopifyError> {
+        customers::trigger(&self.shared, change).map_err(|e| e.into_shopify_error())
+    }
+
+    /// Every delivery attempt so far, in the order they were made.
+    pub fn deliveries(&self) -> Vec<DeliveryAttempt> {
+        self.shared.deliveries()
+    }
+
+    /// Waits (real time, at most `timeout`) until at least `n` attempts are logged, and
+    /// returns the log as it is then.
+    pub async fn wait_for_deliveries(&self, n: usize, timeout: Duration) -> Vec<DeliveryAttempt> {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let log = self.deliveries();
+            if log.len() >= n || tokio::time::Instant::now() >= until {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Webhooks queued, waiting for a retry, or held by the out-of-order switch.
+    pub fn pending_deliveries(&self) -> usize {
+        self.shared.lock().outbox.pending()
+    }
+
+    /// Subscriptions deleted because a webhook exhausted its retries.
+    pub fn removed_subscriptions(&self) -> Vec<RemovedSubscription> {
+        self.shared.removed_subscriptions()
+    }
+
+    /// Sends every webhook's first attempt twice from now on (same IDs, same bytes).
+    pub fn set_duplicates(&self, on: bool) {
+        self.shared.set_duplicates(on);
+    }
+
+    /// Swaps consecutive webhooks of each subscription from now on; off releases any held.
+    pub fn set_out_of_order(&self, on: bool) {
+        self.shared.set_out_of_order(on);
+    }
+
+    /// Adds a schema switch (refused if it names no or several changes).
+    pub fn add_schema_switch(&self, switch: SchemaSwitch) -> Result<(), ShopifyError> {
+        self.shared
+            .add_schema_switch(switch)
+            .map_err(ShopifyError::InvalidConfig)
+    }
+
+    /// Removes every schema switch.
+    pub fn clear_schema_switches(&self) {
+        self.shared.clear_schema_switches();
+    }
+
+    /// The switches as they are.
+    pub fn switches(&self) -> Switches {
+        self.shared.switches()
+    }
+
+    /// Marbles in the REST bucket now.
+    pub fn bucket_used(&self) -> u32 {
+        let now = self.clock().now();
+        self.shared.lock().bucket.used(now)
+    }
+
+    /// Stops the server and the webhook task and waits for both. Idempotent.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "Shopify emulator task ended abnormally.");
+            }
+        }
+    }
+}
+
+impl Drop for ShopifySandbox {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
