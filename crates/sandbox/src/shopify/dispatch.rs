@@ -4,8 +4,10 @@
 //! the raw body with the headers of `webhooks.rs` (HMAC-SHA256 of the raw bytes with the
 //! app secret, base64); 1 s to connect and 5 s in total, after which the attempt failed.
 //! The 5 s is enforced on the sandbox clock as well as in real time, so a scaled clock
-//! keeps the timeout in proportion with the retry schedule. Redirects are not followed: a
-//! 3xx is not a 2xx.
+//! keeps the timeout in proportion with the retry schedule; but a receiver always gets at
+//! least [`REAL_TIME_FLOOR`] of real time, so a clock running thousands of times faster
+//! than real time cannot time out a healthy loopback receiver mid-answer. Redirects are
+//! not followed: a 3xx is not a 2xx.
 //!
 //! Why one at a time: deliveries then leave in a deterministic order (due time, then
 //! trigger order), so out-of-order arrival happens only when a test asks for it. A receiver
@@ -20,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::{DeliveryAttempt, Job, RemovedSubscription, retry_due};
 use super::state::Shared;
 use super::webhooks::{Delivery, TOTAL_TIMEOUT, delivery_headers, sign};
+
+/// Least real time an attempt gets before the virtual 5 s timeout may fire.
+pub(crate) const REAL_TIME_FLOOR: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs until `cancel` fires.
 pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
@@ -74,7 +79,9 @@ async fn attempt(shared: &Shared, mut job: Job) {
     let mut state = shared.lock();
     match retry_due(&shared.config.retry_delays, job.first_due, job.attempts) {
         Some(due) => {
-            job.due = due.max(shared.clock().now());
+            // A due time already past is simply taken at once; keeping the scheduled
+            // value makes the log show Shopify's schedule, not the loop's lateness.
+            job.due = due;
             state.outbox.requeue(job);
         }
         None => {
@@ -147,10 +154,15 @@ async fn post(shared: &Shared, job: &Job) -> Result<StatusCode, String> {
         .headers(headers)
         .body(job.body.clone())
         .send();
+    let started = tokio::time::Instant::now();
+    let virtual_timeout = async {
+        shared.clock().sleep(TOTAL_TIMEOUT).await;
+        tokio::time::sleep_until(started + REAL_TIME_FLOOR).await;
+    };
     tokio::select! {
         result = send => result.map(|r| r.status()).map_err(|e| {
             if e.is_timeout() { "timed out after 5 s".to_owned() } else { e.to_string() }
         }),
-        () = shared.clock().sleep(TOTAL_TIMEOUT) => Err("timed out after 5 s".to_owned()),
+        () = virtual_timeout => Err("timed out after 5 s".to_owned()),
     }
 }

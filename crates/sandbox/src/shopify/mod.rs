@@ -54,6 +54,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
+use axum::serve::ListenerExt as _;
 use time::UtcOffset;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -228,6 +229,13 @@ impl ShopifySandbox {
         let app = instrument(api, &control, fault_body).merge(switches::router(shared.clone()));
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
+        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to each
+        // keep-alive request (the head and the body go out as two small writes).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "Could not set TCP_NODELAY.");
+            }
+        });
         let server = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
