@@ -21,8 +21,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::customers::{CustomerInput, create_locked, email_ok, normalize_tags, root, text};
+use super::customers::{CustomerInput, create_locked};
 use super::errors::{ApiError, FieldErrors};
+use super::input::{email_ok, normalize_tags, root, text};
 use super::json::Json;
 use super::order::{LineItem, Order, OrderCustomer, format_money, parse_money};
 use super::schema::Resource;

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::customers::{root, text};
 use super::errors::{ApiError, FieldErrors};
+use super::input::{root, text};
 use super::model::ser_time;
 use super::state::Shared;
 
