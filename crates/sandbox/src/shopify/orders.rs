@@ -10,6 +10,10 @@
 //!   shop's customer with that email or creates one (firing `customers/create`), as
 //!   Shopify does when an order arrives for a new buyer.
 //!
+//! - `GET /orders.json` lists only open orders unless `status=any|closed|cancelled` is
+//!   given (Shopify's default is `status=open`); the emulator never closes or cancels an
+//!   order, so `closed` and `cancelled` list nothing.
+//!
 //! Stricter or simplified choices: line items need a `title`, a `price` (string or number,
 //! at most two decimals, not negative) and a positive integer `quantity` (default 1) —
 //! 422 `{"errors":{"line_items":[...]}}` otherwise; `financial_status` must be one of
