@@ -14,8 +14,10 @@
 //! - [`pipedrive`]: the Pipedrive API v2 persons endpoints (axum server, in-process or as a
 //!   binary), with auth, burst and daily rate limits, fault injection and counters that
 //!   tests read to prove exactly-once delivery.
-//! - [`shopify`]: a sender of signed Shopify webhooks (`customers/create`,
-//!   `customers/update`), with an independent HMAC implementation.
+//! - [`shopify`]: the Shopify Admin REST API (customers, orders, webhook subscriptions)
+//!   with access-token auth, API versions that fall forward, the REST leaky bucket, and
+//!   signed webhook deliveries with Shopify's 8-retries-in-4-hours schedule; switches for
+//!   duplicate, out-of-order and schema-drifted deliveries; plus a standalone webhook sender.
 //! - [`telegram`]: the Telegram Bot API (`getMe`, `sendMessage` with flood control,
 //!   `getUpdates`, webhooks with secret-token deliveries, retries and fault switches).
 //! - [`exact`]: the Exact Online API (OAuth2 with refresh-token rotation and the 570 s
@@ -43,5 +45,5 @@ pub use clock::Clock;
 pub use control::{Control, FaultRule};
 pub use exact::{ExactConfig, ExactError, ExactSandbox};
 pub use pipedrive::{PipedriveConfig, PipedriveError, PipedriveSandbox};
-pub use shopify::{ShopifyWebhooks, WebhookError};
+pub use shopify::{ShopifyConfig, ShopifyError, ShopifySandbox, ShopifyWebhooks, WebhookError};
 pub use telegram::{TelegramConfig, TelegramError, TelegramSandbox};

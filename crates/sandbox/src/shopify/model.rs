@@ -22,7 +22,8 @@ pub const SAMPLE_CUSTOMER_ID: u64 = 706_405_506_930_370_084;
 pub struct Customer {
     /// Customer ID (above 2^53 in real shops).
     pub id: u64,
-    /// Email address.
+    /// Email address; empty means none and is written as `null`, as Shopify does.
+    #[serde(serialize_with = "ser_empty_as_null")]
     pub email: String,
     /// Creation time; serialised with its own UTC offset.
     #[serde(serialize_with = "ser_time")]
@@ -30,9 +31,11 @@ pub struct Customer {
     /// Last change; serialised with its own UTC offset.
     #[serde(serialize_with = "ser_time")]
     pub updated_at: OffsetDateTime,
-    /// First name.
+    /// First name; empty is written as `null`.
+    #[serde(serialize_with = "ser_empty_as_null")]
     pub first_name: String,
-    /// Last name.
+    /// Last name; empty is written as `null`.
+    #[serde(serialize_with = "ser_empty_as_null")]
     pub last_name: String,
     /// Account state: `disabled`, `invited`, `enabled` or `declined`.
     pub state: String,
@@ -116,11 +119,21 @@ pub fn format_shop_time(t: OffsetDateTime) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
-fn ser_time<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_time<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_shop_time(*t))
 }
 
-/// Hands out customer IDs above 2^53, starting at Shopify's sample ID.
+pub(crate) fn ser_empty_as_null<S: serde::Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(v)
+    }
+}
+
+/// Hands out IDs above 2^53 in ascending order, starting at one of Shopify's sample IDs
+/// (customers here; the emulator uses the same generator for orders, line items and
+/// webhook subscriptions, each from its own sample ID).
 #[derive(Debug, Clone)]
 pub struct CustomerIds {
     next: u64,

@@ -13,9 +13,10 @@
 //! - Shopify gives a receiver 1 s to connect and 5 s in total; a timeout is a failure
 //!   (§1.3). The sender uses exactly those timeouts.
 //!
-//! Scope so far: each call is one single delivery attempt. Shopify's retry schedule (up to
-//! 8 retries over 4 hours, §1.3) is not emulated in this part; a test re-delivers by
-//! sending the same [`Delivery`] again.
+//! Each call here is one single delivery attempt, driven by the caller (a test re-delivers
+//! by sending the same [`Delivery`] again). Deliveries triggered by the Admin API emulator,
+//! with Shopify's retry schedule, live in `outbox.rs` and `dispatch.rs` and use the same
+//! `delivery_headers` and [`sign`].
 
 use std::time::Duration;
 
@@ -218,31 +219,42 @@ impl ShopifyWebhooks {
     }
 
     fn headers(&self, delivery: &Delivery, signature: &str) -> Result<HeaderMap, WebhookError> {
-        let triggered_at = delivery
-            .triggered_at
-            .to_offset(time::UtcOffset::UTC)
-            .format(&Rfc3339)
-            .map_err(|_| WebhookError::InvalidHeader("X-Shopify-Triggered-At"))?;
-        // Names in lower case as `HeaderName::from_static` requires; header names are
-        // case-insensitive, so this is the same header as Shopify's `X-Shopify-Topic`.
-        let pairs: [(&'static str, &str); 7] = [
-            ("x-shopify-topic", &delivery.topic),
-            ("x-shopify-hmac-sha256", signature),
-            ("x-shopify-shop-domain", &self.shop_domain),
-            ("x-shopify-api-version", &self.api_version),
-            ("x-shopify-webhook-id", &delivery.webhook_id),
-            ("x-shopify-event-id", &delivery.event_id),
-            ("x-shopify-triggered-at", &triggered_at),
-        ];
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in pairs {
-            let value =
-                HeaderValue::from_str(value).map_err(|_| WebhookError::InvalidHeader(name))?;
-            headers.insert(HeaderName::from_static(name), value);
-        }
-        Ok(headers)
+        delivery_headers(&self.shop_domain, &self.api_version, delivery, signature)
     }
+}
+
+/// The headers of one delivery: `Content-Type: application/json` plus the seven
+/// `X-Shopify-*` headers of §1.1. Shared by [`ShopifyWebhooks`] and the API emulator's
+/// outbox, so both send exactly the same header set.
+pub(crate) fn delivery_headers(
+    shop_domain: &str,
+    api_version: &str,
+    delivery: &Delivery,
+    signature: &str,
+) -> Result<HeaderMap, WebhookError> {
+    let triggered_at = delivery
+        .triggered_at
+        .to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .map_err(|_| WebhookError::InvalidHeader("X-Shopify-Triggered-At"))?;
+    // Names in lower case as `HeaderName::from_static` requires; header names are
+    // case-insensitive, so this is the same header as Shopify's `X-Shopify-Topic`.
+    let pairs: [(&'static str, &str); 7] = [
+        ("x-shopify-topic", &delivery.topic),
+        ("x-shopify-hmac-sha256", signature),
+        ("x-shopify-shop-domain", shop_domain),
+        ("x-shopify-api-version", api_version),
+        ("x-shopify-webhook-id", &delivery.webhook_id),
+        ("x-shopify-event-id", &delivery.event_id),
+        ("x-shopify-triggered-at", &triggered_at),
+    ];
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in pairs {
+        let value = HeaderValue::from_str(value).map_err(|_| WebhookError::InvalidHeader(name))?;
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]
