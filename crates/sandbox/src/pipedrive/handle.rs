@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::deal_model::Deal;
+use super::faults::FaultPlan;
 use super::model::{ContactValue, Person, split_name};
 use super::org_model::Organization;
 use super::schema::SchemaSwitch;
@@ -23,7 +24,7 @@ use super::{
     webhooks,
 };
 use crate::clock::Clock;
-use crate::control::{Control, FaultRule};
+use crate::control::Control;
 
 /// One request the emulator answered, for tests that inspect traffic. Secrets are never
 /// recorded: no headers, no bodies.
@@ -37,18 +38,6 @@ pub struct RequestRecord {
     pub status: StatusCode,
     /// Virtual time it arrived, RFC 3339.
     pub at: String,
-}
-
-/// Queue bookkeeping for [`PipedriveSandbox::fail_next`] and [`PipedriveSandbox::set_latency`]
-/// on top of [`Control`]'s fault rules.
-#[derive(Debug, Default)]
-struct FaultPlan {
-    /// The request count at which the failures queued so far are used up.
-    failures_end: usize,
-    /// The request count at the last `fail_next`; a smaller one means a control reset.
-    last_seen: usize,
-    /// The latency set through `set_latency`.
-    latency: Duration,
 }
 
 /// A running Pipedrive emulator. Dropping it stops the server; [`shutdown`] also waits.
@@ -241,47 +230,20 @@ impl PipedriveSandbox {
     /// envelope. Built on [`Control`] fault rules, which count every call they see; the
     /// queue boundary is exact for sequential calls.
     pub fn fail_next(&self, n: u32, status: StatusCode) {
-        if n == 0 {
-            return;
-        }
-        let seen = self.shared.control.counters().requests;
-        let mut plan = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen < plan.last_seen {
-            plan.failures_end = 0;
-        }
-        plan.last_seen = seen;
-        // Every matching rule counts down on every call, and the first added answers; so a
-        // queued rule is sized to outlive the failures ahead of it.
-        let ahead = plan.failures_end.saturating_sub(seen);
-        let count = u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(n);
-        plan.failures_end = seen + ahead + n as usize;
-        self.shared
-            .control
-            .add_fault(FaultRule::fail_next("*", count, status));
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fail_next(&self.shared.control, n, status);
     }
 
     /// Delays every later API call by `latency` (replacing an earlier `set_latency`).
     /// [`Control`] cannot remove a single rule, so lowering the latency clears every
     /// fault rule, including ones added directly on the control.
     pub fn set_latency(&self, latency: Duration) {
-        let mut plan = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
-        let extra = if latency >= plan.latency {
-            latency - plan.latency
-        } else {
-            self.shared.control.clear_faults();
-            plan.failures_end = 0;
-            latency
-        };
-        plan.latency = latency;
-        if !extra.is_zero() {
-            self.shared.control.add_fault(FaultRule {
-                endpoint: "*".to_owned(),
-                error_rate: 0.0,
-                status: 0,
-                latency_ms: u64::try_from(extra.as_millis()).unwrap_or(u64::MAX),
-                count: None,
-            });
-        }
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_latency(&self.shared.control, latency);
     }
 
     /// Stores a person directly, as if it had existed before the test: not counted as a

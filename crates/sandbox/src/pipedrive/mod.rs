@@ -39,6 +39,7 @@ mod common;
 mod deal_model;
 mod deals;
 mod events;
+mod faults;
 mod gate;
 mod handle;
 mod model;

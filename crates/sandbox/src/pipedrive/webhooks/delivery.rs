@@ -28,8 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::runtime::Handle;
@@ -40,7 +39,11 @@ use super::{MAX_WEBHOOKS_PER_USER, NewWebhook, Webhook, WebhookState};
 use crate::clock::Clock;
 use crate::pipedrive::common::{Rejection, format_time_millis};
 use crate::pipedrive::events::Event;
-use crate::pipedrive::schema::{SchemaSwitch, apply_to_webhook};
+use crate::pipedrive::schema::SchemaSwitch;
+
+use super::payload::{
+    Attempt, DeliveryRecord, HubSettings, Job, Sent, payload, push_log, with_attempt,
+};
 
 /// Waits before attempts 2, 3 and 4 (§2.4).
 pub const RETRY_DELAYS: [Duration; 3] = [
@@ -57,66 +60,6 @@ pub const REMOVE_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
 /// With the out-of-order switch on, how long (virtual) an event waits for a later one to
 /// overtake it.
 pub const OUT_OF_ORDER_HOLD: Duration = Duration::from_secs(2);
-const LOG_CAPACITY: usize = 10_000;
-
-/// What became of one delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryOutcome {
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Non-2xx, timeout or connection error.
-    Failed,
-    /// Not sent: the webhook was banned, so the event (or retry) is lost.
-    LostToBan,
-}
-
-/// One delivery attempt, as the delivery log keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeliveryRecord {
-    /// The webhook it was for.
-    pub webhook_id: u64,
-    /// `meta.id`.
-    pub event_id: String,
-    /// `meta.action`.
-    pub action: String,
-    /// `meta.entity`.
-    pub entity: String,
-    /// `meta.entity_id`.
-    pub entity_id: String,
-    /// `meta.attempt`, 1–4.
-    pub attempt: u8,
-    /// A deliberate extra copy sent by the duplicate switch.
-    pub duplicate: bool,
-    /// Virtual time of the attempt, RFC 3339.
-    pub at: String,
-    /// What happened.
-    pub outcome: DeliveryOutcome,
-    /// The receiver's status, when it answered.
-    pub status: Option<u16>,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-    /// The exact body sent (or that would have been).
-    pub body: Value,
-}
-
-/// Values every payload carries.
-#[derive(Debug, Clone)]
-pub(crate) struct HubSettings {
-    pub company_id: u64,
-    pub user_id: u64,
-    pub host: String,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-struct Job {
-    event_id: String,
-    action: String,
-    entity: String,
-    entity_id: String,
-    body: Value,
-}
 
 #[derive(Debug)]
 struct Sub {
@@ -313,41 +256,12 @@ impl WebhookHub {
                     action: event.action.as_str().to_owned(),
                     entity: event.entity.as_str().to_owned(),
                     entity_id: event.entity_id.to_string(),
-                    body: self.payload(&event, w, switches),
+                    body: payload(&event, w, &self.0.settings, switches),
                 };
                 // A closed queue means the worker stopped (shutdown): nothing to deliver to.
                 let _ = sub.queue.send(job);
             }
         }
-    }
-
-    fn payload(&self, event: &Event, webhook: &Webhook, switches: &[SchemaSwitch]) -> Value {
-        let settings = &self.0.settings;
-        let (mut data, mut previous) = (event.data.clone(), event.previous.clone());
-        apply_to_webhook(switches, event.entity, &mut data, &mut previous);
-        json!({
-            "data": data,
-            "previous": previous,
-            "meta": {
-                "action": event.action.as_str(),
-                "entity": event.entity.as_str(),
-                "entity_id": event.entity_id.to_string(),
-                "id": event.id.to_string(),
-                "correlation_id": event.correlation_id.to_string(),
-                "company_id": settings.company_id.to_string(),
-                "user_id": settings.user_id.to_string(),
-                "webhook_id": webhook.id.to_string(),
-                "webhook_owner_id": webhook.owner_id.to_string(),
-                "is_bulk_edit": false,
-                "timestamp": format_time_millis(event.at),
-                "type": "general",
-                "version": "2.0",
-                "change_source": event.change_source.as_str(),
-                "attempt": 1,
-                "host": settings.host,
-                "permitted_user_ids": [webhook.user_id.to_string()],
-            },
-        })
     }
 
     async fn run_worker(self, id: u64, mut rx: mpsc::UnboundedReceiver<Job>) {
@@ -392,7 +306,7 @@ impl WebhookHub {
                 at: now,
             };
             let body = with_attempt(&job.body, attempt);
-            push_log(&mut state, entry, Sent::Lost, body);
+            push_log(&mut state.log, entry, Sent::Lost, body);
             return None;
         }
         let w = &sub.webhook;
@@ -482,7 +396,7 @@ impl WebhookHub {
             duplicate,
             at: now,
         };
-        push_log(&mut state, entry, sent, body);
+        push_log(&mut state.log, entry, sent, body);
     }
 
     fn succeeded(&self, id: u64) {
@@ -519,68 +433,4 @@ impl WebhookHub {
         }
         true
     }
-}
-
-fn with_attempt(body: &Value, attempt: u8) -> Value {
-    let mut body = body.clone();
-    body["meta"]["attempt"] = json!(attempt);
-    body
-}
-
-/// The result of one send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Sent {
-    Delivered(u16),
-    Failed(Option<u16>, String),
-    /// Not sent: banned.
-    Lost,
-}
-
-impl Sent {
-    fn status(&self) -> Option<u16> {
-        match self {
-            Self::Delivered(status) => Some(*status),
-            Self::Failed(status, _) => *status,
-            Self::Lost => None,
-        }
-    }
-}
-
-/// Which attempt a log line is about.
-struct Attempt<'a> {
-    webhook_id: u64,
-    job: &'a Job,
-    attempt: u8,
-    duplicate: bool,
-    at: OffsetDateTime,
-}
-
-fn push_log(state: &mut HubState, entry: Attempt<'_>, sent: Sent, body: Value) {
-    let status = sent.status();
-    let (outcome, error) = match sent {
-        Sent::Delivered(_) => (DeliveryOutcome::Delivered, None),
-        Sent::Failed(_, error) => (DeliveryOutcome::Failed, Some(error)),
-        Sent::Lost => (
-            DeliveryOutcome::LostToBan,
-            Some("webhook banned".to_owned()),
-        ),
-    };
-    if state.log.len() == LOG_CAPACITY {
-        state.log.pop_front();
-    }
-    let job = entry.job;
-    state.log.push_back(DeliveryRecord {
-        webhook_id: entry.webhook_id,
-        event_id: job.event_id.clone(),
-        action: job.action.clone(),
-        entity: job.entity.clone(),
-        entity_id: job.entity_id.clone(),
-        attempt: entry.attempt,
-        duplicate: entry.duplicate,
-        at: entry.at.format(&Rfc3339).unwrap_or_default(),
-        outcome,
-        status,
-        error,
-        body,
-    });
 }

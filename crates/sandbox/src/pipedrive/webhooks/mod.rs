@@ -23,6 +23,7 @@
 //! the list (the handle still reports it, with `remove_reason`).
 
 mod delivery;
+mod payload;
 
 use std::sync::Arc;
 
@@ -35,8 +36,9 @@ use axum::routing::{delete, post};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-pub use delivery::{DeliveryOutcome, DeliveryRecord};
-pub(crate) use delivery::{HubSettings, WebhookHub};
+pub(crate) use delivery::WebhookHub;
+pub(crate) use payload::HubSettings;
+pub use payload::{DeliveryOutcome, DeliveryRecord};
 
 pub(crate) use super::events::Event;
 
