@@ -226,6 +226,10 @@ async fn create_change_delete_payloads_follow_v2_with_basic_auth() {
         Some(json!({"name": "Ada Lovelace", "emails": email})),
     )
     .await;
+    // Each edit lands in a later second, so update_time differs every time: it must
+    // still never count as a change on its own.
+    let later = || sb.clock().advance(Duration::from_secs(5));
+    later();
     send(
         &client,
         &sb,
@@ -234,6 +238,7 @@ async fn create_change_delete_payloads_follow_v2_with_basic_auth() {
         Some(json!({"name": "Ada King"})),
     )
     .await;
+    later();
     send(
         &client,
         &sb,
@@ -242,6 +247,7 @@ async fn create_change_delete_payloads_follow_v2_with_basic_auth() {
         Some(json!({"name": "Ada King"})),
     )
     .await; // no change: no event
+    later();
     send(
         &client,
         &sb,
