@@ -77,7 +77,7 @@ impl PipedriveSandbox {
                 timeout: config.webhook_timeout,
             },
         )
-        .map_err(|e| PipedriveError::HttpClient(e.to_string()))?;
+        .map_err(PipedriveError::Webhooks)?;
         let control = Control::new(config.clock.clone());
         let shared = Arc::new(Shared::new(
             config,

@@ -220,9 +220,9 @@ pub enum PipedriveError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The webhook HTTP client could not be built.
-    #[error("cannot build the webhook HTTP client: {0}")]
-    HttpClient(String),
+    /// The webhook sender could not start (no tokio runtime, or no HTTP client).
+    #[error("cannot start webhook deliveries: {0}")]
+    Webhooks(String),
     /// A schema switch that does not say exactly one change.
     #[error("invalid schema switch: {0}")]
     InvalidSwitch(String),

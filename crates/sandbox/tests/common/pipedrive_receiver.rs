@@ -1,6 +1,6 @@
 //! A webhook receiver for the Pipedrive webhook tests: records every delivery (headers,
 //! body, virtual arrival time) and answers scripted statuses. It shares nothing with the
-//! emulator's sending code.
+//! emulator's sending code. Also the helpers both webhook test files share.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -9,6 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use reqwest::Client;
+use serde_json::json;
+use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
+
+use crate::common::{TOKEN, body, start, url};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -118,4 +123,71 @@ impl Receiver {
         tokio::time::sleep(real).await;
         assert_eq!(self.hits().len(), n, "no delivery expected yet");
     }
+}
+
+/// Base64 of `sb-hook:s3cr3t p@ss`, computed once with python3:
+/// `base64.b64encode(b"sb-hook:s3cr3t p@ss")` — independent of the emulator's encoder.
+pub const BASIC_AUTH: &str = "Basic c2ItaG9vazpzM2NyM3QgcEBzcw==";
+
+/// A clock that stands still unless advanced (1 ns of virtual time per real second).
+pub fn frozen_clock() -> Clock {
+    Clock::scaled(1e-9)
+}
+
+/// Lets the emulator finish handling an answer (and schedule its retry) before the test
+/// moves the clock; with the clock frozen, no virtual time passes meanwhile.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+pub async fn sandbox_on(clock: &Clock) -> PipedriveSandbox {
+    start(PipedriveConfig {
+        clock: clock.clone(),
+        ..PipedriveConfig::new(TOKEN)
+    })
+    .await
+}
+
+pub async fn subscribe(client: &Client, sb: &PipedriveSandbox, body: Value) -> reqwest::Response {
+    client
+        .post(url(sb, "/v1/webhooks"))
+        .header("x-api-token", TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn subscribe_all(client: &Client, sb: &PipedriveSandbox, receiver: &Receiver) -> Value {
+    let response = subscribe(
+        client,
+        sb,
+        json!({"subscription_url": receiver.url, "event_action": "*", "event_object": "*",
+               "http_auth_user": "sb-hook", "http_auth_password": "s3cr3t p@ss"}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    body(response).await["data"].clone()
+}
+
+pub async fn send(
+    client: &Client,
+    sb: &PipedriveSandbox,
+    method: reqwest::Method,
+    path: &str,
+    json_body: Option<Value>,
+) -> Value {
+    let mut request = client
+        .request(method, url(sb, path))
+        .header("x-api-token", TOKEN);
+    if let Some(b) = json_body {
+        request = request.json(&b);
+    }
+    let response = request.send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    body(response).await
 }

@@ -114,16 +114,18 @@ struct Target {
 
 impl WebhookHub {
     /// A hub on `clock`; must be created inside a tokio runtime (its workers run there).
-    pub fn new(clock: Clock, settings: HubSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(clock: Clock, settings: HubSettings) -> Result<Self, String> {
+        let runtime = Handle::try_current().map_err(|e| e.to_string())?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
-            .build()?;
+            .build()
+            .map_err(|e| e.to_string())?;
         Ok(Self(Arc::new(HubInner {
             clock,
             client,
             settings,
-            runtime: Handle::current(),
+            runtime,
             cancel: CancellationToken::new(),
             state: Mutex::new(HubState {
                 next_id: 1,
