@@ -11,9 +11,11 @@
 //! unconfirmed kindness of the real API. Each such choice is marked in a comment.
 //!
 //! What is here so far:
-//! - [`pipedrive`]: the Pipedrive API v2 persons endpoints (axum server, in-process or as a
-//!   binary), with auth, burst and daily rate limits, fault injection and counters that
-//!   tests read to prove exactly-once delivery.
+//! - [`pipedrive`]: the Pipedrive API v2 persons, organizations and deals endpoints and
+//!   `/v1/webhooks` (axum server, in-process or as a binary), with api-token and OAuth 2.0
+//!   auth, burst and daily rate limits, webhooks v2 deliveries (Basic auth, 3/30/150 s
+//!   retries, ban system), schema-drift and delivery switches, on the shared clock and
+//!   control layer.
 //! - [`shopify`]: the Shopify Admin REST API (customers, orders, webhook subscriptions)
 //!   with access-token auth, API versions that fall forward, the REST leaky bucket, and
 //!   signed webhook deliveries with Shopify's 8-retries-in-4-hours schedule; switches for

@@ -1,23 +1,25 @@
-//! What every request passes before a handler sees it: latency, injected faults, auth and
-//! rate limits, in that order; and the rate headers on the way out.
+//! What every API request passes before a handler sees it: auth and rate limits, and the
+//! rate headers on the way out. Faults, outages, latency and the request log are the shared
+//! [`crate::control`] layer's, which wraps this one (see `handle.rs`); [`fault_response`] is
+//! the error body it renders for Pipedrive.
 //!
 //! Contract facts followed:
 //! - Auth is the `x-api-token: <token>` header (saas-contracts.md §2.6; the SDK sets
-//!   exactly that header for the `api_key` scheme). A missing or wrong token answers 401
-//!   with the live body `{"success":false,"error":"unauthorized access","errorCode":401,
-//!   "error_info":"Please check developers.pipedrive.com"}` (§2.5).
-//! - Rate headers and 429 per §2.7 (see `rate_limit.rs`).
+//!   exactly that header for the `api_key` scheme), or `Authorization: Bearer
+//!   <access_token>` from the OAuth token endpoint (§2.6). A missing, wrong, expired or
+//!   revoked credential answers 401 with the live body `{"success":false,"error":
+//!   "unauthorized access","errorCode":401,"error_info":"Please check
+//!   developers.pipedrive.com"}` (§2.5).
+//! - Rate headers and 429 per §2.7 (see `rate_limit.rs`); OAuth traffic has its own,
+//!   higher burst window, and both share the daily budget.
 //!
 //! Gaps, resolved the strict way: whether v2 still accepts the old `?api_token=` query
-//! parameter is unconfirmed (§2.6), so the emulator does **not** accept it, nor OAuth
-//! bearer tokens (not emulated yet). 429 answers carry **no `Retry-After`** (§2.7, §5).
-//! The full 429 body is unconfirmed: the burst one mirrors the live 401 shape, and the
-//! daily one is the body a public write-up quotes from a real account
-//! (`{"success":false,"error":"daily request budget exceeded","errorCode":429}`).
-//!
-//! Emulator choices: injected faults answer before auth and limits (like an edge proxy
-//! failing) and take no rate slot; unauthenticated answers carry no rate headers (there is
-//! no token to count them against).
+//! parameter is unconfirmed (§2.6), so the emulator does **not** accept it. 429 answers
+//! carry **no `Retry-After`** (§2.7, §5). The full 429 body is unconfirmed: the burst one
+//! mirrors the live 401 shape, and the daily one is the body a public write-up quotes from
+//! a real account (`{"success":false,"error":"daily request budget exceeded",
+//! "errorCode":429}`). Unauthenticated answers carry no rate headers (there is no token to
+//! count them against).
 
 use std::sync::Arc;
 
@@ -28,63 +30,49 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::model::{error_body, unauthorized_body};
+use super::common::{error_body, unauthorized_body};
 use super::rate_limit::Operation;
-use super::state::{Admission, RequestRecord, Shared, today_utc};
+use super::state::{Admission, AuthKind, Shared};
 
-/// The axum middleware in front of every emulator route.
+/// The axum middleware in front of every API route.
 pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
-
-    let latency = {
-        let mut inner = shared.lock();
-        inner.request_count += 1;
-        inner.latency
+    let Some(kind) = authenticate(req.headers(), &shared) else {
+        return (StatusCode::UNAUTHORIZED, axum::Json(unauthorized_body())).into_response();
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-
-    let fault = shared.lock().take_fault();
-    let response = if let Some(status) = fault {
-        fault_response(status)
-    } else if !authorized(req.headers(), &shared.config.api_token) {
-        (StatusCode::UNAUTHORIZED, axum::Json(unauthorized_body())).into_response()
-    } else {
-        let op = Operation::classify(&method, &path);
-        let admission = shared
-            .lock()
-            .admit(op, tokio::time::Instant::now(), today_utc());
-        match admission {
-            Admission::Admitted(limits) => {
-                let mut response = next.run(req).await;
-                limits.apply(response.headers_mut());
-                response
-            }
-            Admission::BurstLimited(limits) => {
-                let mut response = throttled(burst_limited_body());
-                limits.apply(response.headers_mut());
-                response
-            }
-            Admission::BudgetExhausted(limits) => {
-                let mut response = throttled(daily_budget_body());
-                limits.apply(response.headers_mut());
-                response
-            }
+    let op = Operation::classify(req.method(), req.uri().path());
+    let admission = shared.lock().admit(kind, op, shared.now());
+    match admission {
+        Admission::Admitted(limits) => {
+            let mut response = next.run(req).await;
+            limits.apply(response.headers_mut());
+            response
         }
-    };
+        Admission::BurstLimited(limits) => {
+            let mut response = throttled(burst_limited_body());
+            limits.apply(response.headers_mut());
+            response
+        }
+        Admission::BudgetExhausted(limits) => {
+            let mut response = throttled(daily_budget_body());
+            limits.apply(response.headers_mut());
+            response
+        }
+    }
+}
 
-    shared.lock().log_request(RequestRecord {
-        method,
-        path_and_query,
-        status: response.status(),
-    });
-    response
+/// Which credential the request carries, if a valid one.
+fn authenticate(headers: &HeaderMap, shared: &Shared) -> Option<AuthKind> {
+    if authorized(headers, &shared.config.api_token) {
+        return Some(AuthKind::ApiToken);
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    shared
+        .oauth
+        .access_is_valid(bearer.trim(), shared.now())
+        .then_some(AuthKind::OAuth)
 }
 
 /// True when the `x-api-token` header equals the configured token.
@@ -96,7 +84,7 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -1,40 +1,78 @@
-//! Emulator of the Pipedrive API v2 persons endpoints, for in-process tests and the
-//! `switchboard-sandbox serve|demo` binary.
+//! Emulator of the Pipedrive API (v2 persons, organizations and deals, v1 webhooks, OAuth
+//! 2.0) and of Pipedrive's outbound webhooks v2, for in-process tests and the
+//! `switchboard-sandbox` binary.
 //!
-//! Follows saas-contracts.md §2.5 (endpoints, envelopes, search), §2.6 (`x-api-token`
-//! auth) and §2.7 (burst window, daily token budget, rate headers). Each submodule names
-//! the facts it implements and the strict choices it makes where the reference has gaps:
-//! - `api`: create/get/update/delete/list routes; `search`: the search route;
-//! - `gate`: latency, injected faults, auth and rate limits in front of every route;
-//! - `rate_limit`: the rolling window and the daily budget; `model`: the person object,
-//!   body validation and envelopes; `state`: the store and counters.
+//! Follows saas-contracts.md §2.1 (webhook v2 payloads), §2.3 (creating webhooks, Basic
+//! auth), §2.4 (delivery, retries, bans), §2.5 (endpoints, envelopes, search), §2.6
+//! (`x-api-token` and OAuth 2.0) and §2.7 (burst windows, daily token budget, rate
+//! headers). Each submodule names the facts it implements and the strict choices it makes
+//! where the reference has gaps:
+//! - `persons`, `organizations`, `deals`: CRUD routes and the store operations behind them;
+//!   `model`, `org_model`, `deal_model`: objects and body validation; `search`: the three
+//!   search routes; `common`: envelopes, parsing, time formats;
+//! - `gate`: auth and rate limits in front of the API; `rate_limit`: windows, budget and
+//!   token costs; `oauth`: authorization codes, the token endpoint, bearer tokens;
+//! - `events`: change events and their webhook shapes; `webhooks`: `/v1/webhooks` and the
+//!   delivery engine (retries, ban system, removal, delivery log);
+//! - `schema`: schema-drift switches; `switches`: the `/_sandbox/pipedrive/` routes;
+//!   `state`: the shared store; `handle`: [`PipedriveSandbox`].
 //!
-//! The [`PipedriveSandbox`] handle is what tests use: it starts the server on a loopback
-//! port and exposes what happened (persons, creates per email, requests, 429s served) and
-//! fault injection (`fail_next`, `set_latency`).
+//! Time comes from the config's [`Clock`] (rate windows, the daily budget's midnight,
+//! token lifetimes, webhook retries, bans and removals), so a scaled or advanced clock
+//! runs hour- and day-long rules in a test. Faults, outages, latency and the request log
+//! are the shared [`crate::control`] layer's; injected errors are rendered the way
+//! Pipedrive shapes them (JSON 500, HTML 502–504, the v2 envelope otherwise).
+//!
+//! Routes: the API under `/api/v2/{persons,organizations,deals}[/search|/{id}]` and
+//! `/v1/webhooks[/{id}]`; OAuth at `/oauth/authorize` and `/oauth/token`; the shared
+//! control API under `/_sandbox/`; and these switches (see `switches.rs` for bodies):
+//! - `POST /_sandbox/pipedrive/authorize` — an authorization code for a `redirect_uri`;
+//! - `POST /_sandbox/pipedrive/oauth/expire` — expire every access token now;
+//! - `POST /_sandbox/pipedrive/oauth/revoke` — revoke one refresh token, or all;
+//! - `GET /_sandbox/pipedrive/webhooks` — subscriptions with ban and removal state;
+//! - `GET|POST /_sandbox/pipedrive/deliveries` — the delivery log; duplicate and
+//!   out-of-order delivery switches;
+//! - `GET|POST|DELETE /_sandbox/pipedrive/schema` — schema switches;
+//! - `POST /_sandbox/pipedrive/trigger` — a change "made in the web app".
 
-mod api;
+mod common;
+mod deal_model;
+mod deals;
+mod events;
+mod faults;
 mod gate;
+mod handle;
 mod model;
+mod oauth;
+mod org_model;
+mod organizations;
+mod persons;
 mod rate_limit;
+mod schema;
 mod search;
 mod state;
+mod switches;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+
+pub use deal_model::{Deal, PIPELINE_ID, STAGES};
+pub use deals::DEFAULT_CURRENCY;
+pub use events::{Action, ChangeSource, Entity};
+pub use handle::{PipedriveSandbox, RequestRecord};
 pub use model::{ContactValue, Person};
+pub use oauth::{CODE_TTL, DEFAULT_SCOPE};
+pub use org_model::{Address, Organization};
 pub use rate_limit::Operation;
-pub use state::RequestRecord;
-
-use model::{now_string, split_name};
-use state::Shared;
+pub use schema::{AddField, ChangeType, JsonType, Rename, SchemaSwitch, SchemaTarget};
+pub use switches::Trigger;
+pub use webhooks::{DeliveryOutcome, DeliveryRecord, MAX_WEBHOOKS_PER_USER, Webhook, WebhookState};
 
 /// How the emulator behaves. Build with [`PipedriveConfig::new`] and override fields with
 /// struct-update syntax: `PipedriveConfig { burst_limit: 3, ..PipedriveConfig::new("t") }`.
@@ -44,36 +82,95 @@ pub struct PipedriveConfig {
     pub api_token: String,
     /// Where to listen; must be loopback. Port 0 picks a free port.
     pub addr: SocketAddr,
-    /// Burst limit per window (API-token Growth plan: 40 per 2 s).
+    /// The sandbox clock every time-based rule reads (default: real time).
+    pub clock: Clock,
+    /// API-token burst limit per window (Growth plan: 40 per 2 s).
     pub burst_limit: u32,
-    /// Burst limit for search endpoints (10 per 2 s on every plan).
+    /// API-token burst limit for search endpoints (10 per 2 s on every plan).
     pub search_burst_limit: u32,
-    /// Length of the rolling burst window (2 s; shorter in tests).
+    /// OAuth burst limit per window (Growth plan: 160 per 2 s).
+    pub oauth_burst_limit: u32,
+    /// OAuth burst limit for search endpoints (10 per 2 s on every plan).
+    pub oauth_search_burst_limit: u32,
+    /// Length of the rolling burst window (2 s), on the sandbox clock.
     pub burst_window: Duration,
-    /// Daily token budget (30,000 × Growth multiplier 2 × 1 seat).
+    /// Daily token budget (30,000 × Growth multiplier 2 × 1 seat), shared by both auths.
     pub daily_budget: u64,
-    /// The user that owns persons created without `owner_id` (the token's user).
+    /// The user behind the token: owner of new records, `meta.user_id` of webhooks.
     pub user_id: u64,
+    /// The company, for webhook `meta.company_id`.
+    pub company_id: u64,
+    /// The company domain: webhook `meta.host` is `<company_domain>.pipedrive.com`.
+    pub company_domain: String,
     /// ID of the first person created.
     pub first_person_id: u64,
-    /// How long a new person stays invisible to search (the real index lags; default 0).
+    /// How long a new record stays invisible to search (the real index lags; default 0).
     pub search_lag: Duration,
+    /// OAuth client ID the token endpoint accepts.
+    pub oauth_client_id: String,
+    /// OAuth client secret the token endpoint accepts. Never logged.
+    pub oauth_client_secret: String,
+    /// Access-token lifetime (`expires_in`: 3600 s).
+    pub access_token_ttl: Duration,
+    /// A refresh token unused for this long expires (60 days).
+    pub refresh_token_idle_ttl: Duration,
+    /// Each refresh answers a new refresh token and revokes the old one (strict default).
+    pub rotate_refresh_tokens: bool,
+    /// Webhook delivery timeout (10 s), in real time: it bounds real I/O.
+    pub webhook_timeout: Duration,
 }
 
 impl PipedriveConfig {
-    /// Defaults of an API-token client on the Growth plan, on `127.0.0.1:0`.
+    /// Defaults of a Growth-plan company on `127.0.0.1:0`, real time.
     pub fn new(api_token: impl Into<String>) -> Self {
         Self {
             api_token: api_token.into(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            clock: Clock::real(),
             burst_limit: 40,
             search_burst_limit: 10,
+            oauth_burst_limit: 160,
+            oauth_search_burst_limit: 10,
             burst_window: Duration::from_secs(2),
             daily_budget: 30_000 * 2,
             user_id: 1,
+            company_id: 100,
+            company_domain: "sandbox".to_owned(),
             first_person_id: 1,
             search_lag: Duration::ZERO,
+            oauth_client_id: "sandbox-client-id".to_owned(),
+            oauth_client_secret: "sandbox-client-secret".to_owned(),
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_idle_ttl: Duration::from_secs(60 * 24 * 3600),
+            rotate_refresh_tokens: true,
+            webhook_timeout: Duration::from_secs(10),
         }
+    }
+
+    fn validate(&self) -> Result<(), PipedriveError> {
+        if !crate::net::is_loopback_addr(&self.addr) {
+            return Err(PipedriveError::NotLoopback(self.addr));
+        }
+        if self.api_token.is_empty() {
+            return Err(PipedriveError::InvalidConfig("api_token must not be empty"));
+        }
+        let limits = [
+            self.burst_limit,
+            self.search_burst_limit,
+            self.oauth_burst_limit,
+            self.oauth_search_burst_limit,
+        ];
+        if limits.contains(&0) || self.burst_window.is_zero() {
+            return Err(PipedriveError::InvalidConfig(
+                "burst limits and burst_window must be greater than zero",
+            ));
+        }
+        if self.oauth_client_id.is_empty() || self.oauth_client_secret.is_empty() {
+            return Err(PipedriveError::InvalidConfig(
+                "oauth_client_id and oauth_client_secret must not be empty",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -82,18 +179,29 @@ impl fmt::Debug for PipedriveConfig {
         f.debug_struct("PipedriveConfig")
             .field("api_token", &"***")
             .field("addr", &self.addr)
+            .field("clock", &self.clock)
             .field("burst_limit", &self.burst_limit)
             .field("search_burst_limit", &self.search_burst_limit)
+            .field("oauth_burst_limit", &self.oauth_burst_limit)
+            .field("oauth_search_burst_limit", &self.oauth_search_burst_limit)
             .field("burst_window", &self.burst_window)
             .field("daily_budget", &self.daily_budget)
             .field("user_id", &self.user_id)
+            .field("company_id", &self.company_id)
+            .field("company_domain", &self.company_domain)
             .field("first_person_id", &self.first_person_id)
             .field("search_lag", &self.search_lag)
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("oauth_client_secret", &"***")
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_idle_ttl", &self.refresh_token_idle_ttl)
+            .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
+            .field("webhook_timeout", &self.webhook_timeout)
             .finish()
     }
 }
 
-/// Why the emulator could not start.
+/// Why the emulator could not start, or refused an in-process switch.
 #[derive(Debug, thiserror::Error)]
 pub enum PipedriveError {
     /// The configured address is not loopback.
@@ -112,215 +220,18 @@ pub enum PipedriveError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-/// A running Pipedrive emulator. Dropping it stops the server; [`shutdown`] also waits.
-///
-/// [`shutdown`]: PipedriveSandbox::shutdown
-#[derive(Debug)]
-pub struct PipedriveSandbox {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    task: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl PipedriveSandbox {
-    /// Binds `config.addr` (loopback only) and serves in a tokio task.
-    pub async fn start(config: PipedriveConfig) -> Result<Self, PipedriveError> {
-        if !crate::net::is_loopback_addr(&config.addr) {
-            return Err(PipedriveError::NotLoopback(config.addr));
-        }
-        if config.api_token.is_empty() {
-            return Err(PipedriveError::InvalidConfig("api_token must not be empty"));
-        }
-        if config.burst_limit == 0
-            || config.search_burst_limit == 0
-            || config.burst_window.is_zero()
-        {
-            return Err(PipedriveError::InvalidConfig(
-                "burst limits and burst_window must be greater than zero",
-            ));
-        }
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| PipedriveError::Bind {
-                addr: config.addr,
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| PipedriveError::Bind {
-                addr: config.addr,
-                source,
-            })?;
-        let shared = Arc::new(Shared::new(config));
-        let app = api::router(shared.clone());
-        let cancel = CancellationToken::new();
-        let stop = cancel.clone();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "Pipedrive emulator stopped with an error.");
-            }
-        });
-        tracing::info!(%addr, "Pipedrive emulator listening.");
-        Ok(Self {
-            shared,
-            addr,
-            cancel,
-            task: Mutex::new(Some(task)),
-        })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The company-domain equivalent, e.g. `http://127.0.0.1:41234`; the API lives under
-    /// `/api/v2/...` below it, as on `https://<company>.pipedrive.com`.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// All live (not deleted) persons, by ID.
-    pub fn persons(&self) -> Vec<Person> {
-        self.shared.lock().live_persons().cloned().collect()
-    }
-
-    /// One person by ID, deleted or not.
-    pub fn person(&self, id: u64) -> Option<Person> {
-        self.shared
-            .lock()
-            .persons
-            .get(&id)
-            .map(|s| s.person.clone())
-    }
-
-    /// The live person with this email (ASCII case-insensitive), lowest ID first.
-    pub fn person_by_email(&self, email: &str) -> Option<Person> {
-        self.shared
-            .lock()
-            .live_persons()
-            .find(|p| p.has_email(email))
-            .cloned()
-    }
-
-    /// How many successful `POST /api/v2/persons` created a person carrying this email
-    /// (case-insensitive), including persons deleted since: the "creates per record" count
-    /// that proves exactly-once delivery.
-    pub fn creates_for_email(&self, email: &str) -> usize {
-        self.shared
-            .lock()
-            .creates_by_email
-            .get(&email.to_ascii_lowercase())
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Successful creates through the API (seeded persons excluded).
-    pub fn total_creates(&self) -> usize {
-        self.shared.lock().total_creates
-    }
-
-    /// Every HTTP request received, whatever the answer.
-    pub fn request_count(&self) -> usize {
-        self.shared.lock().request_count
-    }
-
-    /// How many 429 answers were served (burst and daily budget).
-    pub fn throttled_count(&self) -> usize {
-        self.shared.lock().throttled_count
-    }
-
-    /// The most recent requests (up to 10,000), oldest first. No headers or bodies.
-    pub fn requests(&self) -> Vec<RequestRecord> {
-        self.shared.lock().log.iter().cloned().collect()
-    }
-
-    /// Tokens left in today's budget.
-    pub fn daily_budget_remaining(&self) -> u64 {
-        self.shared.lock().budget.remaining(state::today_utc())
-    }
-
-    /// Makes the next `n` requests answer `status` (after any failures already queued).
-    /// 500 gets Pipedrive's JSON body, 502–504 an HTML edge page, others the v2 envelope.
-    pub fn fail_next(&self, n: u32, status: StatusCode) {
-        if n > 0 {
-            self.shared.lock().faults.push_back((n, status));
-        }
-    }
-
-    /// Delays every later request by `latency` before it is handled.
-    pub fn set_latency(&self, latency: Duration) {
-        self.shared.lock().latency = latency;
-    }
-
-    /// Stores a person directly, as if it had existed before the test: it is not counted
-    /// as a create and it is searchable at once.
-    pub fn seed_person(&self, name: &str, emails: &[&str]) -> Person {
-        let now = now_string();
-        let (first_name, last_name) = split_name(name);
-        let mut inner = self.shared.lock();
-        let person = Person {
-            id: inner.allocate_id(),
-            name: name.to_owned(),
-            first_name,
-            last_name,
-            owner_id: self.shared.config.user_id,
-            org_id: None,
-            add_time: now.clone(),
-            update_time: now,
-            emails: emails
-                .iter()
-                .enumerate()
-                .map(|(i, e)| ContactValue {
-                    value: (*e).to_owned(),
-                    primary: i == 0,
-                    label: "work".to_owned(),
-                })
-                .collect(),
-            phones: Vec::new(),
-            is_deleted: false,
-            visible_to: 3,
-            label_ids: Vec::new(),
-            picture_id: None,
-            marketing_status: None,
-            custom_fields: Default::default(),
-        };
-        let searchable_from = tokio::time::Instant::now();
-        inner.persons.insert(
-            person.id,
-            state::StoredPerson {
-                person: person.clone(),
-                searchable_from,
-            },
-        );
-        person
-    }
-
-    /// Stops accepting connections, lets in-flight requests finish, and waits for the
-    /// server task. Calling it again is a no-op.
-    pub async fn shutdown(&self) {
-        self.cancel.cancel();
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(task) = task
-            && let Err(error) = task.await
-        {
-            tracing::warn!(%error, "Pipedrive emulator task ended abnormally.");
-        }
-    }
-}
-
-impl Drop for PipedriveSandbox {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
+    /// The webhook sender could not start (no tokio runtime, or no HTTP client).
+    #[error("cannot start webhook deliveries: {0}")]
+    Webhooks(String),
+    /// A schema switch that does not say exactly one change.
+    #[error("invalid schema switch: {0}")]
+    InvalidSwitch(String),
+    /// A trigger the API would refuse (validation, unknown record).
+    #[error("trigger refused with {status}: {message}")]
+    Refused {
+        /// The status the API would answer.
+        status: StatusCode,
+        /// The error message of the envelope.
+        message: String,
+    },
 }

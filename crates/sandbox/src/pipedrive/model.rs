@@ -1,4 +1,4 @@
-//! Pipedrive API v2 person object, request-body validation and response envelopes.
+//! Pipedrive API v2 person object and request-body validation.
 //!
 //! Contract facts followed (saas-contracts.md §2.5, and the v2 OpenAPI document that the
 //! official SDK `pipedrive/client-nodejs` is generated from, `src/versions/v2/models/`):
@@ -11,9 +11,7 @@
 //!   the same minus `add_time`. The Contact-Sync-only fields `im, postal_address, notes,
 //!   birthday, job_title` answer **403** without Contact Sync (OpenAPI description of both
 //!   operations; §2.5). The emulated company has no Contact Sync.
-//! - Success envelope `{"success":true,"data":...}`; error envelope
-//!   `{"success":false,"error":"...","error_info":"...","data":null,"additional_data":null}`
-//!   (§2.5). The "Name must be given." message is the live v1 wording seen in
+//! - The "Name must be given." message is the live v1 wording seen in
 //!   `pipedrive/client-nodejs` issue #129; "Person not found" with the long `error_info` is
 //!   the body public client tests fixture for a 404.
 //!
@@ -22,16 +20,12 @@
 //! Pipedrive's 40-character hex hashes, and `add_time` must be RFC 3339.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
+use serde_json::{Map, Value};
 
-use axum::http::StatusCode;
-
-/// `error_info` Pipedrive puts on most v1/v2 error envelopes.
-pub const ERROR_INFO: &str =
-    "Please check developers.pipedrive.com for more information about Pipedrive API.";
+use super::common::{
+    Mode, Rejection, custom_fields, label_ids, only_known_fields, parse_time, positive_int,
+    visibility,
+};
 
 /// The Contact-Sync-only person fields: setting any of them without Contact Sync is a 403.
 pub const CONTACT_SYNC_FIELDS: [&str; 5] =
@@ -51,10 +45,6 @@ const CREATE_FIELDS: [&str; 10] = [
 ];
 
 const MARKETING_STATUSES: [&str; 4] = ["no_consent", "unsubscribed", "subscribed", "archived"];
-
-/// Visibility groups Pipedrive knows (1 owner, 3 owner's group, 5 group and sub-groups,
-/// 7 entire company).
-const VISIBILITY: [u64; 4] = [1, 3, 5, 7];
 
 /// One email address or phone number of a person, as the v2 API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,29 +121,6 @@ pub(crate) struct PersonInput {
     pub custom_fields: Option<Map<String, Value>>,
 }
 
-/// Whether a body is for `addPerson` or `updatePerson`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Create,
-    Update,
-}
-
-/// A request the emulator refuses, with the status and message of the error envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Rejection {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl Rejection {
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-}
-
 /// Validates a JSON body for `addPerson` (`Mode::Create`) or `updatePerson`.
 pub(crate) fn parse_person_input(body: &Value, mode: Mode) -> Result<PersonInput, Rejection> {
     let Some(obj) = body.as_object() else {
@@ -163,20 +130,17 @@ pub(crate) fn parse_person_input(body: &Value, mode: Mode) -> Result<PersonInput
     // the body holds.
     if let Some(field) = CONTACT_SYNC_FIELDS.iter().find(|f| obj.contains_key(**f)) {
         return Err(Rejection {
-            status: StatusCode::FORBIDDEN,
+            status: axum::http::StatusCode::FORBIDDEN,
             message: format!(
                 "Field '{field}' is only available with Contact Sync, which is not enabled for this company"
             ),
         });
     }
-    for key in obj.keys() {
-        let allowed =
-            CREATE_FIELDS.contains(&key.as_str()) && !(mode == Mode::Update && key == "add_time");
-        if !allowed {
-            return Err(Rejection::bad_request(format!(
-                "Validation failed: {key}: Unknown field"
-            )));
-        }
+    only_known_fields(obj, &CREATE_FIELDS)?;
+    if mode == Mode::Update && obj.contains_key("add_time") {
+        return Err(Rejection::bad_request(
+            "Validation failed: add_time: Unknown field",
+        ));
     }
     let mut input = PersonInput::default();
     match obj.get("name") {
@@ -205,25 +169,10 @@ pub(crate) fn parse_person_input(body: &Value, mode: Mode) -> Result<PersonInput
         input.phones = Some(contact_values("phones", v)?);
     }
     if let Some(v) = obj.get("visible_to") {
-        let vis = positive_int("visible_to", v)?;
-        if !VISIBILITY.contains(&vis) {
-            return Err(Rejection::bad_request(
-                "Validation failed: visible_to: must be one of 1, 3, 5, 7",
-            ));
-        }
-        input.visible_to = Some(vis);
+        input.visible_to = Some(visibility(v)?);
     }
     if let Some(v) = obj.get("label_ids") {
-        let Some(items) = v.as_array() else {
-            return Err(Rejection::bad_request(
-                "Validation failed: label_ids: Expected array",
-            ));
-        };
-        let ids = items
-            .iter()
-            .map(|i| positive_int("label_ids", i))
-            .collect::<Result<Vec<_>, _>>()?;
-        input.label_ids = Some(ids);
+        input.label_ids = Some(label_ids(v)?);
     }
     if let Some(v) = obj.get("marketing_status") {
         match v.as_str() {
@@ -241,26 +190,6 @@ pub(crate) fn parse_person_input(body: &Value, mode: Mode) -> Result<PersonInput
         input.custom_fields = Some(custom_fields(v)?);
     }
     Ok(input)
-}
-
-fn positive_int(field: &str, v: &Value) -> Result<u64, Rejection> {
-    match v.as_u64() {
-        Some(n) if n > 0 => Ok(n),
-        _ => Err(Rejection::bad_request(format!(
-            "Validation failed: {field}: Expected positive integer"
-        ))),
-    }
-}
-
-fn parse_time(field: &str, v: &Value) -> Result<String, Rejection> {
-    v.as_str()
-        .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
-        .map(format_time)
-        .ok_or_else(|| {
-            Rejection::bad_request(format!(
-                "Validation failed: {field}: Expected RFC 3339 date-time"
-            ))
-        })
 }
 
 fn contact_values(field: &str, v: &Value) -> Result<Vec<ContactValue>, Rejection> {
@@ -315,32 +244,6 @@ fn normalise_primary(values: &mut [ContactValue]) {
     }
 }
 
-fn custom_fields(v: &Value) -> Result<Map<String, Value>, Rejection> {
-    let Some(obj) = v.as_object() else {
-        return Err(Rejection::bad_request(
-            "Validation failed: custom_fields: Expected object",
-        ));
-    };
-    for (key, value) in obj {
-        let is_hash = key.len() == 40
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !is_hash {
-            return Err(Rejection::bad_request(format!(
-                "Validation failed: custom_fields: Unknown custom field '{key}'"
-            )));
-        }
-        // Documented: an empty array for a multi-option field is a validation error.
-        if value.as_array().is_some_and(Vec::is_empty) {
-            return Err(Rejection::bad_request(format!(
-                "Validation failed: custom_fields.{key}: use null, not [], to clear a field"
-            )));
-        }
-    }
-    Ok(obj.clone())
-}
-
 /// Splits a full name the emulator's way: first word, then the rest.
 pub(crate) fn split_name(name: &str) -> (Option<String>, Option<String>) {
     let mut parts = name.trim().splitn(2, char::is_whitespace);
@@ -351,47 +254,6 @@ pub(crate) fn split_name(name: &str) -> (Option<String>, Option<String>) {
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
     (first, last)
-}
-
-/// Formats a time as Pipedrive v2 does: `YYYY-MM-DDTHH:MM:SSZ`, in UTC.
-pub(crate) fn format_time(t: OffsetDateTime) -> String {
-    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&fmt)
-        // Formatting a valid UTC date-time with numeric components cannot fail; the
-        // fallback keeps the runtime path free of panics anyway.
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
-}
-
-/// The current time in Pipedrive's v2 format.
-pub(crate) fn now_string() -> String {
-    format_time(OffsetDateTime::now_utc())
-}
-
-/// `{"success":true,"data":...}`.
-pub(crate) fn success(data: Value) -> Value {
-    json!({ "success": true, "data": data })
-}
-
-/// The v2 error envelope.
-pub(crate) fn error_body(message: &str) -> Value {
-    json!({
-        "success": false,
-        "error": message,
-        "error_info": ERROR_INFO,
-        "data": null,
-        "additional_data": null,
-    })
-}
-
-/// The live 401 body (§2.5, live probe).
-pub(crate) fn unauthorized_body() -> Value {
-    json!({
-        "success": false,
-        "error": "unauthorized access",
-        "errorCode": 401,
-        "error_info": "Please check developers.pipedrive.com",
-    })
 }
 
 #[cfg(test)]

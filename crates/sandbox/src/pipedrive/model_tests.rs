@@ -1,6 +1,11 @@
 //! Unit tests for person-body validation and formatting (see `model.rs`).
 
 use super::*;
+use crate::pipedrive::common::{error_body, format_time, unauthorized_body};
+use axum::http::StatusCode;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 fn create(body: Value) -> Result<PersonInput, Rejection> {
     parse_person_input(&body, Mode::Create)

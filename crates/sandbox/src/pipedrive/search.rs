@@ -1,34 +1,45 @@
-//! `GET /api/v2/persons/search`, the endpoint check-before-create relies on.
+//! `GET /api/v2/{persons,organizations,deals}/search`, the endpoints check-before-create
+//! relies on.
 //!
-//! Contract facts followed (saas-contracts.md §2.5; v2 OpenAPI `searchPersons`):
+//! Contract facts followed (saas-contracts.md §2.5; v2 OpenAPI `searchPersons`,
+//! `searchOrganization`, `searchDeals` and the SDK's search response models):
 //! - `term` is required: at least 2 characters, or 1 with `exact_match=true`.
-//! - `fields` is a comma-separated subset of `custom_fields, email, notes, phone, name`
-//!   (default: all); `exact_match` is a full, case-insensitive match; `organization_id`
-//!   filters; `limit` ≤ 500 (default 100) and `cursor` paginate.
-//! - Answer: `{"success":true,"data":{"items":[{"result_score":..,"item":{"id","type":
-//!   "person","name","phones":[strings],"emails":[strings],"visible_to","owner":{"id"},
-//!   "organization":..,"custom_fields":[],"notes":[]}}]},"additional_data":{"next_cursor":..}}`.
-//! - Deleted persons are not found.
+//!   `exact_match` is a full, case-insensitive match. `limit` ≤ 500 (default 100) and
+//!   `cursor` paginate.
+//! - `fields` is a comma-separated subset of: persons `custom_fields, email, notes, phone,
+//!   name` (filter `organization_id`); organizations `address, custom_fields, notes, name`;
+//!   deals `custom_fields, notes, title` (filters `person_id`, `organization_id`,
+//!   `status`). Default: all.
+//! - Answer: `{"success":true,"data":{"items":[{"result_score":..,"item":{..}}]},
+//!   "additional_data":{"next_cursor":..}}`. Person items: `id, type, name, phones`
+//!   (strings)`, emails` (strings)`, visible_to, owner{id}, organization{id,name,address},
+//!   custom_fields, notes`. Organization items: `id, type, name, address` (string or null)`,
+//!   visible_to, owner{id}, custom_fields, notes`. Deal items: `id, type, title, value,
+//!   currency, status, visible_to, owner{id}, stage{id,name}, person{id,name},
+//!   organization{id,name}, custom_fields, notes, is_archived`.
+//! - Deleted records are not found.
 //!
 //! Emulator choices: without `exact_match` a term matches any field value containing it
-//! (case-insensitive); the real engine also tokenises. `notes` never match (the emulated
-//! company has no Contact Sync). `organization.name` is null (no organizations yet).
-//! The real search index lags behind writes; `PipedriveConfig::search_lag` emulates that for
-//! newly created persons (default zero).
+//! (case-insensitive); the real engine also tokenises. `notes` never match (no notes are
+//! emulated). The real search index lags behind writes; `PipedriveConfig::search_lag`
+//! emulates that for new records (default zero).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::api::{decode_cursor, encode_cursor, parse_limit};
-use super::model::{Person, Rejection};
-use super::state::Shared;
+use super::common::{Rejection, decode_cursor, encode_cursor, id_param, parse_limit};
+use super::deal_model::{Deal, stage_name};
+use super::model::Person;
+use super::org_model::Organization;
+use super::state::{Inner, Shared};
 
-const SEARCH_FIELDS: [&str; 5] = ["custom_fields", "email", "notes", "phone", "name"];
+const PERSON_FIELDS: [&str; 5] = ["custom_fields", "email", "notes", "phone", "name"];
+const ORGANIZATION_FIELDS: [&str; 4] = ["address", "custom_fields", "notes", "name"];
+const DEAL_FIELDS: [&str; 3] = ["custom_fields", "notes", "title"];
 
 /// A validated search request.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,12 +47,15 @@ pub(crate) struct SearchQuery {
     pub term: String,
     pub fields: Vec<String>,
     pub exact_match: bool,
-    pub organization_id: Option<u64>,
     pub limit: usize,
     pub after: usize,
 }
 
-pub(crate) fn parse_search(params: &HashMap<String, String>) -> Result<SearchQuery, Rejection> {
+/// Parses the parameters every search shares; `allowed` are the entity's `fields`.
+pub(crate) fn parse_search(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<SearchQuery, Rejection> {
     let exact_match = match params.get("exact_match").map(String::as_str) {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
@@ -62,25 +76,21 @@ pub(crate) fn parse_search(params: &HashMap<String, String>) -> Result<SearchQue
         ));
     }
     let fields = match params.get("fields") {
-        None => SEARCH_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
-        Some(raw) => {
-            let mut fields = Vec::new();
-            for field in raw.split(',').map(str::trim) {
-                if !SEARCH_FIELDS.contains(&field) {
-                    return Err(Rejection::bad_request(format!(
-                        "Validation failed: fields: '{field}' is not one of custom_fields, email, notes, phone, name"
-                    )));
+        None => allowed.iter().map(|f| (*f).to_owned()).collect(),
+        Some(raw) => raw
+            .split(',')
+            .map(str::trim)
+            .map(|field| {
+                if allowed.contains(&field) {
+                    Ok(field.to_owned())
+                } else {
+                    Err(Rejection::bad_request(format!(
+                        "Validation failed: fields: '{field}' is not one of {}",
+                        allowed.join(", ")
+                    )))
                 }
-                fields.push(field.to_owned());
-            }
-            fields
-        }
-    };
-    let organization_id = match params.get("organization_id") {
-        None => None,
-        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
-            Rejection::bad_request("Validation failed: organization_id: Expected integer")
-        })?),
+            })
+            .collect::<Result<_, _>>()?,
     };
     let limit = parse_limit(params)?;
     let after = match params.get("cursor") {
@@ -91,118 +101,241 @@ pub(crate) fn parse_search(params: &HashMap<String, String>) -> Result<SearchQue
         term,
         fields,
         exact_match,
-        organization_id,
         limit,
         after,
     })
 }
 
-/// The values of `person` that the given search field looks at.
-fn field_values<'a>(person: &'a Person, field: &str) -> Vec<&'a str> {
-    match field {
-        "name" => vec![person.name.as_str()],
-        "email" => person.emails.iter().map(|e| e.value.as_str()).collect(),
-        "phone" => person.phones.iter().map(|p| p.value.as_str()).collect(),
-        "custom_fields" => person
-            .custom_fields
-            .values()
-            .filter_map(Value::as_str)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The best score of `person` for the query, if it matches at all.
-pub(crate) fn score(person: &Person, query: &SearchQuery) -> Option<f64> {
+/// The best score over `(field, value)` pairs whose field the query searches.
+pub(crate) fn score<'a>(
+    query: &SearchQuery,
+    values: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<f64> {
     let term = query.term.to_lowercase();
     let mut best: Option<f64> = None;
-    for field in &query.fields {
-        for value in field_values(person, field) {
-            let value = value.to_lowercase();
-            let hit = if query.exact_match {
-                value == term
-            } else {
-                value.contains(&term)
-            };
-            if hit {
-                // Share of the value the term covers: 1.0 for a full match.
-                let s = term.chars().count() as f64 / value.chars().count().max(1) as f64;
-                best = Some(best.map_or(s, |b: f64| b.max(s)));
-            }
+    for (field, value) in values {
+        if !query.fields.iter().any(|f| f == field) {
+            continue;
+        }
+        let value = value.to_lowercase();
+        let hit = if query.exact_match {
+            value == term
+        } else {
+            value.contains(&term)
+        };
+        if hit {
+            // Share of the value the term covers: 1.0 for a full match.
+            let s = term.chars().count() as f64 / value.chars().count().max(1) as f64;
+            best = Some(best.map_or(s, |b: f64| b.max(s)));
         }
     }
     best.map(|s| (s * 10_000.0).round() / 10_000.0)
 }
 
-fn search_item(person: &Person, result_score: f64) -> Value {
-    json!({
-        "result_score": result_score,
-        "item": {
-            "id": person.id,
-            "type": "person",
-            "name": person.name,
-            "phones": person.phones.iter().map(|p| p.value.clone()).collect::<Vec<_>>(),
-            "emails": person.emails.iter().map(|e| e.value.clone()).collect::<Vec<_>>(),
-            "visible_to": person.visible_to,
-            "owner": { "id": person.owner_id },
-            "organization": person.org_id.map(|id| json!({ "id": id, "name": null, "address": null })),
-            "custom_fields": [],
-            "notes": [],
-        }
-    })
+fn custom_values(fields: &serde_json::Map<String, Value>) -> impl Iterator<Item = (&str, &str)> {
+    fields
+        .values()
+        .filter_map(Value::as_str)
+        .map(|v| ("custom_fields", v))
 }
 
-/// The search handler.
+fn person_values(p: &Person) -> Vec<(&str, &str)> {
+    let mut values = vec![("name", p.name.as_str())];
+    values.extend(p.emails.iter().map(|e| ("email", e.value.as_str())));
+    values.extend(p.phones.iter().map(|e| ("phone", e.value.as_str())));
+    values.extend(custom_values(&p.custom_fields));
+    values
+}
+
+fn organization_values(o: &Organization) -> Vec<(&str, &str)> {
+    let mut values = vec![("name", o.name.as_str())];
+    values.extend(o.address.iter().map(|a| ("address", a.value.as_str())));
+    values.extend(custom_values(&o.custom_fields));
+    values
+}
+
+fn deal_values(d: &Deal) -> Vec<(&str, &str)> {
+    let mut values = vec![("title", d.title.as_str())];
+    values.extend(custom_values(&d.custom_fields));
+    values
+}
+
+/// Sorts hits best first (ties by ID, so pages are stable) and answers one page.
+fn respond(mut hits: Vec<(f64, u64, Value)>, query: &SearchQuery) -> Response {
+    hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let total = hits.len();
+    let page: Vec<Value> = hits
+        .into_iter()
+        .skip(query.after)
+        .take(query.limit)
+        .map(|(score, _, item)| json!({ "result_score": score, "item": item }))
+        .collect();
+    let served = query.after.saturating_add(page.len());
+    let next_cursor = (served < total).then(|| encode_cursor(served as u64));
+    axum::Json(json!({
+        "success": true,
+        "data": { "items": page },
+        "additional_data": { "next_cursor": next_cursor },
+    }))
+    .into_response()
+}
+
+fn org_ref(inner: &Inner, id: Option<u64>, with_address: bool) -> Value {
+    let Some(id) = id else { return Value::Null };
+    let org = inner.organizations.get(&id).map(|s| &s.item);
+    let mut reference = json!({ "id": id, "name": org.map(|o| o.name.clone()) });
+    if with_address {
+        reference["address"] = json!(
+            org.and_then(|o| o.address.as_ref())
+                .map(|a| a.value.clone())
+        );
+    }
+    reference
+}
+
+/// `GET /api/v2/persons/search`.
 pub(crate) async fn search_persons(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let query = match parse_search(&params) {
+    let parsed = parse_search(&params, &PERSON_FIELDS)
+        .and_then(|q| Ok((q, id_param(&params, "organization_id")?)));
+    let (query, org_filter) = match parsed {
+        Ok(parsed) => parsed,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let now = shared.now();
+    let inner = shared.lock();
+    let hits = inner
+        .persons
+        .values()
+        .filter(|s| !s.item.is_deleted && s.searchable_from <= now)
+        .map(|s| &s.item)
+        .filter(|p| org_filter.is_none_or(|org| p.org_id == Some(org)))
+        .filter_map(|p| {
+            let score = score(&query, person_values(p))?;
+            let item = json!({
+                "id": p.id,
+                "type": "person",
+                "name": p.name,
+                "phones": p.phones.iter().map(|v| v.value.clone()).collect::<Vec<_>>(),
+                "emails": p.emails.iter().map(|v| v.value.clone()).collect::<Vec<_>>(),
+                "visible_to": p.visible_to,
+                "owner": { "id": p.owner_id },
+                "organization": org_ref(&inner, p.org_id, true),
+                "custom_fields": [],
+                "notes": [],
+            });
+            Some((score, p.id, item))
+        })
+        .collect();
+    drop(inner);
+    respond(hits, &query)
+}
+
+/// `GET /api/v2/organizations/search`.
+pub(crate) async fn search_organizations(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let query = match parse_search(&params, &ORGANIZATION_FIELDS) {
         Ok(query) => query,
         Err(rejection) => return rejection.into_response(),
     };
-    let now = tokio::time::Instant::now();
-    let mut hits: Vec<(f64, Person)> = {
-        let inner = shared.lock();
-        inner
-            .persons
-            .values()
-            .filter(|s| !s.person.is_deleted && s.searchable_from <= now)
-            .filter(|s| {
-                query
-                    .organization_id
-                    .is_none_or(|org| s.person.org_id == Some(org))
-            })
-            .filter_map(|s| score(&s.person, &query).map(|sc| (sc, s.person.clone())))
-            .collect()
-    };
-    // Best first; ties by ID so pages are stable.
-    hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-    let page: Vec<Value> = hits
-        .iter()
-        .skip(query.after)
-        .take(query.limit)
-        .map(|(sc, p)| search_item(p, *sc))
+    let now = shared.now();
+    let hits = shared
+        .lock()
+        .organizations
+        .values()
+        .filter(|s| !s.item.is_deleted && s.searchable_from <= now)
+        .map(|s| &s.item)
+        .filter_map(|o| {
+            let score = score(&query, organization_values(o))?;
+            let item = json!({
+                "id": o.id,
+                "type": "organization",
+                "name": o.name,
+                "address": o.address.as_ref().map(|a| a.value.clone()),
+                "visible_to": o.visible_to,
+                "owner": { "id": o.owner_id },
+                "custom_fields": [],
+                "notes": [],
+            });
+            Some((score, o.id, item))
+        })
         .collect();
-    let served = query.after.saturating_add(page.len());
-    let next_cursor = if served < hits.len() {
-        Value::String(encode_cursor(served as u64))
-    } else {
-        Value::Null
-    };
-    let body = json!({
-        "success": true,
-        "data": { "items": page },
-        "additional_data": { "next_cursor": next_cursor },
+    respond(hits, &query)
+}
+
+/// `GET /api/v2/deals/search`.
+pub(crate) async fn search_deals(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let parsed = parse_search(&params, &DEAL_FIELDS).and_then(|q| {
+        let status = match params.get("status").map(String::as_str) {
+            None => None,
+            Some(s @ ("open" | "won" | "lost")) => Some(s.to_owned()),
+            Some(_) => {
+                return Err(Rejection::bad_request(
+                    "Validation failed: status: must be one of open, won, lost",
+                ));
+            }
+        };
+        Ok((
+            q,
+            id_param(&params, "person_id")?,
+            id_param(&params, "organization_id")?,
+            status,
+        ))
     });
-    (StatusCode::OK, axum::Json(body)).into_response()
+    let (query, person, org, status) = match parsed {
+        Ok(parsed) => parsed,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let now = shared.now();
+    let inner = shared.lock();
+    let hits = inner
+        .deals
+        .values()
+        .filter(|s| !s.item.is_deleted && s.searchable_from <= now)
+        .map(|s| &s.item)
+        .filter(|d| person.is_none_or(|id| d.person_id == Some(id)))
+        .filter(|d| org.is_none_or(|id| d.org_id == Some(id)))
+        .filter(|d| status.as_ref().is_none_or(|s| &d.status == s))
+        .filter_map(|d| {
+            let score = score(&query, deal_values(d))?;
+            let person_ref = d.person_id.map(|id| {
+                let name = inner.persons.get(&id).map(|s| s.item.name.clone());
+                json!({ "id": id, "name": name })
+            });
+            let item = json!({
+                "id": d.id,
+                "type": "deal",
+                "title": d.title,
+                "value": d.value,
+                "currency": d.currency,
+                "status": d.status,
+                "visible_to": d.visible_to,
+                "owner": { "id": d.owner_id },
+                "stage": { "id": d.stage_id, "name": stage_name(d.stage_id) },
+                "person": person_ref,
+                "organization": org_ref(&inner, d.org_id, false),
+                "custom_fields": [],
+                "notes": [],
+                "is_archived": d.is_archived,
+            });
+            Some((score, d.id, item))
+        })
+        .collect();
+    drop(inner);
+    respond(hits, &query)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::pipedrive::model::ContactValue;
 
     fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -211,71 +344,67 @@ mod tests {
             .collect()
     }
 
-    fn person(name: &str, email: &str) -> Person {
-        Person {
-            id: 1,
-            name: name.to_owned(),
-            first_name: None,
-            last_name: None,
-            owner_id: 1,
-            org_id: None,
-            add_time: String::new(),
-            update_time: String::new(),
-            emails: vec![ContactValue {
-                value: email.to_owned(),
-                primary: true,
-                label: "work".to_owned(),
-            }],
-            phones: vec![],
-            is_deleted: false,
-            visible_to: 3,
-            label_ids: vec![],
-            picture_id: None,
-            marketing_status: None,
-            custom_fields: Default::default(),
-        }
-    }
-
     #[test]
     fn term_length_rule_depends_on_exact_match() {
-        assert!(parse_search(&params(&[("term", "a")])).is_err());
-        assert!(parse_search(&params(&[])).is_err());
-        assert!(parse_search(&params(&[("term", "a"), ("exact_match", "true")])).is_ok());
-        assert!(parse_search(&params(&[("term", "ab")])).is_ok());
-        assert!(parse_search(&params(&[("term", "ab"), ("exact_match", "yes")])).is_err());
+        let parse = |p: &[(&str, &str)]| parse_search(&params(p), &PERSON_FIELDS);
+        assert!(parse(&[("term", "a")]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&[("term", "a"), ("exact_match", "true")]).is_ok());
+        assert!(parse(&[("term", "ab")]).is_ok());
+        assert!(parse(&[("term", "ab"), ("exact_match", "yes")]).is_err());
     }
 
     #[test]
-    fn fields_must_be_known() {
-        let q = parse_search(&params(&[("term", "ab"), ("fields", "email,name")])).unwrap();
+    fn fields_must_be_the_entitys() {
+        let q = parse_search(
+            &params(&[("term", "ab"), ("fields", "email,name")]),
+            &PERSON_FIELDS,
+        )
+        .unwrap();
         assert_eq!(q.fields, ["email", "name"]);
-        assert!(parse_search(&params(&[("term", "ab"), ("fields", "address")])).is_err());
+        assert!(
+            parse_search(
+                &params(&[("term", "ab"), ("fields", "address")]),
+                &PERSON_FIELDS
+            )
+            .is_err()
+        );
+        assert!(
+            parse_search(
+                &params(&[("term", "ab"), ("fields", "address")]),
+                &ORGANIZATION_FIELDS
+            )
+            .is_ok()
+        );
+        assert!(
+            parse_search(&params(&[("term", "ab"), ("fields", "name")]), &DEAL_FIELDS).is_err()
+        );
+        let all = parse_search(&params(&[("term", "ab")]), &DEAL_FIELDS).unwrap();
+        assert_eq!(all.fields, ["custom_fields", "notes", "title"]);
     }
 
     #[test]
-    fn exact_email_match_is_case_insensitive_and_whole_value_only() {
-        let p = person("Bob Biller", "Bob@Biller.com");
-        let exact = |term: &str| SearchQuery {
+    fn exact_match_is_case_insensitive_and_whole_value_only() {
+        let values = [("name", "Bob Biller"), ("email", "Bob@Biller.com")];
+        let exact = |term: &str, fields: &[&str]| SearchQuery {
             term: term.to_owned(),
-            fields: vec!["email".to_owned()],
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
             exact_match: true,
-            organization_id: None,
             limit: 100,
             after: 0,
         };
-        assert_eq!(score(&p, &exact("bob@biller.com")), Some(1.0));
-        assert_eq!(score(&p, &exact("bob@biller.co")), None);
+        assert_eq!(
+            score(&exact("bob@biller.com", &["email"]), values),
+            Some(1.0)
+        );
+        assert_eq!(score(&exact("bob@biller.co", &["email"]), values), None);
         let fuzzy = SearchQuery {
             exact_match: false,
-            ..exact("biller")
+            ..exact("biller", &["email"])
         };
-        assert!(score(&p, &fuzzy).is_some_and(|s| s > 0.0 && s < 1.0));
-        let name_only = SearchQuery {
-            fields: vec!["name".to_owned()],
-            ..exact("bob@biller.com")
-        };
+        assert!(score(&fuzzy, values).is_some_and(|s| s > 0.0 && s < 1.0));
         assert_eq!(
-            score(&p, &name_only),
+            score(&exact("bob@biller.com", &["name"]), values),
             None,
             "fields=name must not look at emails"
         );

@@ -1,45 +1,45 @@
-//! The Pipedrive emulator's shared state: person store, counters, faults and limits.
+//! The Pipedrive emulator's shared state: the record stores (persons, organizations,
+//! deals), counters and rate limits, plus the parts with their own locks (OAuth tokens,
+//! webhook subscriptions, schema switches).
 //!
-//! One `std::sync::Mutex` guards everything. It is only ever taken in short synchronous
-//! blocks and never held across an `.await` (the server future would not be `Send` if it
-//! were), so a std mutex is cheaper and simpler than tokio's here. A poisoned lock is
-//! recovered rather than propagated: the state is plain data, and a test that panicked
-//! while holding it should not turn every later request into a second panic.
+//! One `std::sync::Mutex` guards the stores and limits. It is only ever taken in short
+//! synchronous blocks and never held across an `.await` (the server future would not be
+//! `Send` if it were), so a std mutex is cheaper and simpler than tokio's here. A poisoned
+//! lock is recovered rather than propagated: the state is plain data, and a test that
+//! panicked while holding it should not turn every later request into a second panic.
+//! Lock order, where two are held: the store first, then the webhook hub.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use time::OffsetDateTime;
-use tokio::time::Instant;
 
 use super::PipedriveConfig;
+use super::common::format_time;
+use super::deal_model::Deal;
 use super::model::Person;
+use super::oauth::OAuthStore;
+use super::org_model::Organization;
 use super::rate_limit::{BurstWindow, DailyBudget, Operation, WindowStatus};
+use super::schema::SchemaSwitches;
+use super::webhooks::{Event, WebhookHub};
+use crate::clock::Clock;
+use crate::control::Control;
 
-/// How many request records the emulator keeps (oldest dropped first), so a long demo run
-/// does not grow without bound.
-const REQUEST_LOG_CAPACITY: usize = 10_000;
-
-/// One request the emulator answered, for tests that inspect traffic. Secrets are never
-/// recorded: no headers, no bodies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestRecord {
-    /// HTTP method.
-    pub method: Method,
-    /// Path and query string.
-    pub path_and_query: String,
-    /// Status the emulator answered.
-    pub status: StatusCode,
+/// A stored record plus emulator-only bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored<T> {
+    pub item: T,
+    /// When the record becomes visible to search (creation time + configured search lag).
+    pub searchable_from: OffsetDateTime,
 }
 
-/// A stored person plus emulator-only bookkeeping.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredPerson {
-    pub person: Person,
-    /// When the person becomes visible to search (creation time + configured search lag).
-    pub searchable_from: Instant,
+/// How a request authenticated; each kind has its own burst windows (§2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthKind {
+    ApiToken,
+    OAuth,
 }
 
 /// Outcome of the limit checks for one authenticated request.
@@ -77,135 +77,159 @@ impl LimitHeaders {
     }
 }
 
-/// Everything the emulator knows, behind one mutex.
+/// The general and the search window of one auth kind.
+#[derive(Debug)]
+struct Windows {
+    general: BurstWindow,
+    search: BurstWindow,
+}
+
+/// Records, counters and limits, behind one mutex.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub persons: BTreeMap<u64, StoredPerson>,
-    pub next_id: u64,
-    /// Successful creates per lower-cased email.
-    pub creates_by_email: HashMap<String, usize>,
+    pub persons: BTreeMap<u64, Stored<Person>>,
+    pub organizations: BTreeMap<u64, Stored<Organization>>,
+    pub deals: BTreeMap<u64, Stored<Deal>>,
+    next_person_id: u64,
+    next_organization_id: u64,
+    next_deal_id: u64,
+    /// Persons created through the API (seeds excluded).
     pub total_creates: usize,
-    pub request_count: usize,
     pub throttled_count: usize,
-    /// Pending injected failures, served in order: (how many left, status).
-    pub faults: VecDeque<(u32, StatusCode)>,
-    pub latency: Duration,
-    pub burst: BurstWindow,
-    pub search_burst: BurstWindow,
+    api: Windows,
+    oauth: Windows,
     pub budget: DailyBudget,
-    pub log: VecDeque<RequestRecord>,
 }
 
 impl Inner {
     fn new(config: &PipedriveConfig) -> Self {
+        let windows = |general, search| Windows {
+            general: BurstWindow::new(general, config.burst_window),
+            search: BurstWindow::new(search, config.burst_window),
+        };
         Self {
             persons: BTreeMap::new(),
-            next_id: config.first_person_id,
-            creates_by_email: HashMap::new(),
+            organizations: BTreeMap::new(),
+            deals: BTreeMap::new(),
+            next_person_id: config.first_person_id,
+            next_organization_id: 1,
+            next_deal_id: 1,
             total_creates: 0,
-            request_count: 0,
             throttled_count: 0,
-            faults: VecDeque::new(),
-            latency: Duration::ZERO,
-            burst: BurstWindow::new(config.burst_limit, config.burst_window),
-            search_burst: BurstWindow::new(config.search_burst_limit, config.burst_window),
+            api: windows(config.burst_limit, config.search_burst_limit),
+            oauth: windows(config.oauth_burst_limit, config.oauth_search_burst_limit),
             budget: DailyBudget::new(config.daily_budget),
-            log: VecDeque::new(),
         }
     }
 
-    /// Takes the next injected failure, if any.
-    pub fn take_fault(&mut self) -> Option<StatusCode> {
-        let (left, status) = self.faults.front_mut()?;
-        let status = *status;
-        *left -= 1;
-        if *left == 0 {
-            self.faults.pop_front();
-        }
-        Some(status)
-    }
-
-    /// Applies the burst windows and the daily budget to one authenticated request.
-    pub fn admit(&mut self, op: Operation, now: Instant, today: time::Date) -> Admission {
+    /// Applies the burst windows of `kind` and the shared daily budget to one request.
+    pub fn admit(&mut self, kind: AuthKind, op: Operation, now: OffsetDateTime) -> Admission {
+        let today = now.date();
         let search = op == Operation::Search;
-        let general_room = self.burst.has_room(now);
-        let search_room = !search || self.search_burst.has_room(now);
+        let daily_limit = self.budget.limit();
+        let windows = match kind {
+            AuthKind::ApiToken => &mut self.api,
+            AuthKind::OAuth => &mut self.oauth,
+        };
+        let general_room = windows.general.has_room(now);
+        let search_room = !search || windows.search.has_room(now);
         if !general_room || !search_room {
-            self.throttled_count += 1;
             // Report the window that refused.
             let window = if general_room {
-                self.search_burst.status(now)
+                windows.search.status(now)
             } else {
-                self.burst.status(now)
+                windows.general.status(now)
             };
-            return Admission::BurstLimited(self.headers(window, today));
+            self.throttled_count += 1;
+            return Admission::BurstLimited(LimitHeaders {
+                window,
+                daily_limit,
+                daily_remaining: self.budget.remaining(today),
+            });
         }
         if !self.budget.try_charge(op.token_cost(), today) {
+            let window = windows.general.status(now);
             self.throttled_count += 1;
-            let window = self.burst.status(now);
-            return Admission::BudgetExhausted(self.headers(window, today));
+            return Admission::BudgetExhausted(LimitHeaders {
+                window,
+                daily_limit,
+                daily_remaining: self.budget.remaining(today),
+            });
         }
-        self.burst.record(now);
-        let mut window = self.burst.status(now);
+        windows.general.record(now);
+        let mut window = windows.general.status(now);
         if search {
-            self.search_burst.record(now);
-            let search_window = self.search_burst.status(now);
+            windows.search.record(now);
+            let search_window = windows.search.status(now);
             if search_window.remaining < window.remaining {
                 window = search_window;
             }
         }
-        Admission::Admitted(self.headers(window, today))
-    }
-
-    fn headers(&mut self, window: WindowStatus, today: time::Date) -> LimitHeaders {
-        LimitHeaders {
+        Admission::Admitted(LimitHeaders {
             window,
-            daily_limit: self.budget.limit(),
+            daily_limit,
             daily_remaining: self.budget.remaining(today),
-        }
-    }
-
-    /// Appends to the bounded request log.
-    pub fn log_request(&mut self, record: RequestRecord) {
-        if self.log.len() == REQUEST_LOG_CAPACITY {
-            self.log.pop_front();
-        }
-        self.log.push_back(record);
+        })
     }
 
     /// Live (not deleted) persons, by ID.
     pub fn live_persons(&self) -> impl Iterator<Item = &Person> {
         self.persons
             .values()
-            .map(|s| &s.person)
+            .map(|s| &s.item)
             .filter(|p| !p.is_deleted)
     }
 
-    /// Stores a new person and counts the create for each of its emails.
-    pub fn insert_created(&mut self, person: Person, searchable_from: Instant) -> Person {
-        self.total_creates += 1;
-        let mut seen: Vec<String> = Vec::new();
-        for email in &person.emails {
-            let key = email.value.to_ascii_lowercase();
-            if !seen.contains(&key) {
-                *self.creates_by_email.entry(key.clone()).or_default() += 1;
-                seen.push(key);
-            }
-        }
-        self.persons.insert(
-            person.id,
-            StoredPerson {
-                person: person.clone(),
-                searchable_from,
-            },
-        );
-        person
+    /// Live organizations, by ID.
+    pub fn live_organizations(&self) -> impl Iterator<Item = &Organization> {
+        self.organizations
+            .values()
+            .map(|s| &s.item)
+            .filter(|o| !o.is_deleted)
+    }
+
+    /// Live deals, by ID.
+    pub fn live_deals(&self) -> impl Iterator<Item = &Deal> {
+        self.deals
+            .values()
+            .map(|s| &s.item)
+            .filter(|d| !d.is_deleted)
+    }
+
+    /// The live person with this ID.
+    pub fn live_person(&self, id: u64) -> Option<&Person> {
+        self.persons
+            .get(&id)
+            .map(|s| &s.item)
+            .filter(|p| !p.is_deleted)
+    }
+
+    /// The live organization with this ID.
+    pub fn live_organization(&self, id: u64) -> Option<&Organization> {
+        self.organizations
+            .get(&id)
+            .map(|s| &s.item)
+            .filter(|o| !o.is_deleted)
     }
 
     /// Hands out the next sequential person ID.
-    pub fn allocate_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+    pub fn allocate_person_id(&mut self) -> u64 {
+        let id = self.next_person_id;
+        self.next_person_id += 1;
+        id
+    }
+
+    /// Hands out the next sequential organization ID.
+    pub fn allocate_organization_id(&mut self) -> u64 {
+        let id = self.next_organization_id;
+        self.next_organization_id += 1;
+        id
+    }
+
+    /// Hands out the next sequential deal ID.
+    pub fn allocate_deal_id(&mut self) -> u64 {
+        let id = self.next_deal_id;
+        self.next_deal_id += 1;
         id
     }
 }
@@ -214,61 +238,94 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub config: PipedriveConfig,
+    pub clock: Clock,
+    pub control: Control,
+    /// `http://127.0.0.1:<port>`: what OAuth answers as `api_domain`.
+    pub base_url: String,
+    pub oauth: OAuthStore,
+    pub hub: WebhookHub,
+    pub schema: SchemaSwitches,
     inner: Mutex<Inner>,
 }
 
 impl Shared {
-    pub fn new(config: PipedriveConfig) -> Self {
+    pub fn new(
+        config: PipedriveConfig,
+        control: Control,
+        base_url: String,
+        hub: WebhookHub,
+    ) -> Self {
         let inner = Mutex::new(Inner::new(&config));
-        Self { config, inner }
+        Self {
+            clock: config.clock.clone(),
+            oauth: OAuthStore::default(),
+            schema: SchemaSwitches::default(),
+            config,
+            control,
+            base_url,
+            hub,
+            inner,
+        }
     }
 
     /// Locks the state, recovering from poisoning (see the module docs).
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-/// Today's date at the emulated server (UTC).
-pub(crate) fn today_utc() -> time::Date {
-    OffsetDateTime::now_utc().date()
+    /// Virtual now.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Virtual now in the v2 time format.
+    pub fn now_string(&self) -> String {
+        format_time(self.clock.now())
+    }
+
+    /// Hands an event to the webhook subscriptions, with the current schema switches.
+    /// Called with the store locked, so events leave in the order the changes were made.
+    pub fn publish(&self, event: Event) {
+        self.hub.publish(event, &self.schema.for_webhooks());
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use time::macros::date;
+    use time::macros::datetime;
 
     fn inner(burst: u32, search: u32, budget: u64) -> Inner {
         let config = PipedriveConfig {
             burst_limit: burst,
             search_burst_limit: search,
+            oauth_burst_limit: burst * 4,
             daily_budget: budget,
             ..PipedriveConfig::new("t")
         };
         Inner::new(&config)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn search_must_fit_both_windows_and_reports_the_tighter_one() {
+    const NOW: OffsetDateTime = datetime!(2025-01-01 10:00:00 UTC);
+
+    #[test]
+    fn search_must_fit_both_windows_and_reports_the_tighter_one() {
         let mut s = inner(5, 2, 1_000);
-        let day = date!(2025 - 01 - 01);
-        let now = Instant::now();
-        let Admission::Admitted(h) = s.admit(Operation::Search, now, day) else {
+        let Admission::Admitted(h) = s.admit(AuthKind::ApiToken, Operation::Search, NOW) else {
             panic!()
         };
         assert_eq!((h.window.limit, h.window.remaining), (2, 1));
         assert!(matches!(
-            s.admit(Operation::Search, now, day),
+            s.admit(AuthKind::ApiToken, Operation::Search, NOW),
             Admission::Admitted(_)
         ));
-        let Admission::BurstLimited(h) = s.admit(Operation::Search, now, day) else {
+        let Admission::BurstLimited(h) = s.admit(AuthKind::ApiToken, Operation::Search, NOW) else {
             panic!()
         };
         assert_eq!((h.window.limit, h.window.remaining), (2, 0));
         // Non-search requests still have room in the general window.
-        let Admission::Admitted(h) = s.admit(Operation::GetOne, now, day) else {
+        let Admission::Admitted(h) = s.admit(AuthKind::ApiToken, Operation::GetOne, NOW) else {
             panic!()
         };
         assert_eq!((h.window.limit, h.window.remaining), (5, 2));
@@ -276,43 +333,41 @@ mod tests {
         assert_eq!(h.daily_remaining, 1_000 - 20 - 20 - 1);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn budget_exhaustion_is_a_throttle_that_costs_nothing() {
+    #[test]
+    fn budget_exhaustion_is_a_throttle_that_costs_nothing() {
         let mut s = inner(40, 10, 6);
-        let day = date!(2025 - 01 - 01);
-        let now = Instant::now();
         assert!(matches!(
-            s.admit(Operation::Create, now, day),
+            s.admit(AuthKind::ApiToken, Operation::Create, NOW),
             Admission::Admitted(_)
         ));
-        let Admission::BudgetExhausted(h) = s.admit(Operation::Create, now, day) else {
+        let Admission::BudgetExhausted(h) = s.admit(AuthKind::OAuth, Operation::Create, NOW) else {
             panic!()
         };
-        assert_eq!(h.daily_remaining, 1);
+        assert_eq!(h.daily_remaining, 1, "OAuth and api-token share the budget");
         assert_eq!(
-            h.window.remaining, 39,
+            h.window.remaining, 160,
             "a refused request takes no burst slot"
         );
         assert!(matches!(
-            s.admit(Operation::GetOne, now, day),
+            s.admit(AuthKind::ApiToken, Operation::GetOne, NOW),
             Admission::Admitted(_)
         ));
         assert_eq!(s.throttled_count, 1);
     }
 
     #[test]
-    fn faults_are_served_in_order_then_stop() {
-        let mut s = inner(40, 10, 100);
-        s.faults.push_back((2, StatusCode::SERVICE_UNAVAILABLE));
-        s.faults.push_back((1, StatusCode::INTERNAL_SERVER_ERROR));
-        let got: Vec<_> = std::iter::from_fn(|| s.take_fault()).collect();
-        assert_eq!(
-            got,
-            [
-                StatusCode::SERVICE_UNAVAILABLE,
-                StatusCode::SERVICE_UNAVAILABLE,
-                StatusCode::INTERNAL_SERVER_ERROR
-            ]
-        );
+    fn oauth_has_its_own_higher_window() {
+        let mut s = inner(2, 10, 1_000);
+        for _ in 0..2 {
+            s.admit(AuthKind::ApiToken, Operation::GetOne, NOW);
+        }
+        assert!(matches!(
+            s.admit(AuthKind::ApiToken, Operation::GetOne, NOW),
+            Admission::BurstLimited(_)
+        ));
+        let Admission::Admitted(h) = s.admit(AuthKind::OAuth, Operation::GetOne, NOW) else {
+            panic!()
+        };
+        assert_eq!((h.window.limit, h.window.remaining), (8, 7));
     }
 }
