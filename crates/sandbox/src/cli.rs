@@ -28,6 +28,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve the Pipedrive emulator and stream signed Shopify customer webhooks until Ctrl-C.
     Demo(DemoArgs),
+    /// Serve every emulator (Pipedrive, Telegram, Shopify, Exact Online) on one clock.
+    All(crate::all::AllArgs),
 }
 
 /// Flags of the Pipedrive emulator.
@@ -103,15 +105,23 @@ pub struct DemoArgs {
     /// Seed for the made-up customers (random when omitted).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Only send webhooks; another process (`switchboard-sandbox all`) serves Pipedrive.
+    #[arg(long)]
+    pub webhooks_only: bool,
 }
 
 /// Runs the parsed command until `shutdown` is cancelled.
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => run_serve(args.pipedrive.config()?, shutdown).await?,
+        Command::All(args) => crate::all::run_all(args, shutdown).await?,
         Command::Demo(args) => {
             let options = DemoOptions {
-                pipedrive: args.pipedrive.config()?,
+                pipedrive: if args.webhooks_only {
+                    None
+                } else {
+                    Some(args.pipedrive.config()?)
+                },
                 webhook_url: args.webhook_url,
                 rate_per_sec: args.rate,
                 shop_domain: args.shop_domain,

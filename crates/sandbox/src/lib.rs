@@ -30,6 +30,7 @@
 //!
 //! Every server binds loopback addresses only; a non-loopback address is refused.
 
+pub mod all;
 pub mod cli;
 pub mod clock;
 pub mod control;

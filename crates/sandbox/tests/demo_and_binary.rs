@@ -48,7 +48,7 @@ async fn demo_streams_signed_creates_updates_and_redeliveries() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let options = DemoOptions {
-        pipedrive: PipedriveConfig::new("demo-token"),
+        pipedrive: Some(PipedriveConfig::new("demo-token")),
         webhook_url: format!("http://{addr}/webhooks/shop"),
         rate_per_sec: 200.0,
         shop_domain: "acme.myshopify.com".to_owned(),
@@ -105,7 +105,7 @@ async fn demo_stops_on_cancel_and_refuses_a_bad_rate() {
         .local_addr()
         .unwrap();
     let options = DemoOptions {
-        pipedrive: PipedriveConfig::new("demo-token"),
+        pipedrive: Some(PipedriveConfig::new("demo-token")),
         webhook_url: format!("http://{free}/webhooks/shop"),
         rate_per_sec: 5.0,
         shop_domain: "acme.myshopify.com".to_owned(),

@@ -60,8 +60,8 @@ pub fn secret_from_env(var: &str, what: &'static str) -> Result<String, DemoErro
 /// Everything a demo run needs.
 #[derive(Clone)]
 pub struct DemoOptions {
-    /// The Pipedrive emulator to serve.
-    pub pipedrive: PipedriveConfig,
+    /// The Pipedrive emulator to serve; `None` when another process serves it.
+    pub pipedrive: Option<PipedriveConfig>,
     /// Where webhooks go (loopback only).
     pub webhook_url: String,
     /// Webhooks per second.
@@ -145,9 +145,12 @@ pub async fn run_demo(
         options.shop_domain.clone(),
         options.api_version.clone(),
     )?;
-    let pipedrive = PipedriveSandbox::start(options.pipedrive.clone()).await?;
+    let pipedrive = match options.pipedrive.clone() {
+        Some(config) => Some(PipedriveSandbox::start(config).await?),
+        None => None,
+    };
     tracing::info!(
-        pipedrive = %pipedrive.base_url(),
+        pipedrive = ?pipedrive.as_ref().map(PipedriveSandbox::base_url),
         webhook_url = %options.webhook_url,
         rate_per_sec = options.rate_per_sec,
         "Demo started."
@@ -163,16 +166,18 @@ pub async fn run_demo(
     while options.max_webhooks.is_none_or(|max| stats.sent < max) {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = summaries.tick() => log_summary(&stats, &pipedrive),
+            _ = summaries.tick() => log_summary(&stats, pipedrive.as_ref()),
             _ = ticks.tick() => send_one(&sender, &mut generator, &mut stats).await,
         }
     }
-    log_summary(&stats, &pipedrive);
-    pipedrive.shutdown().await;
+    log_summary(&stats, pipedrive.as_ref());
+    if let Some(pipedrive) = pipedrive {
+        pipedrive.shutdown().await;
+    }
     Ok(stats)
 }
 
-fn log_summary(stats: &DemoStats, pipedrive: &PipedriveSandbox) {
+fn log_summary(stats: &DemoStats, pipedrive: Option<&PipedriveSandbox>) {
     tracing::info!(
         sent = stats.sent,
         creates = stats.creates,
@@ -180,9 +185,9 @@ fn log_summary(stats: &DemoStats, pipedrive: &PipedriveSandbox) {
         redeliveries = stats.redeliveries,
         non_2xx = stats.non_2xx,
         failed = stats.failed,
-        pipedrive_persons = pipedrive.persons().len(),
-        pipedrive_requests = pipedrive.request_count(),
-        pipedrive_throttled = pipedrive.throttled_count(),
+        pipedrive_persons = pipedrive.map(|p| p.persons().len()),
+        pipedrive_requests = pipedrive.map(PipedriveSandbox::request_count),
+        pipedrive_throttled = pipedrive.map(PipedriveSandbox::throttled_count),
         "Demo summary."
     );
 }
