@@ -15,7 +15,7 @@ scripts/stack.sh status >/dev/null 2>&1 || started_stack=yes
 scripts/stack.sh up
 
 echo "building services (debug profile)..."
-cargo build -q --bins -p switchboard-ingest-webhook -p switchboard-transformer -p switchboard-sink -p switchboard-sandbox
+cargo build -q --bins -p switchboard-ingest-webhook -p switchboard-ingest-poller -p switchboard-transformer -p switchboard-sink -p switchboard-sandbox
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
 # Schemas, under TopicNameStrategy subjects; the services would register them on first
@@ -30,9 +30,11 @@ register sb.raw.shop.customers-value schemas/raw/change-event.v1.avsc
 register sb.canonical.contact-value schemas/canonical/contact.v1.avsc
 
 # Fresh demo secrets for this run only: never written to disk or printed.
-SHOP_WEBHOOK_SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-CRM_API_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
-export SHOP_WEBHOOK_SECRET CRM_API_TOKEN SB_CONFIG=config/demo.yaml
+random() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
+SHOP_WEBHOOK_SECRET=$(random) SHOP_ACCESS_TOKEN=$(random) CRM_API_TOKEN=$(random)
+EXACT_CLIENT_SECRET=$(random) TELEGRAM_BOT_TOKEN="4242:$(random)" SB_SECRETS_KEY=$(head -c 32 /dev/urandom | base64)
+export SHOP_WEBHOOK_SECRET SHOP_ACCESS_TOKEN CRM_API_TOKEN EXACT_CLIENT_SECRET TELEGRAM_BOT_TOKEN SB_SECRETS_KEY
+export SB_CONFIG=config/demo.yaml
 
 pids=()
 cleanup() {
@@ -45,16 +47,24 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# Every emulator on its loopback port; Exact's first refresh token (what authorizing the
+# app would give) goes to a private file, then into the poller's environment only.
+token_file="$LOGS/exact-refresh-token"; rm -f "$token_file"
+"$BIN/switchboard-sandbox" all --exact-seed-accounts 250 --exact-refresh-token-file "$token_file" \
+  >"$LOGS/sandbox.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 60); do [[ -s $token_file ]] && break; sleep 0.5; done
+EXACT_REFRESH_TOKEN=$(cat "$token_file"); export EXACT_REFRESH_TOKEN
 "$BIN/switchboard-ingest-webhook" >"$LOGS/ingest-webhook.log" 2>&1 & pids+=($!)
+"$BIN/switchboard-ingest-poller" >"$LOGS/ingest-poller.log" 2>&1 & pids+=($!)
 "$BIN/switchboard-transformer" >"$LOGS/transformer.log" 2>&1 & pids+=($!)
 "$BIN/switchboard-sink" >"$LOGS/sink.log" 2>&1 & pids+=($!)
 
-for url in http://127.0.0.1:8080/readyz http://127.0.0.1:9101/readyz http://127.0.0.1:9102/readyz; do
+for url in http://127.0.0.1:8080/readyz http://127.0.0.1:9101/readyz http://127.0.0.1:9102/readyz http://127.0.0.1:9103/readyz; do
   for _ in $(seq 1 120); do curl -fs "$url" >/dev/null 2>&1 && break; sleep 0.5; done
   curl -fs "$url" >/dev/null || { echo "not ready: $url (logs in $LOGS)"; exit 1; }
 done
-# The sandbox serves the Pipedrive emulator on 127.0.0.1:8070 and sends the webhooks.
-"$BIN/switchboard-sandbox" demo --rate "${SB_DEMO_RATE:-5}" \
+# Steady Shopify customer traffic (the Pipedrive emulator runs in `all` above).
+"$BIN/switchboard-sandbox" demo --webhooks-only --rate "${SB_DEMO_RATE:-5}" \
   >"$LOGS/sandbox-demo.log" 2>&1 & pids+=($!)
 
 cat <<INFO
@@ -62,9 +72,12 @@ cat <<INFO
 Switchboard demo is running.
   Shopify webhooks in    POST http://127.0.0.1:8080/webhooks/shop  (sandbox sends ${SB_DEMO_RATE:-5}/s)
   Pipedrive sandbox      http://127.0.0.1:8070/api/v2/persons       (the sink's target)
+  Exact sandbox          http://127.0.0.1:8073  polled every 30 s into sb.raw.books.accounts
+  Shopify, Telegram      http://127.0.0.1:8072, http://127.0.0.1:8071 (REST and Bot API emulators)
+  Sandbox control        GET http://127.0.0.1:8070/_sandbox/requests, /_sandbox/counters (each emulator)
   Kafka                  127.0.0.1:9092  topics sb.raw.shop.customers, sb.canonical.contact, sb.dlq.*
   Schema registry        $REGISTRY/subjects
-  Metrics (dashboard)    http://127.0.0.1:8080/metrics  http://127.0.0.1:9101/metrics  http://127.0.0.1:9102/metrics
+  Metrics (dashboard)    http://127.0.0.1:8080/metrics  :9101/metrics (transformer)  :9102/metrics (sink)  :9103/metrics (poller)
                          (the console dashboard comes with the operations issue; these are its data)
   Logs                   $LOGS/*.log
 Ctrl-C stops everything this started.
