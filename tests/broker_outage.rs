@@ -181,3 +181,124 @@ async fn eventually_status(
     }
     false
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shopify_retries_bring_in_every_event_refused_during_an_outage() {
+    use switchboard_sandbox::shopify::CustomerChange;
+    use switchboard_sandbox::{Clock, ShopifyConfig, ShopifySandbox};
+
+    init_logging();
+    ensure_stack();
+    let broker = PrivateBroker::new();
+    broker.run("kafka-up");
+    let dir = tempfile::tempdir().unwrap();
+    let pipedrive = PipedriveSandbox::start(PipedriveConfig::new("token"))
+        .await
+        .unwrap();
+    let prefix = unique_prefix("outage-retries");
+    let yaml = flow_yaml(&FlowSetup {
+        prefix: &prefix,
+        bootstrap: &broker.bootstrap(),
+        pipedrive_url: &pipedrive.base_url(),
+        shop_secret_ref: &secret_ref(dir.path(), "shop", "retry-secret"),
+        crm_token_ref: &secret_ref(dir.path(), "crm", "token"),
+        ack_timeout_ms: 1000,
+    });
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let readyz = format!("http://{}/readyz", ingest.addr);
+    assert!(eventually_ok(&readyz).await, "ingest ready");
+
+    // Shopify on a clock 120 times faster: its 8 retries over 4 hours take 2 minutes.
+    let shop = ShopifySandbox::start(ShopifyConfig {
+        api_secret: "retry-secret".into(),
+        clock: Clock::scaled(120.0),
+        ..ShopifyConfig::new("shpat_retry")
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}/webhooks/shop", ingest.addr);
+    shop.subscribe("customers/create", &url).unwrap();
+
+    broker.run("kafka-down");
+    const N: usize = 20;
+    for i in 0..N {
+        let change = CustomerChange {
+            email: format!("outage{i}@example.com"),
+            first_name: Some("Out".into()),
+            last_name: None,
+            phone: None,
+            tags: None,
+        };
+        shop.trigger_customer_change(&change).unwrap();
+    }
+    let refused = shop.wait_for_deliveries(N, Duration::from_secs(30)).await;
+    assert!(
+        refused.iter().take(N).all(|d| !d.delivered),
+        "nothing was acknowledged while Kafka was down"
+    );
+    broker.run("kafka-up");
+
+    let topic = format!("{prefix}.raw.shop.customers");
+    let bootstrap = broker.bootstrap();
+    let arrived = eventually(Duration::from_secs(120), || {
+        topic_size(&bootstrap, &topic) >= N as i64
+    })
+    .await;
+    if !arrived {
+        for d in shop
+            .deliveries()
+            .iter()
+            .filter(|d| d.webhook_id == shop.deliveries()[0].webhook_id)
+        {
+            eprintln!(
+                "DEBUG attempt {} at {} status {:?} error {:?}",
+                d.attempt, d.at, d.status, d.error
+            );
+        }
+        eprintln!(
+            "DEBUG removed {:?} size {}",
+            shop.removed_subscriptions(),
+            topic_size(&bootstrap, &topic)
+        );
+    }
+    assert!(arrived, "Shopify's retries brought every event in");
+    let raw = read_topic(
+        &bootstrap,
+        &topic,
+        N,
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    );
+    let keys: std::collections::HashSet<_> = raw
+        .iter()
+        .filter_map(|m| m.key().map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(
+        keys.len(),
+        N,
+        "each customer once: none lost, retries deduplicated"
+    );
+    assert!(
+        shop.deliveries()
+            .iter()
+            .any(|d| d.attempt > 0 && d.delivered),
+        "a retry delivered it"
+    );
+}
+
+async fn eventually_ok(url: &str) -> bool {
+    for _ in 0..300 {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

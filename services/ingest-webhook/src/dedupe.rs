@@ -35,11 +35,36 @@ enum Entry {
 }
 
 /// The outcome of claiming a delivery.
-pub(crate) enum Claim {
-    /// New: publish it, then call [`Dedupe::published`] or [`Dedupe::failed`].
-    New,
+pub(crate) enum Claim<'a> {
+    /// New: publish it, then call [`ClaimGuard::published`]. Dropping the guard without that
+    /// (the publish failed, or the source hung up and the request was cancelled) releases
+    /// the claim, so the source's retry is published.
+    New(ClaimGuard<'a>),
     /// Already published within the window.
     Duplicate,
+}
+
+/// A claim on one delivery ID, released on drop unless published.
+pub(crate) struct ClaimGuard<'a> {
+    dedupe: &'a Dedupe,
+    key: String,
+    done: bool,
+}
+
+impl ClaimGuard<'_> {
+    /// The event was acknowledged by Kafka.
+    pub(crate) fn published(mut self, now_ms: i64) {
+        self.done = true;
+        self.dedupe.published(&self.key, now_ms);
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.dedupe.failed(&self.key);
+        }
+    }
 }
 
 /// The dedupe map and its Kafka topic.
@@ -74,7 +99,7 @@ impl Dedupe {
 
     /// Claims `key` for publishing, or says it is a duplicate. A concurrent delivery of the
     /// same key waits (bounded) for the first one's outcome.
-    pub(crate) async fn claim(&self, key: &str, now_ms: i64) -> Claim {
+    pub(crate) async fn claim(&self, key: &str, now_ms: i64) -> Claim<'_> {
         for _ in 0..3 {
             let waiting = {
                 let mut map = self.map();
@@ -85,18 +110,26 @@ impl Dedupe {
                     Some(Entry::InFlight(notify)) => notify.clone(),
                     _ => {
                         map.insert(key.to_owned(), Entry::InFlight(Arc::new(Notify::new())));
-                        return Claim::New;
+                        return Claim::New(self.guard(key));
                     }
                 }
             };
             let _ = tokio::time::timeout(Duration::from_secs(10), waiting.notified()).await;
         }
         // Still in flight after three waits: treat as new rather than risk dropping it.
-        Claim::New
+        Claim::New(self.guard(key))
+    }
+
+    fn guard(&self, key: &str) -> ClaimGuard<'_> {
+        ClaimGuard {
+            dedupe: self,
+            key: key.to_owned(),
+            done: false,
+        }
     }
 
     /// The event for `key` was acknowledged: remember it here and in Kafka.
-    pub(crate) fn published(&self, key: &str, now_ms: i64) {
+    fn published(&self, key: &str, now_ms: i64) {
         if let Some(Entry::InFlight(notify)) =
             self.map().insert(key.to_owned(), Entry::Seen(now_ms))
         {
@@ -116,8 +149,9 @@ impl Dedupe {
         }
     }
 
-    /// Publishing failed: forget the claim so the source's retry is published.
-    pub(crate) fn failed(&self, key: &str) {
+    /// Publishing failed or was abandoned: forget the claim so the source's retry is
+    /// published.
+    fn failed(&self, key: &str) {
         let mut map = self.map();
         if let Some(Entry::InFlight(notify)) = map.get(key).cloned() {
             map.remove(key);

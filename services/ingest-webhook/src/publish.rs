@@ -93,16 +93,13 @@ impl Publisher {
         let key = format!("{connection}/{delivery_id}");
         match self.dedupe.claim(&key, now_millis()).await {
             Claim::Duplicate => Ok(Published::Duplicate),
-            Claim::New => match self.publish_event(connection, system, received, body).await {
-                Ok(event_id) => {
-                    self.dedupe.published(&key, now_millis());
-                    Ok(Published::Accepted(event_id))
-                }
-                Err(e) => {
-                    self.dedupe.failed(&key);
-                    Err(e)
-                }
-            },
+            Claim::New(claim) => {
+                let event_id = self
+                    .publish_event(connection, system, received, body)
+                    .await?;
+                claim.published(now_millis());
+                Ok(Published::Accepted(event_id))
+            }
         }
     }
 
