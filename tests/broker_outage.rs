@@ -255,12 +255,12 @@ async fn shopify_retries_bring_in_every_event_refused_during_an_outage() {
             .filter(|d| d.webhook_id == shop.deliveries()[0].webhook_id)
         {
             eprintln!(
-                "DEBUG attempt {} at {} status {:?} error {:?}",
+                "first webhook, attempt {} at {}: status {:?}, error {:?}",
                 d.attempt, d.at, d.status, d.error
             );
         }
         eprintln!(
-            "DEBUG removed {:?} size {}",
+            "removed subscriptions {:?}; records on the topic: {}",
             shop.removed_subscriptions(),
             topic_size(&bootstrap, &topic)
         );
