@@ -102,6 +102,11 @@ impl Connection {
                 .as_ref()
                 .map(|p| p.entities.clone())
                 .unwrap_or_default(),
+            Self::Shopify(s) => s
+                .reconcile
+                .as_ref()
+                .map(|r| r.entities.clone())
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -152,6 +157,26 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
                                 .map(|e| e.name)
                                 .collect::<Vec<_>>()
                         ),
+                    ));
+                }
+            }
+        }
+    }
+    for (name, connection) in &connections {
+        if let Connection::Shopify(shop) = connection
+            && let Some(reconcile) = &shop.reconcile
+        {
+            if shop.access_token.is_none() {
+                return Err(ConfigError::invalid(
+                    format!("connections.{name}.access_token"),
+                    "reconciliation reads the Admin API: set access_token",
+                ));
+            }
+            for (i, entity) in reconcile.entities.iter().enumerate() {
+                if !["customers", "orders"].contains(&entity.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("connections.{name}.reconcile.entities[{i}]"),
+                        "reconciliation reads `customers` or `orders`",
                     ));
                 }
             }

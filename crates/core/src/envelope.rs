@@ -76,3 +76,14 @@ impl ChangeEvent {
         Uuid::new_v5(&SWITCHBOARD_NAMESPACE, name.as_bytes()).to_string()
     }
 }
+
+/// The dedupe key of one version of one record, `v/<connection>/<entity>/<id>@<ms>`: a
+/// reconciliation poll that finds a version a webhook already published skips it.
+pub fn version_key(
+    connection: &str,
+    entity: &str,
+    record_id: &str,
+    source_timestamp: i64,
+) -> String {
+    format!("v/{connection}/{entity}/{record_id}@{source_timestamp}")
+}

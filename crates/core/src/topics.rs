@@ -31,6 +31,11 @@ impl Topics {
         format!("{}.dlq.{stage}", self.prefix)
     }
 
+    /// `<prefix>.ingest.dedupe`: delivery IDs and record versions already published.
+    pub fn ingest_dedupe(&self) -> String {
+        format!("{}.ingest.dedupe", self.prefix)
+    }
+
     /// Consumer group of the transformer.
     pub fn transformer_group(&self) -> String {
         format!("{}.transformer", self.prefix)

@@ -9,6 +9,7 @@
 mod cursors;
 mod exact;
 pub mod leases;
+mod reconcile;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use anyhow::Context;
 use switchboard_connectors::Connection;
 use switchboard_connectors::exact::api::ExactClient;
 use switchboard_connectors::exact::oauth::ExactTokenEndpoint;
+use switchboard_connectors::shopify::api::ShopifyClient;
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::raw::RawPublisher;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cursors::Cursors;
 use crate::exact::ExactPoller;
 use crate::leases::Leases;
+use crate::reconcile::ShopifyReconciler;
 
 /// A started poller.
 pub struct Started {
@@ -55,7 +58,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Leases::topic_spec(&config.kafka.topic_prefix),
     ];
     let mut polled = Vec::new();
+    let mut reconciled = Vec::new();
     for (name, connection) in &connections {
+        if let Connection::Shopify(shop) = connection
+            && let Some(reconcile) = &shop.reconcile
+        {
+            specs.push(TopicSpec::new(
+                topics.ingest_dedupe(),
+                Cleanup::CompactDelete(Duration::from_secs(config.ingest.dedupe_window_secs)),
+            ));
+            for entity in &reconcile.entities {
+                specs.push(TopicSpec::new(
+                    topics.raw(name, entity),
+                    Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
+                ));
+            }
+            reconciled.push((name.clone(), shop.clone()));
+        }
         let Connection::Exact(exact) = connection else {
             continue;
         };
@@ -113,7 +132,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     cursors: cursors.clone(),
                 };
                 loops.push(tokio::spawn(poll_loop(
-                    poller,
+                    Job::Exact(Box::new(poller)),
+                    leases.clone(),
+                    shutdown.clone(),
+                )));
+            }
+            for (name, shop) in reconciled {
+                let job = ShopifyReconciler {
+                    client: ShopifyClient::new(&shop)?,
+                    name,
+                    connection: shop,
+                    publisher: publisher.clone(),
+                    cursors: cursors.clone(),
+                    kafka: config.kafka.clone(),
+                    topics: topics.clone(),
+                };
+                loops.push(tokio::spawn(poll_loop(
+                    Job::Reconcile(Box::new(job)),
                     leases.clone(),
                     shutdown.clone(),
                 )));
@@ -137,32 +172,63 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     Ok(Started { task })
 }
 
+/// One connection's scheduled work.
+enum Job {
+    Exact(Box<ExactPoller>),
+    Reconcile(Box<ShopifyReconciler>),
+}
+
+impl Job {
+    fn name(&self) -> &str {
+        match self {
+            Self::Exact(p) => &p.name,
+            Self::Reconcile(r) => &r.name,
+        }
+    }
+
+    fn every(&self) -> Duration {
+        let secs = match self {
+            Self::Exact(p) => p.connection.poll.as_ref().map_or(60, |p| p.every_secs),
+            Self::Reconcile(r) => r
+                .connection
+                .reconcile
+                .as_ref()
+                .map_or(300, |r| r.every_secs),
+        };
+        Duration::from_secs(secs.max(1))
+    }
+
+    async fn cycle(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<usize, switchboard_core::error::ClassifiedError> {
+        match self {
+            Self::Exact(p) => p.cycle(shutdown).await,
+            Self::Reconcile(r) => r.cycle(shutdown).await,
+        }
+    }
+}
+
 /// Polls one connection on its schedule while this replica holds its lease.
-async fn poll_loop(poller: ExactPoller, leases: Arc<Leases>, shutdown: CancellationToken) {
-    let every = Duration::from_secs(
-        poller
-            .connection
-            .poll
-            .as_ref()
-            .map_or(60, |p| p.every_secs.max(1)),
-    );
+async fn poll_loop(poller: Job, leases: Arc<Leases>, shutdown: CancellationToken) {
+    let every = poller.every();
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut wait = every;
-        if let Some(_lease) = leases.acquire(&poller.name).await {
+        if let Some(_lease) = leases.acquire(poller.name()).await {
             match poller.cycle(&shutdown).await {
                 Ok(published) => {
                     backoff = Duration::from_secs(1);
-                    metrics::gauge!("switchboard_poll_last_success_timestamp_seconds", "connection" => poller.name.clone())
+                    metrics::gauge!("switchboard_poll_last_success_timestamp_seconds", "connection" => poller.name().to_owned())
                         .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
-                    tracing::info!(connection = %poller.name, published, "poll cycle done");
+                    tracing::info!(connection = %poller.name(), published, "poll cycle done");
                 }
                 Err(e) => {
-                    metrics::counter!("switchboard_poll_errors_total", "connection" => poller.name.clone(), "error_class" => e.class.as_str()).increment(1);
+                    metrics::counter!("switchboard_poll_errors_total", "connection" => poller.name().to_owned(), "error_class" => e.class.as_str()).increment(1);
                     if e.class == ErrorClass::Auth {
-                        tracing::error!(connection = %poller.name, error = %e, "poll refused: credentials need attention");
+                        tracing::error!(connection = %poller.name(), error = %e, "poll refused: credentials need attention");
                     } else {
-                        tracing::warn!(connection = %poller.name, error = %e, "poll cycle failed; retrying");
+                        tracing::warn!(connection = %poller.name(), error = %e, "poll cycle failed; retrying");
                     }
                     wait = backoff.min(every);
                     backoff = (backoff * 2).min(Duration::from_secs(300));

@@ -128,6 +128,11 @@ impl Dedupe {
         }
     }
 
+    /// Remembers `key` (here and in Kafka) without a claim, e.g. a record version.
+    pub(crate) fn mark(&self, key: &str, now_ms: i64) {
+        self.published(key, now_ms);
+    }
+
     /// The event for `key` was acknowledged: remember it here and in Kafka.
     fn published(&self, key: &str, now_ms: i64) {
         if let Some(Entry::InFlight(notify)) =

@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchboard_connectors::Connection;
 use switchboard_connectors::webhook::Received;
 use switchboard_core::avro::AvroCodec;
-use switchboard_core::envelope::ChangeEvent;
+use switchboard_core::envelope::{ChangeEvent, version_key};
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::raw::{RawPublisher, now_millis};
@@ -53,7 +53,7 @@ impl Publisher {
         let raw = RawPublisher::new(config, AvroCodec::new(&config.registry)?, ack_timeout)?;
         let dedupe = Arc::new(Dedupe::new(
             raw.producer().clone(),
-            format!("{}.ingest.dedupe", config.kafka.topic_prefix),
+            topics.ingest_dedupe(),
             Duration::from_secs(config.ingest.dedupe_window_secs),
         ));
         topic_specs.push(dedupe.topic_spec());
@@ -94,10 +94,17 @@ impl Publisher {
         match self.dedupe.claim(&key, now_millis()).await {
             Claim::Duplicate => Ok(Published::Duplicate),
             Claim::New(claim) => {
+                let version = received
+                    .source_timestamp
+                    .map(|ts| version_key(connection, &received.entity, &received.record_id, ts));
                 let event_id = self
                     .publish_event(connection, system, received, body)
                     .await?;
                 claim.published(now_millis());
+                // Lets a reconciliation poll recognise this version as already delivered.
+                if let Some(version) = version {
+                    self.dedupe.mark(&version, now_millis());
+                }
                 Ok(Published::Accepted(event_id))
             }
         }

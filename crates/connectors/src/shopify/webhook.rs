@@ -104,6 +104,8 @@ mod tests {
             webhook_secret: Secret::from_value("hush"),
             previous_webhook_secret: None,
             access_token: None,
+            base_url: None,
+            reconcile: None,
         }
     }
 
