@@ -176,6 +176,7 @@ pub struct TokenManager<E> {
     endpoint: E,
     store: TokenStore,
     state: Mutex<(Option<Current>, Secret)>,
+    refused: std::sync::Mutex<Option<Secret>>,
 }
 
 impl<E: TokenEndpoint> TokenManager<E> {
@@ -203,6 +204,7 @@ impl<E: TokenEndpoint> TokenManager<E> {
             endpoint,
             store,
             state: Mutex::new(state),
+            refused: std::sync::Mutex::new(None),
         })
     }
 
@@ -215,6 +217,22 @@ impl<E: TokenEndpoint> TokenManager<E> {
             && now + REFRESH_MARGIN < current.expires_at
         {
             return Ok(current.access_token.clone());
+        }
+        // Another replica may have refreshed (and rotated) since we last looked: its tokens
+        // are in the store, and our refresh token may be dead already.
+        if let Some(stored) = self.store.load(&self.connection).await? {
+            let fresh = OffsetDateTime::from_unix_timestamp(stored.expires_at)
+                .ok()
+                .filter(|expires_at| now + REFRESH_MARGIN < *expires_at && !self.stale(&stored));
+            state.1 = Secret::from_value(stored.refresh_token.clone());
+            if let Some(expires_at) = fresh {
+                let token = Secret::from_value(stored.access_token);
+                state.0 = Some(Current {
+                    access_token: token.clone(),
+                    expires_at,
+                });
+                return Ok(token);
+            }
         }
         let set = self.endpoint.refresh(&state.1).await?;
         // Durable before use: if this write fails, the rotated token must not be relied on.
@@ -240,8 +258,24 @@ impl<E: TokenEndpoint> TokenManager<E> {
         Ok(token)
     }
 
-    /// The target refused the current access token: forget it, so the next call refreshes.
+    /// The target refused the current access token: forget it (and remember it was refused,
+    /// so the same token is not taken back from the store), so the next call refreshes.
     pub async fn invalidate(&self) {
-        self.state.lock().await.0 = None;
+        let mut state = self.state.lock().await;
+        if let Some(current) = state.0.take() {
+            *self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(current.access_token);
+        }
+    }
+
+    /// Whether `stored` holds the access token the target refused last.
+    fn stale(&self, stored: &StoredTokens) -> bool {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|refused| refused.expose() == stored.access_token)
     }
 }
