@@ -54,26 +54,54 @@ impl Drop for PrivateBroker {
     }
 }
 
+/// A private broker, a Pipedrive sandbox and the demo flow's configuration on that broker
+/// (the registry is the shared one), with Shopify webhook secret `shop_secret`.
+struct Outage {
+    broker: PrivateBroker,
+    pipedrive: PipedriveSandbox,
+    prefix: String,
+    yaml: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Outage {
+    async fn new(test: &str, shop_secret: &str, ack_timeout_ms: u64) -> Self {
+        init_logging();
+        ensure_stack(); // for the shared registry
+        let broker = PrivateBroker::new();
+        broker.run("kafka-up");
+        let dir = tempfile::tempdir().unwrap();
+        let pipedrive = PipedriveSandbox::start(PipedriveConfig::new("token"))
+            .await
+            .unwrap();
+        let prefix = unique_prefix(test);
+        let yaml = flow_yaml(&FlowSetup {
+            prefix: &prefix,
+            bootstrap: &broker.bootstrap(),
+            pipedrive_url: &pipedrive.base_url(),
+            shop_secret_ref: &secret_ref(dir.path(), "shop", shop_secret),
+            crm_token_ref: &secret_ref(dir.path(), "crm", "token"),
+            ack_timeout_ms,
+        });
+        Self {
+            broker,
+            pipedrive,
+            prefix,
+            yaml,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn webhook_gets_503_while_kafka_is_down_and_flows_after_it_is_back() {
-    init_logging();
-    ensure_stack(); // for the shared registry
-    let broker = PrivateBroker::new();
-    broker.run("kafka-up");
-
-    let dir = tempfile::tempdir().unwrap();
-    let pipedrive = PipedriveSandbox::start(PipedriveConfig::new("token"))
-        .await
-        .unwrap();
-    let prefix = unique_prefix("outage");
-    let yaml = flow_yaml(&FlowSetup {
-        prefix: &prefix,
-        bootstrap: &broker.bootstrap(),
-        pipedrive_url: &pipedrive.base_url(),
-        shop_secret_ref: &secret_ref(dir.path(), "shop", "outage-secret"),
-        crm_token_ref: &secret_ref(dir.path(), "crm", "token"),
-        ack_timeout_ms: 2000,
-    });
+    let Outage {
+        broker,
+        pipedrive,
+        prefix,
+        yaml,
+        _dir,
+    } = Outage::new("outage", "outage-secret", 2000).await;
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
     let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
@@ -187,23 +215,13 @@ async fn shopify_retries_bring_in_every_event_refused_during_an_outage() {
     use switchboard_sandbox::shopify::CustomerChange;
     use switchboard_sandbox::{Clock, ShopifyConfig, ShopifySandbox};
 
-    init_logging();
-    ensure_stack();
-    let broker = PrivateBroker::new();
-    broker.run("kafka-up");
-    let dir = tempfile::tempdir().unwrap();
-    let pipedrive = PipedriveSandbox::start(PipedriveConfig::new("token"))
-        .await
-        .unwrap();
-    let prefix = unique_prefix("outage-retries");
-    let yaml = flow_yaml(&FlowSetup {
-        prefix: &prefix,
-        bootstrap: &broker.bootstrap(),
-        pipedrive_url: &pipedrive.base_url(),
-        shop_secret_ref: &secret_ref(dir.path(), "shop", "retry-secret"),
-        crm_token_ref: &secret_ref(dir.path(), "crm", "token"),
-        ack_timeout_ms: 1000,
-    });
+    let Outage {
+        broker,
+        prefix,
+        yaml,
+        pipedrive: _pipedrive,
+        _dir,
+    } = Outage::new("outage-retries", "retry-secret", 1000).await;
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
     let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
