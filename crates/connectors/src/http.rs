@@ -27,7 +27,8 @@ pub fn class_of(status: StatusCode) -> ErrorClass {
 
 /// A request that never got an answer.
 pub fn network_error(what: &str, e: &reqwest::Error) -> ClassifiedError {
-    // `without_url` keeps query strings (which could hold a token on some APIs) out.
+    // Only the kind of failure: reqwest's own text includes the URL, whose query could
+    // hold a token on some APIs.
     let e = format!("{}", RedactedReqwest(e));
     ClassifiedError::new(ErrorClass::Transient, format!("{what}: {e}"))
 }

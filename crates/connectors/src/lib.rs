@@ -111,6 +111,18 @@ impl Connection {
         }
     }
 
+    /// Whether a reconciliation poll lists `entity` of this connection (then ingest marks
+    /// each record version it publishes, so the poll can skip it).
+    pub fn reconciles(&self, entity: &str) -> bool {
+        match self {
+            Self::Shopify(s) => s
+                .reconcile
+                .as_ref()
+                .is_some_and(|r| r.entities.iter().any(|e| e == entity)),
+            _ => false,
+        }
+    }
+
     /// Verifies and reads one webhook delivery; `now_secs` is the current Unix time.
     pub fn receive_webhook(
         &self,

@@ -146,7 +146,7 @@ async fn receive(
     let started = std::time::Instant::now();
     let published = app
         .publisher
-        .publish(&connection_name, connection.system(), received, &body)
+        .publish(&connection_name, connection, received, &body)
         .await;
     metrics::histogram!("switchboard_webhook_publish_seconds", "connection" => connection_name.clone())
         .record(started.elapsed().as_secs_f64());

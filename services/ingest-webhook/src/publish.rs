@@ -80,10 +80,11 @@ impl Publisher {
     pub(crate) async fn publish(
         &self,
         connection: &str,
-        system: &str,
+        source: &Connection,
         received: Received,
         body: &[u8],
     ) -> Result<Published, ClassifiedError> {
+        let system = source.system();
         let Some(delivery_id) = received.delivery_id.clone() else {
             return self
                 .publish_event(connection, system, received, body)
@@ -94,8 +95,10 @@ impl Publisher {
         match self.dedupe.claim(&key, now_millis()).await {
             Claim::Duplicate => Ok(Published::Duplicate),
             Claim::New(claim) => {
+                // Only a reconciled entity needs its versions marked: one more write each.
                 let version = received
                     .source_timestamp
+                    .filter(|_| source.reconciles(&received.entity))
                     .map(|ts| version_key(connection, &received.entity, &received.record_id, ts));
                 let event_id = self
                     .publish_event(connection, system, received, body)
