@@ -400,7 +400,7 @@ pub async fn wait_ready(addr: std::net::SocketAddr) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), ready)
+    tokio::time::timeout(Duration::from_secs(120), ready)
         .await
         .expect("ingest became ready");
 }
