@@ -208,18 +208,23 @@ impl Dedupe {
         loaded: &Notify,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let metadata = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
-        let mut assignment = TopicPartitionList::new();
-        let mut ends = HashMap::new();
-        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            assignment.add_partition_offset(&self.topic, p.id(), Offset::Beginning)?;
-            let (_, high) =
-                consumer.fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))?;
-            ends.insert(p.id(), high);
-        }
-        consumer.assign(&assignment)?;
+        // A topic created a moment ago may not have leaders yet: retry until it reads, or
+        // ingest would never report ready (and say nothing about why).
+        let ends = loop {
+            match self.assign_from_start(consumer) {
+                Ok(ends) => break ends,
+                Err(e) if !shutdown.is_cancelled() => {
+                    tracing::warn!(topic = %self.topic, error = %e, "dedupe state not readable yet; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(_) => return Ok(()),
+            }
+        };
         let mut caught_up = false;
-        let mut positions: HashMap<i32, i64> = HashMap::new();
+        // Start at the first offset still kept: a partition whose records all aged out
+        // (first == end) is caught up without reading anything.
+        let mut positions: HashMap<i32, i64> =
+            ends.iter().map(|(p, (low, _))| (*p, *low)).collect();
         let mut last_prune = std::time::Instant::now();
         while !shutdown.is_cancelled() {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
@@ -236,7 +241,7 @@ impl Dedupe {
             if !caught_up
                 && ends
                     .iter()
-                    .all(|(p, end)| positions.get(p).copied().unwrap_or(0) >= *end)
+                    .all(|(p, (_, end))| positions.get(p).copied().unwrap_or(0) >= *end)
             {
                 caught_up = true;
                 tracing::info!(remembered = self.len(), "dedupe state loaded from Kafka");
@@ -249,6 +254,35 @@ impl Dedupe {
             }
         }
         Ok(())
+    }
+
+    /// Assigns every partition from the beginning; returns each partition's (first, end)
+    /// offsets.
+    fn assign_from_start(
+        &self,
+        consumer: &BaseConsumer,
+    ) -> anyhow::Result<HashMap<i32, (i64, i64)>> {
+        let metadata = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(10))?;
+        let topic = metadata
+            .topics()
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no metadata for the topic"))?;
+        if let Some(error) = topic.error() {
+            anyhow::bail!("topic metadata error {error:?}");
+        }
+        if topic.partitions().is_empty() {
+            anyhow::bail!("topic has no partitions yet");
+        }
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for p in topic.partitions() {
+            assignment.add_partition_offset(&self.topic, p.id(), Offset::Beginning)?;
+            let watermarks =
+                consumer.fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))?;
+            ends.insert(p.id(), watermarks);
+        }
+        consumer.assign(&assignment)?;
+        Ok(ends)
     }
 
     /// Waits until queued markers are written (at shutdown).

@@ -71,17 +71,31 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         if app.publisher.prepare(&shutdown).await {
             // Ready only once the dedupe state is loaded, so a restart still dedupes.
             let loaded = Arc::new(tokio::sync::Notify::new());
-            follower = Some(tokio::spawn(app.publisher.dedupe.clone().load_and_follow(
+            let mut task = tokio::spawn(app.publisher.dedupe.clone().load_and_follow(
                 kafka.clone(),
                 loaded.clone(),
                 shutdown.clone(),
-            )));
+            ));
             tokio::select! {
                 _ = loaded.notified() => {
                     health.set_ready(true);
                     tracing::info!(%addr, "ingest-webhook ready");
+                    follower = Some(task);
                 }
-                _ = shutdown.cancelled() => {}
+                // The follower ended before loading: without its state ingest cannot
+                // dedupe, so stop (and let the orchestrator restart) rather than hang unready.
+                ended = &mut task => {
+                    shutdown.cancel();
+                    let error = match ended {
+                        Ok(Ok(())) => anyhow::anyhow!("dedupe follower stopped before loading"),
+                        Ok(Err(e)) => e,
+                        Err(e) => e.into(),
+                    };
+                    tracing::error!(error = %error, "dedupe state could not be loaded");
+                    serve.await??;
+                    return Err(error);
+                }
+                _ = shutdown.cancelled() => follower = Some(task),
             }
         }
         shutdown.cancelled().await;
