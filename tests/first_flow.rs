@@ -11,10 +11,14 @@ use switchboard_sandbox::{PipedriveConfig, ShopifyWebhooks, StatusCode};
 use switchboard_tests::*;
 
 fn customer(id: u64, email: &str) -> Vec<u8> {
+    customer_named(id, email, "Ada")
+}
+
+fn customer_named(id: u64, email: &str, first_name: &str) -> Vec<u8> {
     let payload = ShopifyWebhooks::customer_payload(
         id,
         email,
-        "Ada",
+        first_name,
         "Lovelace",
         time::OffsetDateTime::now_utc(),
     );
@@ -81,21 +85,25 @@ async fn the_same_webhook_delivered_three_times_gives_one_person() {
     world.start_transformer().await;
     world.start_sink().await;
 
-    // The same delivery three times (ingest dedupes it) and the same customer in two other
-    // deliveries (as Shopify sends one per subscription): three events reach the sink,
-    // which finds the person it created and updates it.
-    let body = customer(706_405_506_930_370_084, "grace@example.com");
-    for _ in 0..3 {
+    // The same delivery three times (ingest dedupes it), a second delivery with the same
+    // content (the transformer sees nothing changed), and two edits of the customer: three
+    // canonical changes reach the sink, which finds the person it created and updates it.
+    let id = 706_405_506_930_370_084;
+    let body = customer(id, "grace@example.com");
+    for delivery in ["wh-same", "wh-same", "wh-same", "wh-same-content"] {
         assert_eq!(
-            shop.send("customers/update", &body, "wh-same")
+            shop.send("customers/update", &body, delivery)
                 .await
                 .unwrap(),
             StatusCode::OK
         );
     }
-    for other in ["wh-other-1", "wh-other-2"] {
+    for (delivery, name) in [("wh-edit-1", "Grace"), ("wh-edit-2", "Gracie")] {
+        let edit = customer_named(id, "grace@example.com", name);
         assert_eq!(
-            shop.send("customers/update", &body, other).await.unwrap(),
+            shop.send("customers/update", &edit, delivery)
+                .await
+                .unwrap(),
             StatusCode::OK
         );
     }
@@ -106,7 +114,7 @@ async fn the_same_webhook_delivered_three_times_gives_one_person() {
         Duration::from_secs(60),
         Duration::from_secs(1),
     );
-    assert_eq!(canonical.len(), 3, "one event per distinct delivery");
+    assert_eq!(canonical.len(), 3, "one canonical record per change");
     assert!(
         eventually(Duration::from_secs(60), || group_caught_up(
             &kafka_bootstrap(),
@@ -117,7 +125,13 @@ async fn the_same_webhook_delivered_three_times_gives_one_person() {
         "the sink finished all three records"
     );
     assert_eq!(world.pipedrive.creates_for_email("grace@example.com"), 1);
-    assert_eq!(world.pipedrive.persons().len(), 1);
+    let persons = world.pipedrive.persons();
+    assert_eq!(persons.len(), 1);
+    assert_eq!(
+        persons[0].first_name.as_deref(),
+        Some("Gracie"),
+        "the last edit won"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -72,17 +72,23 @@ impl AvroCodec {
         schema: SchemaDef,
         value: &T,
     ) -> Result<Vec<u8>, ClassifiedError> {
-        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
-            topic.to_owned(),
-            false,
-            SuppliedSchema::new(
-                Some(schema.name.to_owned()),
-                SchemaType::Avro,
-                schema.text.to_owned(),
-            ),
-        );
         self.encoder
-            .encode_struct(value, &strategy)
+            .encode_struct(value, &strategy(topic, schema))
+            .await
+            .map_err(classify)
+    }
+
+    /// Encodes an Avro value already resolved against `schema` (see
+    /// `apache_avro::types::Value::resolve`) for `topic`, registering the schema under
+    /// `<topic>-value`. For records whose shape is only known at run time.
+    pub async fn encode_value(
+        &self,
+        topic: &str,
+        schema: SchemaDef,
+        value: apache_avro::types::Value,
+    ) -> Result<Vec<u8>, ClassifiedError> {
+        self.encoder
+            .encode_value(value, &strategy(topic, schema))
             .await
             .map_err(classify)
     }
@@ -93,6 +99,19 @@ impl AvroCodec {
         from_value::<T>(&decoded.value)
             .map_err(|e| ClassifiedError::new(ErrorClass::Data, format!("avro value: {e}")))
     }
+}
+
+/// Subject `<topic>-value` (TopicNameStrategy) with `schema` supplied for registration.
+fn strategy(topic: &str, schema: SchemaDef) -> SubjectNameStrategy {
+    SubjectNameStrategy::TopicNameStrategyWithSchema(
+        topic.to_owned(),
+        false,
+        SuppliedSchema::new(
+            Some(schema.name.to_owned()),
+            SchemaType::Avro,
+            schema.text.to_owned(),
+        ),
+    )
 }
 
 fn classify(e: SRCError) -> ClassifiedError {

@@ -13,6 +13,32 @@ pub const CONTACT_V1_SCHEMA: SchemaDef = SchemaDef {
     text: include_str!("../../../schemas/canonical/contact.v1.avsc"),
 };
 
+/// One version of one canonical entity's schema.
+#[derive(Debug, Clone, Copy)]
+pub struct CanonicalSchema {
+    /// Canonical entity, e.g. `contact`.
+    pub entity: &'static str,
+    /// Schema version.
+    pub version: u32,
+    /// The schema.
+    pub schema: SchemaDef,
+}
+
+/// Every canonical schema compiled into this build.
+pub const CANONICAL_SCHEMAS: &[CanonicalSchema] = &[CanonicalSchema {
+    entity: "contact",
+    version: 1,
+    schema: CONTACT_V1_SCHEMA,
+}];
+
+/// The schema of `entity` at `version`, or its newest version when `version` is `None`.
+pub fn canonical_schema(entity: &str, version: Option<u32>) -> Option<&'static CanonicalSchema> {
+    CANONICAL_SCHEMAS
+        .iter()
+        .filter(|s| s.entity == entity && version.is_none_or(|v| v == s.version))
+        .max_by_key(|s| s.version)
+}
+
 /// Canonical ID of a source record: UUIDv5 of `<connection>/<entity>/<native id>`, so a
 /// replay produces the same ID, never a new one.
 pub fn canonical_id(connection: &str, entity: &str, native_id: &str) -> String {

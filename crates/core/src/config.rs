@@ -40,6 +40,12 @@ pub struct Config {
     /// The poller service.
     #[serde(default)]
     pub poller: PollerConfig,
+    /// Natural keys per canonical entity, for matching records of different systems.
+    #[serde(default)]
+    pub identity: crate::policy::IdentityConfig,
+    /// Conflict rules per canonical entity and field.
+    #[serde(default)]
+    pub policies: crate::policy::PoliciesConfig,
     /// Key (32 bytes, base64) that encrypts credentials Switchboard stores in Kafka, such as
     /// rotated refresh tokens. Required by connections with rotating tokens.
     #[serde(default)]
@@ -121,6 +127,9 @@ pub struct FlowConfig {
     pub mapping: String,
     /// Canonical entity, e.g. `contact`.
     pub to: String,
+    /// Version of the canonical schema to write; the newest compiled-in version if absent.
+    #[serde(default)]
+    pub schema_version: Option<u32>,
     /// Targets the canonical records of this flow are delivered to.
     #[serde(default)]
     pub sinks: Vec<FlowSink>,
@@ -167,6 +176,9 @@ pub struct TransformerConfig {
     /// Directory holding the mapping files.
     #[serde(default = "default_mappings_dir")]
     pub mappings_dir: PathBuf,
+    /// Directory holding the schemas; source payload shapes are read from its `source/`.
+    #[serde(default = "default_schemas_dir")]
+    pub schemas_dir: PathBuf,
     /// Most records in one Kafka transaction.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
@@ -217,6 +229,9 @@ fn default_transformer_listen() -> SocketAddr {
 fn default_mappings_dir() -> PathBuf {
     PathBuf::from("mappings")
 }
+fn default_schemas_dir() -> PathBuf {
+    PathBuf::from("schemas")
+}
 fn default_batch_max() -> usize {
     500
 }
@@ -246,6 +261,7 @@ impl Default for TransformerConfig {
         Self {
             admin_listen: default_transformer_listen(),
             mappings_dir: default_mappings_dir(),
+            schemas_dir: default_schemas_dir(),
             batch_max: default_batch_max(),
             linger_ms: default_linger_ms(),
         }
@@ -349,6 +365,7 @@ impl Config {
                 self.check_endpoint(&format!("flows[{i}].sinks[{j}].target"), &sink.target)?;
             }
         }
+        self.policies.validate(self)?;
         Ok(())
     }
 

@@ -50,6 +50,8 @@ pub struct ClassifiedError {
     pub message: String,
     /// When the other side said to try again (Retry-After, rate-limit reset).
     pub retry_after: Option<Duration>,
+    /// A stable machine-readable reason within the class, e.g. `schema_drift`.
+    pub reason: Option<&'static str>,
 }
 
 impl ClassifiedError {
@@ -59,7 +61,14 @@ impl ClassifiedError {
             class,
             message: message.into(),
             retry_after: None,
+            reason: None,
         }
+    }
+
+    /// Adds a machine-readable reason (the `sb.error.reason` header of a dead letter).
+    pub fn reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// Adds the other side's retry hint.

@@ -242,18 +242,23 @@ impl ErrorHeaders<'_> {
             ("sb.original.offset", &offset),
             ("sb.first.failed.at", self.first_failed_at),
         ];
-        pairs.into_iter().fold(headers, |h, (key, value)| {
-            h.insert(Header {
-                key,
-                value: Some(value),
+        let reason = self.error.reason.map(|r| ("sb.error.reason", r));
+        pairs
+            .into_iter()
+            .chain(reason)
+            .fold(headers, |h, (key, value)| {
+                h.insert(Header {
+                    key,
+                    value: Some(value),
+                })
             })
-        })
     }
 }
 
 /// Reads a compacted state topic from the beginning to its current end and returns the
-/// newest value per key (a deleted key, value `None`, is dropped). Blocking: call it from
-/// `spawn_blocking` or at start-up.
+/// newest value per key (a deleted key, value `None`, is dropped). Only committed records
+/// count, so state written in an aborted transaction is never loaded. Blocking: call it
+/// from `spawn_blocking` or at start-up.
 pub fn read_table(
     kafka: &KafkaConfig,
     topic: &str,
@@ -265,6 +270,7 @@ pub fn read_table(
     let consumer: BaseConsumer = client_config(kafka)
         .set("group.id", format!("{topic}.reader"))
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
         .create()
         .map_err(|e| err("state reader", e))?;
     let metadata = consumer
@@ -296,21 +302,27 @@ pub fn read_table(
                 format!("reading {topic} did not reach its end in time"),
             ));
         }
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200))
+            && let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned())
+        {
             match m.payload() {
                 Some(value) => table.insert(key, value.to_vec()),
                 None => table.remove(&key),
             };
         }
-        // Transaction markers and compaction leave gaps: the end is reached once the
-        // position passes the end seen at start.
-        let position = m.offset() + 1;
-        if ends.get(&m.partition()).is_some_and(|end| position >= *end) {
-            ends.remove(&m.partition());
-        }
+        // Transaction markers and compaction leave gaps, and a partition may end in a
+        // commit marker that is never delivered: the end is reached once the consumer's
+        // position (which moves past markers) passes the end seen at start.
+        let positions = consumer.position().map_err(|e| err("position", e))?;
+        ends.retain(|partition, end| {
+            let at = positions
+                .find_partition(topic, *partition)
+                .and_then(|p| match p.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            at.is_none_or(|at| at < *end)
+        });
     }
     Ok(table)
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod kafka;
+pub mod policy;
 pub mod raw;
 pub mod secret;
 pub mod service;

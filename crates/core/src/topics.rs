@@ -36,6 +36,28 @@ impl Topics {
         format!("{}.ingest.dedupe", self.prefix)
     }
 
+    /// `<prefix>.xref`: native and natural keys → canonical ID (compacted).
+    pub fn xref(&self) -> String {
+        format!("{}.xref", self.prefix)
+    }
+
+    /// `<prefix>.transformer.state`: per canonical record, each field's value and where it
+    /// came from, for the conflict rules (compacted).
+    pub fn transformer_state(&self) -> String {
+        format!("{}.transformer.state", self.prefix)
+    }
+
+    /// `<prefix>.review`: conflicts awaiting a human decision, keyed by canonical ID
+    /// (compacted; a tombstone when decided).
+    pub fn review(&self) -> String {
+        format!("{}.review", self.prefix)
+    }
+
+    /// `<prefix>.review.decisions`: decisions on held fields, read by the transformer.
+    pub fn review_decisions(&self) -> String {
+        format!("{}.review.decisions", self.prefix)
+    }
+
     /// Consumer group of the transformer.
     pub fn transformer_group(&self) -> String {
         format!("{}.transformer", self.prefix)

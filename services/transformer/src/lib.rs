@@ -7,7 +7,14 @@
 //! A record that cannot be read or mapped (class `data`) goes to `sb.dlq.transformer` in the
 //! same transaction with Connect-style error headers, and the partition moves on.
 
+mod avro_json;
+pub mod drift;
+pub mod identity;
 pub mod mapping;
+pub mod merge;
+mod tables;
+pub mod target;
+mod transform;
 mod worker;
 
 use std::collections::HashMap;
@@ -16,21 +23,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchboard_core::Config;
+use switchboard_core::config::ConfigError;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::telemetry::{self, Health};
 use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::drift::Shapes;
 use crate::mapping::Mapping;
-
-/// Canonical entities this build can produce.
-pub const CANONICAL_ENTITIES: &[&str] = &["contact"];
+use crate::target::Target;
 
 /// One flow as the transformer runs it.
 pub(crate) struct Flow {
     pub name: String,
     pub mapping: Mapping,
+    pub target: Arc<Target>,
     pub output_topic: String,
 }
 
@@ -51,31 +59,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let topics = Topics::new(&config.kafka.topic_prefix);
     let mut flows = HashMap::new();
     for (i, flow) in config.flows.iter().enumerate() {
-        if !CANONICAL_ENTITIES.contains(&flow.to.as_str()) {
-            return Err(switchboard_core::config::ConfigError::invalid(
-                format!("flows[{i}].to"),
-                format!(
-                    "canonical entity `{}` is not known; use one of {CANONICAL_ENTITIES:?}",
-                    flow.to
-                ),
-            )
-            .into());
-        }
+        let target = Target::load(&flow.to, flow.schema_version)
+            .map_err(|e| ConfigError::invalid(format!("flows[{i}].to"), e))?;
         let (connection, entity) = flow
             .from
             .split_once('.')
             .context("flow.from was validated")?;
         let mapping = Mapping::load(&config.transformer.mappings_dir, &flow.mapping)
             .with_context(|| format!("flow `{}` refuses to start", flow.name))?;
+        mapping
+            .validate(&config.transformer.mappings_dir, &target)
+            .with_context(|| format!("flow `{}` refuses to start", flow.name))?;
         flows.insert(
             topics.raw(connection, entity),
             Flow {
                 name: flow.name.clone(),
                 mapping,
-                output_topic: topics.canonical(&flow.to),
+                output_topic: topics.canonical(&target.entity),
+                target: Arc::new(target),
             },
         );
     }
+    let shapes = Shapes::load(&config.transformer.schemas_dir)
+        .map_err(|e| ConfigError::invalid("transformer.schemas_dir", e))?;
 
     let (listener, _) = telemetry::bind(config.transformer.admin_listen)
         .await
@@ -111,6 +117,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         topics.dlq("transformer"),
         Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
     ));
+    for table in [topics.xref(), topics.transformer_state(), topics.review()] {
+        specs.push(TopicSpec::new(table, Cleanup::Compact));
+    }
+    specs.push(TopicSpec::new(
+        topics.review_decisions(),
+        Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
+    ));
     specs.dedup_by(|a, b| a.name == b.name);
 
     let task = tokio::spawn(async move {
@@ -119,7 +132,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             if !switchboard_core::service::prepare(&config.kafka, &specs, &codec, &shutdown).await {
                 return Ok(());
             }
-            let worker = worker::Worker::new(&config, topics, flows, codec)?;
+            let mut worker = worker::Worker::new(&config, topics, flows, shapes, codec)?;
             health.set_ready(true);
             tracing::info!("transformer ready");
             worker.run(&shutdown).await

@@ -13,6 +13,8 @@ use jaq_json::Val;
 use switchboard_core::ErrorClass;
 use switchboard_core::error::ClassifiedError;
 
+use crate::target::Target;
+
 type Filter = jaq_core::compile::Filter<Native<JustLut<Val>>>;
 
 /// A compiled mapping.
@@ -42,6 +44,24 @@ pub enum MappingError {
         /// File.
         path: PathBuf,
         /// The parser's or compiler's words.
+        reason: String,
+    },
+    /// The mapping has no fixtures to be checked with.
+    #[error("mapping `{name}` has no fixtures: add source payloads as JSON files under {dir}")]
+    NoFixtures {
+        /// Mapping name.
+        name: String,
+        /// Where fixtures are expected.
+        dir: PathBuf,
+    },
+    /// A fixture's output does not fit the target schema.
+    #[error("mapping `{name}` fails fixture {fixture}: {reason}")]
+    Fixture {
+        /// Mapping name.
+        name: String,
+        /// The fixture file.
+        fixture: PathBuf,
+        /// What is wrong.
         reason: String,
     },
 }
@@ -97,6 +117,49 @@ impl Mapping {
             name: name.to_owned(),
             filter,
         })
+    }
+
+    /// Where the fixtures of mapping `name` live: every version of
+    /// `<source>/<mapping>.v<N>` shares `<source>/<mapping>.fixtures/`.
+    pub fn fixtures_dir(dir: &Path, name: &str) -> PathBuf {
+        let base = match name.rsplit_once(".v") {
+            Some((base, version)) if version.chars().all(|c| c.is_ascii_digit()) => base,
+            _ => name,
+        };
+        dir.join(format!("{base}.fixtures"))
+    }
+
+    /// Applies the mapping to every fixture payload and checks each output against the
+    /// target schema: a mapping that would produce records the schema refuses never runs.
+    pub fn validate(&self, dir: &Path, target: &Target) -> Result<(), MappingError> {
+        let fixtures_dir = Self::fixtures_dir(dir, &self.name);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&fixtures_dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        if files.is_empty() {
+            return Err(MappingError::NoFixtures {
+                name: self.name.clone(),
+                dir: fixtures_dir,
+            });
+        }
+        for fixture in files {
+            let fail = |reason: String| MappingError::Fixture {
+                name: self.name.clone(),
+                fixture: fixture.clone(),
+                reason,
+            };
+            let payload = std::fs::read_to_string(&fixture).map_err(|e| fail(e.to_string()))?;
+            let output = self.apply(&payload).map_err(|e| fail(e.message))?;
+            target.check_output(&output).map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// The mapping's name, e.g. `shopify/customer-to-contact.v1`.
@@ -162,6 +225,34 @@ mod tests {
         assert_eq!(
             mapping.apply(r#"{"a":1,"b":2}"#).unwrap_err().class,
             ErrorClass::Data
+        );
+    }
+
+    #[test]
+    fn the_shipped_mapping_passes_its_fixtures() {
+        let mapping = Mapping::load(&mappings_dir(), "shopify/customer-to-contact.v1").unwrap();
+        let target = Target::load("contact", Some(1)).unwrap();
+        mapping.validate(&mappings_dir(), &target).unwrap();
+    }
+
+    #[test]
+    fn a_mapping_writing_a_field_the_schema_lacks_refuses_to_start() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("extra.v2.jq"), "{email: .email, colour: .colour}").unwrap();
+        let target = Target::load("contact", Some(1)).unwrap();
+        let mapping = Mapping::load(&dir, "extra.v2").unwrap();
+        let err = mapping.validate(&dir, &target).unwrap_err().to_string();
+        assert!(err.contains("has no fixtures"), "{err}");
+        std::fs::create_dir_all(dir.join("extra.fixtures")).unwrap();
+        std::fs::write(
+            dir.join("extra.fixtures/one.json"),
+            r#"{"email": "a@b", "colour": "red"}"#,
+        )
+        .unwrap();
+        let err = mapping.validate(&dir, &target).unwrap_err().to_string();
+        assert!(
+            err.contains("one.json") && err.contains("`colour`"),
+            "{err}"
         );
     }
 

@@ -1,17 +1,14 @@
 //! The consume–transform–produce loop, one Kafka transaction per batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde::Deserialize;
 use switchboard_core::avro::AvroCodec;
-use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
-use switchboard_core::envelope::{ChangeEvent, Operation};
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::kafka::{self, ErrorHeaders};
 use switchboard_core::topics::Topics;
@@ -19,6 +16,9 @@ use switchboard_core::{Config, ErrorClass};
 use tokio_util::sync::CancellationToken;
 
 use crate::Flow;
+use crate::drift::Shapes;
+use crate::tables::Tables;
+use crate::transform::{Output, StateTopics, Transformer};
 
 /// Bound on each transactional call; far below the transaction timeout.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,36 +26,19 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Worker {
     consumer: StreamConsumer,
     producer: FutureProducer,
-    codec: AvroCodec,
-    flows: HashMap<String, Flow>,
+    transformer: Transformer,
     dlq_topic: String,
     batch_max: usize,
     linger: Duration,
 }
 
-/// What one consumed record becomes.
-struct Output {
-    topic: String,
-    key: String,
-    value: Vec<u8>,
-    headers: OwnedHeaders,
-}
-
-/// The fields a contact mapping produces; anything else is a mapping bug (class `data`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContactFields {
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    phone: Option<String>,
-}
-
 impl Worker {
+    /// Fences earlier incarnations, loads the state tables and subscribes. Blocking.
     pub(crate) fn new(
         config: &Config,
         topics: Topics,
         flows: HashMap<String, Flow>,
+        shapes: Shapes,
         codec: AvroCodec,
     ) -> anyhow::Result<Self> {
         let group = topics.transformer_group();
@@ -63,23 +46,54 @@ impl Worker {
         let producer =
             kafka::transactional_producer(&config.kafka, &format!("{group}.{instance}"))?;
         // Fences a previous incarnation with the same transactional ID and aborts what it
-        // left open.
+        // left open, so the tables below load without its uncommitted writes.
         tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))?;
+        let state_topics = StateTopics {
+            xref: topics.xref(),
+            state: topics.transformer_state(),
+            review: topics.review(),
+            decisions: topics.review_decisions(),
+        };
+        let tables = tokio::task::block_in_place(|| {
+            Tables::load(&config.kafka, &state_topics.xref, &state_topics.state)
+        })?;
+        tracing::info!(
+            xref = tables.xref.len(),
+            records = tables.records.len(),
+            "state tables loaded"
+        );
         let consumer = kafka::transactional_consumer(&config.kafka, &group)?;
-        let subscribed: Vec<&str> = flows.keys().map(String::as_str).collect();
+        let mut subscribed: Vec<&str> = flows.keys().map(String::as_str).collect();
+        subscribed.push(&state_topics.decisions);
         consumer.subscribe(&subscribed)?;
+        let sink_connections: HashSet<String> = config
+            .flows
+            .iter()
+            .flat_map(|f| f.sinks.iter())
+            .filter_map(|s| switchboard_core::config::split_endpoint(&s.target))
+            .map(|(connection, _)| connection.to_owned())
+            .collect();
+        let transformer = Transformer::new(
+            flows,
+            shapes,
+            config.identity.clone(),
+            config.policies.clone(),
+            sink_connections,
+            tables,
+            state_topics,
+            codec,
+        );
         Ok(Self {
             consumer,
             producer,
-            codec,
-            flows,
+            transformer,
             dlq_topic: topics.dlq("transformer"),
             batch_max: config.transformer.batch_max.max(1),
             linger: Duration::from_millis(config.transformer.linger_ms),
         })
     }
 
-    pub(crate) async fn run(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    pub(crate) async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let first = tokio::select! {
@@ -121,16 +135,27 @@ impl Worker {
         }
     }
 
-    /// Transforms a batch and commits outputs and offsets atomically.
-    async fn process(&self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
+    /// Transforms a batch and commits outputs and offsets atomically; on failure the
+    /// in-memory tables are rolled back with the transaction.
+    async fn process(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
+        let result = self.transform_and_commit(batch).await;
+        match result {
+            Ok(()) => self.transformer.tables.commit(),
+            Err(_) => self.transformer.tables.rollback(),
+        }
+        result
+    }
+
+    async fn transform_and_commit(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
         let mut outputs = Vec::with_capacity(batch.len());
         for message in batch {
-            let output = match self.transform(message).await {
-                Ok(output) => output,
-                Err(e) if e.class == ErrorClass::Data => self.dead_letter(message, &e),
+            match self.transformer.transform(message).await {
+                Ok(records) => outputs.extend(records),
+                Err(e) if e.class == ErrorClass::Data => {
+                    outputs.push(self.dead_letter(message, &e))
+                }
                 Err(e) => return Err(e.into()),
-            };
-            outputs.push(output);
+            }
         }
         self.producer.begin_transaction()?;
         if let Err(e) = self.produce_and_commit(&outputs, batch) {
@@ -145,18 +170,17 @@ impl Worker {
             }
             return Err(e);
         }
-        for output in &outputs {
-            metrics::counter!("switchboard_records_transformed_total", "topic" => output.topic.clone()).increment(1);
-        }
         Ok(())
     }
 
     fn produce_and_commit(&self, outputs: &[Output], batch: &[OwnedMessage]) -> anyhow::Result<()> {
         for output in outputs {
-            let record = FutureRecord::to(&output.topic)
+            let mut record = FutureRecord::to(&output.topic)
                 .key(&output.key)
-                .payload(&output.value)
                 .headers(output.headers.clone());
+            if let Some(value) = &output.value {
+                record = record.payload(value);
+            }
             // Delivery is confirmed by commit_transaction, which fails if any send failed.
             drop(self.producer.send_result(record).map_err(|(e, _)| e)?);
         }
@@ -170,60 +194,6 @@ impl Worker {
                 .send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
             self.producer.commit_transaction(TXN_TIMEOUT)?;
             Ok(())
-        })
-    }
-
-    async fn transform(&self, message: &OwnedMessage) -> Result<Output, ClassifiedError> {
-        let flow = self.flows.get(message.topic()).ok_or_else(|| {
-            ClassifiedError::new(
-                ErrorClass::Data,
-                format!("no flow reads {}", message.topic()),
-            )
-        })?;
-        let bytes = message
-            .payload()
-            .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "record has no value"))?;
-        let event: ChangeEvent = self.codec.decode(bytes).await?;
-        let fields: ContactFields = serde_json::from_value(flow.mapping.apply(&event.payload)?)
-            .map_err(|e| {
-                ClassifiedError::new(
-                    ErrorClass::Data,
-                    format!("mapping {} output: {e}", flow.mapping.name()),
-                )
-            })?;
-        let contact = Contact {
-            id: canonical_id(&event.connection, &event.entity, &event.record_id),
-            email: fields.email,
-            first_name: fields.first_name,
-            last_name: fields.last_name,
-            phone: fields.phone,
-            deleted: event.operation == Operation::Delete,
-            source_connection: event.connection,
-            source_entity: event.entity,
-            source_id: event.record_id,
-            source_updated_at: event.source_timestamp,
-            source_event_id: event.event_id,
-            mapping: flow.mapping.name().to_owned(),
-        };
-        let value = self
-            .codec
-            .encode(&flow.output_topic, CONTACT_V1_SCHEMA, &contact)
-            .await?;
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "sb.event.id",
-                value: Some(contact.source_event_id.as_str()),
-            })
-            .insert(Header {
-                key: "sb.flow",
-                value: Some(flow.name.as_str()),
-            });
-        tracing::debug!(flow = %flow.name, record_id = %contact.source_id, event_id = %contact.source_event_id, "mapped");
-        Ok(Output {
-            topic: flow.output_topic.clone(),
-            key: contact.id,
-            value,
-            headers,
         })
     }
 
@@ -251,7 +221,7 @@ impl Worker {
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_default(),
-            value: message.payload().unwrap_or_default().to_vec(),
+            value: message.payload().map(<[u8]>::to_vec),
             headers,
         }
     }
