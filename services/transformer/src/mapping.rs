@@ -229,10 +229,40 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_mapping_passes_its_fixtures() {
-        let mapping = Mapping::load(&mappings_dir(), "shopify/customer-to-contact.v1").unwrap();
+    fn the_shipped_mappings_pass_their_fixtures() {
         let target = Target::load("contact", Some(1)).unwrap();
-        mapping.validate(&mappings_dir(), &target).unwrap();
+        for name in [
+            "shopify/customer-to-contact.v1",
+            "pipedrive/person-to-contact.v1",
+        ] {
+            let mapping = Mapping::load(&mappings_dir(), name).unwrap();
+            mapping.validate(&mappings_dir(), &target).unwrap();
+        }
+    }
+
+    #[test]
+    fn pipedrive_persons_map_from_webhooks_and_polls() {
+        let mapping = Mapping::load(&mappings_dir(), "pipedrive/person-to-contact.v1").unwrap();
+        let fixture = |f: &str| {
+            std::fs::read_to_string(
+                mappings_dir()
+                    .join("pipedrive/person-to-contact.fixtures")
+                    .join(f),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            mapping.apply(&fixture("webhook-create.json")).unwrap(),
+            serde_json::json!({"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", "phone": "+31 20 555 0100"})
+        );
+        assert_eq!(
+            mapping.apply(&fixture("polled.json")).unwrap(),
+            serde_json::json!({"email": "g@example.com", "first_name": "Grace", "last_name": null, "phone": null})
+        );
+        assert_eq!(
+            mapping.apply(&fixture("webhook-delete.json")).unwrap(),
+            serde_json::json!({"email": null, "first_name": null, "last_name": null, "phone": null})
+        );
     }
 
     #[test]
