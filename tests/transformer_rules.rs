@@ -2,6 +2,8 @@
 //! rules by source time and priority, review holds with a decision, and drifted source
 //! payloads dead-lettered while the partition moves on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use rdkafka::Message;
