@@ -10,6 +10,7 @@ pub mod error;
 pub mod kafka;
 pub mod policy;
 pub mod raw;
+pub mod replay;
 pub mod secret;
 pub mod service;
 pub mod shutdown;
