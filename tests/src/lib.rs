@@ -426,3 +426,68 @@ pub fn topic_size(bootstrap: &str, topic: &str) -> i64 {
         .map(|(_, high)| high)
         .sum()
 }
+
+/// Event `i` of a long run over `records` customers: each event changes its customer's first
+/// name, with a newer source time than the one before, so every event is a real change.
+pub fn numbered_customer_event(i: u64, records: u64) -> switchboard_core::envelope::ChangeEvent {
+    use switchboard_core::envelope::{ChangeEvent, Operation};
+    let id = 500_000 + i % records;
+    let ts = 1_700_000_000_000 + i as i64;
+    let payload = serde_json::json!({"id": id, "email": format!("c{id}@example.com"), "first_name": format!("v{i}"), "last_name": "Run"});
+    ChangeEvent {
+        event_id: ChangeEvent::derive_event_id(
+            "shop",
+            "customers",
+            &id.to_string(),
+            None,
+            Some(ts),
+        ),
+        connection: "shop".into(),
+        system: "shopify".into(),
+        entity: "customers".into(),
+        record_id: id.to_string(),
+        operation: Operation::Update,
+        source_timestamp: Some(ts),
+        received_at: ts,
+        api_version: Some("2025-01".into()),
+        delivery_id: None,
+        payload: payload.to_string(),
+    }
+}
+
+/// Publishes many raw change events fast: encoded through the registry like ingest does,
+/// sent pipelined, and all acknowledged before this returns.
+pub async fn publish_raw_events(
+    config: &Config,
+    events: impl Iterator<Item = switchboard_core::envelope::ChangeEvent>,
+) -> usize {
+    use rdkafka::producer::FutureRecord;
+    use switchboard_core::envelope::CHANGE_EVENT_SCHEMA;
+    let codec = switchboard_core::avro::AvroCodec::new(&config.registry).unwrap();
+    let producer =
+        switchboard_core::kafka::producer(&config.kafka, Duration::from_secs(60)).unwrap();
+    let topics = switchboard_core::topics::Topics::new(&config.kafka.topic_prefix);
+    let mut pending = Vec::new();
+    let mut sent = 0;
+    for event in events {
+        let topic = topics.raw(&event.connection, &event.entity);
+        let value = codec
+            .encode(&topic, CHANGE_EVENT_SCHEMA, &event)
+            .await
+            .unwrap();
+        let record = FutureRecord::to(&topic)
+            .key(&event.record_id)
+            .payload(&value);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        sent += 1;
+        if pending.len() >= 5000 {
+            for ack in pending.drain(..) {
+                ack.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    sent
+}
