@@ -12,9 +12,11 @@ run:
 test: stack-up
 	$(CARGO) test --workspace
 
-## bench: first-flow throughput, and ingest vs. bare HTTP vs. Kafka ProducerPerformance
+## bench: first-flow throughput; transformer vs. Kafka ConsumerPerformance; ingest vs. bare
+## HTTP vs. Kafka ProducerPerformance
 bench: stack-up
 	$(CARGO) bench -p switchboard-tests --bench first_flow
+	$(CARGO) bench -p switchboard-tests --bench transformer
 	scripts/bench-ingest.sh
 
 stack-up:
