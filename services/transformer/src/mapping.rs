@@ -230,14 +230,21 @@ mod tests {
 
     #[test]
     fn the_shipped_mappings_pass_their_fixtures() {
-        let target = Target::load("contact", Some(1)).unwrap();
-        for name in [
-            "shopify/customer-to-contact.v1",
-            "pipedrive/person-to-contact.v1",
+        for (name, version) in [
+            ("shopify/customer-to-contact.v1", 1),
+            ("shopify/customer-to-contact.v2", 2),
+            ("pipedrive/person-to-contact.v1", 1),
         ] {
+            let target = Target::load("contact", Some(version)).unwrap();
             let mapping = Mapping::load(&mappings_dir(), name).unwrap();
             mapping.validate(&mappings_dir(), &target).unwrap();
         }
+        let v2 = Mapping::load(&mappings_dir(), "shopify/customer-to-contact.v2").unwrap();
+        let fixture = mappings_dir().join("shopify/customer-to-contact.fixtures/update.json");
+        let out = v2
+            .apply(&std::fs::read_to_string(fixture).unwrap())
+            .unwrap();
+        assert_eq!(out["company"], "Biller & Co");
     }
 
     #[test]
