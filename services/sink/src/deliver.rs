@@ -9,19 +9,31 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use switchboard_core::avro::AvroCodec;
-use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::kafka::{self, ErrorHeaders};
 use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass};
 use tokio_util::sync::CancellationToken;
 
-use crate::target::Target;
+use crate::targets::{Record, Target};
+use crate::xref::TargetXref;
 
 /// Which canonical records go to which target connection, from the flows.
 pub(crate) struct Routes {
-    /// (source `<connection>.<entity>`, canonical topic, target connection)
-    routes: Vec<(String, String, String)>,
+    routes: Vec<Route>,
+}
+
+struct Route {
+    /// Source `<connection>.<entity>` of the flow.
+    from: String,
+    /// Canonical topic the flow writes.
+    topic: String,
+    /// Target connection.
+    connection: String,
+    /// Target entity, e.g. `persons`.
+    entity: String,
+    /// Canonical entity, e.g. `contact`.
+    canonical: String,
 }
 
 impl Routes {
@@ -31,12 +43,14 @@ impl Routes {
             .iter()
             .flat_map(|flow| {
                 flow.sinks.iter().filter_map(move |sink| {
-                    let (connection, _) = sink.target.split_once('.')?;
-                    Some((
-                        flow.from.clone(),
-                        topics.canonical(&flow.to),
-                        connection.to_owned(),
-                    ))
+                    let (connection, entity) = sink.target.split_once('.')?;
+                    Some(Route {
+                        from: flow.from.clone(),
+                        topic: topics.canonical(&flow.to),
+                        connection: connection.to_owned(),
+                        entity: entity.to_owned(),
+                        canonical: flow.to.clone(),
+                    })
                 })
             })
             .collect();
@@ -44,7 +58,7 @@ impl Routes {
     }
 
     pub(crate) fn target_connections(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.routes.iter().map(|r| r.2.clone()).collect();
+        let mut names: Vec<String> = self.routes.iter().map(|r| r.connection.clone()).collect();
         names.sort();
         names.dedup();
         names
@@ -54,22 +68,25 @@ impl Routes {
         let mut topics: Vec<String> = self
             .routes
             .iter()
-            .filter(|r| r.2 == target)
-            .map(|r| r.1.clone())
+            .filter(|r| r.connection == target)
+            .map(|r| r.topic.clone())
             .collect();
         topics.sort();
         topics.dedup();
         topics
     }
 
-    /// Whether a record from `source` on `topic` is for `target`. A record never goes back
-    /// to the connection it came from (echo suppression).
-    fn wants(&self, target: &str, topic: &str, source: &str) -> bool {
-        source.split_once('.').map(|(c, _)| c) != Some(target)
-            && self
-                .routes
-                .iter()
-                .any(|(from, t, to)| from == source && t == topic && to == target)
+    /// The target entity a record from `source` on `topic` becomes at `target`, if the
+    /// record is for `target` at all. A record never goes back to the connection it came
+    /// from (echo suppression).
+    fn entity(&self, target: &str, topic: &str, source: &str) -> Option<(&str, &str)> {
+        if source.split_once('.').map(|(c, _)| c) == Some(target) {
+            return None;
+        }
+        self.routes
+            .iter()
+            .find(|r| r.from == source && r.topic == topic && r.connection == target)
+            .map(|r| (r.entity.as_str(), r.canonical.as_str()))
     }
 }
 
@@ -82,6 +99,7 @@ pub(crate) struct Delivery {
     codec: AvroCodec,
     target: Target,
     routes: std::sync::Arc<Routes>,
+    xref: TargetXref,
     max_backoff: Duration,
 }
 
@@ -106,10 +124,15 @@ impl Delivery {
         let consumer = kafka::consumer(&config.kafka, &topics.sink_group(connection))?;
         let subscribed: Vec<&str> = input_topics.iter().map(String::as_str).collect();
         consumer.subscribe(&subscribed)?;
+        let producer = kafka::producer(&config.kafka, Duration::from_secs(30))?;
+        let xref = tokio::task::block_in_place(|| {
+            TargetXref::load(&config.kafka, &topics.xref(), connection, producer.clone())
+        })?;
         Ok(Self {
             connection: connection.to_owned(),
             consumer,
-            dlq: kafka::producer(&config.kafka, Duration::from_secs(30))?,
+            xref,
+            dlq: producer,
             dlq_topic: topics.dlq(connection),
             codec,
             target,
@@ -189,19 +212,28 @@ impl Delivery {
         let bytes = message
             .payload()
             .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "record has no value"))?;
-        let contact: Contact = self.codec.decode(bytes).await?;
-        let source = format!("{}.{}", contact.source_connection, contact.source_entity);
-        if !self
-            .routes
-            .wants(&self.connection, message.topic(), &source)
-        {
+        let record = Record::from_json(self.codec.decode(bytes).await?)?;
+        let Some((entity, canonical)) =
+            self.routes
+                .entity(&self.connection, message.topic(), &record.source())
+        else {
             return Ok(());
+        };
+        let known = self.xref.native_id(entity, &record.id);
+        let delivered = self
+            .target
+            .deliver(entity, &record, known.as_deref())
+            .await?;
+        if let Some(native) = &delivered.native_id
+            && known.as_deref() != Some(native)
+        {
+            self.xref.link(entity, canonical, &record, native).await?;
         }
-        let outcome = self.target.upsert_contact(&contact).await?;
+        let outcome = delivered.outcome;
         metrics::counter!("switchboard_sink_deliveries_total", "connection" => self.connection.clone(), "outcome" => outcome.as_str()).increment(1);
         metrics::gauge!("switchboard_sink_last_success_timestamp_seconds", "connection" => self.connection.clone())
             .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
-        tracing::info!(connection = %self.connection, record_id = %contact.source_id, canonical_id = %contact.id, event_id = %contact.source_event_id, outcome = outcome.as_str(), "delivered");
+        tracing::info!(connection = %self.connection, entity, record_id = record.str("source_id").unwrap_or_default(), canonical_id = %record.id, event_id = record.str("source_event_id").unwrap_or_default(), native_id = ?delivered.native_id, outcome = outcome.as_str(), "delivered");
         Ok(())
     }
 

@@ -13,14 +13,14 @@
 //! once with the target's (redacted) answer.
 
 mod deliver;
-mod target;
+mod targets;
+mod xref;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchboard_connectors::Connection;
 use switchboard_core::Config;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::telemetry::{self, Health};
@@ -59,13 +59,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 format!("connection `{name}` is not defined"),
             )
         })?;
-        let target = match connection {
-            Connection::Pipedrive(p) => target::Target::pipedrive(p.clone())?,
-            other => anyhow::bail!(
-                "connection `{name}` ({}) cannot be a sink target yet",
-                other.system()
-            ),
-        };
+        let target = targets::Target::new(name, connection)?;
         let input_topics = routes.input_topics(name);
         specs.extend(input_topics.iter().map(|t| {
             TopicSpec::new(
@@ -73,6 +67,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 Cleanup::CompactDelete(Duration::from_secs(30 * 24 * 3600)),
             )
         }));
+        specs.push(TopicSpec::new(topics.xref(), Cleanup::Compact));
         specs.push(TopicSpec::new(
             topics.dlq(name),
             Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),

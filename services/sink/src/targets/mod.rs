@@ -1,0 +1,136 @@
+//! Targets: where a canonical record is written, one module per system.
+//!
+//! Every target does check-before-create: given the native ID the xref already knows (the
+//! sink passes it), it updates that record; without one it searches the target by the
+//! record's natural key (or by the Switchboard ID stored on the target record) and updates
+//! what it finds; only then does it create. It returns the native ID so the sink can record
+//! the link, and a redelivery after a crash between create and that write is closed by the
+//! search. Errors are classified here, at the connector boundary.
+
+mod pipedrive;
+
+use serde_json::{Map, Value};
+use switchboard_connectors::Connection;
+use switchboard_core::ErrorClass;
+use switchboard_core::error::ClassifiedError;
+
+/// A canonical record as the sink reads it: every field of the Avro record as JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    /// Canonical ID.
+    pub id: String,
+    /// Every field, envelope included.
+    pub fields: Map<String, Value>,
+}
+
+impl Record {
+    /// A record from its decoded Avro value.
+    pub(crate) fn from_json(value: Value) -> Result<Self, ClassifiedError> {
+        let Value::Object(fields) = value else {
+            return Err(ClassifiedError::new(
+                ErrorClass::Data,
+                "canonical record is not a record",
+            ));
+        };
+        let id = fields
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "canonical record has no id"))?
+            .to_owned();
+        Ok(Self { id, fields })
+    }
+
+    /// A string field, if set and not empty.
+    pub(crate) fn str(&self, field: &str) -> Option<&str> {
+        self.fields
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Whether the source deleted the record.
+    pub(crate) fn deleted(&self) -> bool {
+        self.fields
+            .get("deleted")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// `<source connection>.<source entity>`.
+    pub(crate) fn source(&self) -> String {
+        format!(
+            "{}.{}",
+            self.str("source_connection").unwrap_or_default(),
+            self.str("source_entity").unwrap_or_default()
+        )
+    }
+
+    /// The record as a typed struct (e.g. `Contact`), or a `data` error.
+    pub(crate) fn to<T: serde::de::DeserializeOwned>(&self) -> Result<T, ClassifiedError> {
+        serde_json::from_value(Value::Object(self.fields.clone()))
+            .map_err(|e| ClassifiedError::new(ErrorClass::Data, format!("canonical record: {e}")))
+    }
+}
+
+/// What a delivery did at the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A new record was created.
+    Created,
+    /// An existing record (known by the xref or found by search) was updated.
+    Updated,
+    /// Nothing to do (e.g. a deletion, which this target does not propagate).
+    Skipped,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// The result of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    /// What happened.
+    pub outcome: Outcome,
+    /// The target's ID of the record, to link in the xref.
+    pub native_id: Option<String>,
+}
+
+/// A target connection's writer.
+pub(crate) enum Target {
+    Pipedrive(pipedrive::PipedriveTarget),
+}
+
+impl Target {
+    /// The writer for `connection`, or an error saying it cannot be a target (yet).
+    pub(crate) fn new(name: &str, connection: &Connection) -> anyhow::Result<Self> {
+        match connection {
+            Connection::Pipedrive(p) => {
+                Ok(Self::Pipedrive(pipedrive::PipedriveTarget::new(p.clone())?))
+            }
+            other => anyhow::bail!(
+                "connection `{name}` ({}) cannot be a sink target yet",
+                other.system()
+            ),
+        }
+    }
+
+    /// Writes `record` as a `entity` of this target (e.g. `persons`). `known` is the
+    /// native ID the xref links to the record, if any.
+    pub(crate) async fn deliver(
+        &self,
+        entity: &str,
+        record: &Record,
+        known: Option<&str>,
+    ) -> Result<Delivered, ClassifiedError> {
+        match self {
+            Self::Pipedrive(t) => t.deliver(entity, record, known).await,
+        }
+    }
+}
