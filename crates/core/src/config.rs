@@ -200,6 +200,45 @@ pub struct SinkConfig {
     /// Longest wait between two in-place retries of a transient failure.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// Attempts of a record in place before it moves to the next retry tier.
+    #[serde(default = "default_in_place_attempts")]
+    pub in_place_attempts: u32,
+    /// Delays of the retry tiers `sb.retry.<sink>.<n>`, in seconds; after the last one a
+    /// record goes to the DLQ.
+    #[serde(default = "default_retry_tiers_secs")]
+    pub retry_tiers_secs: Vec<u64>,
+    /// This many different records failing in a row means the target is down: the circuit
+    /// opens and consumption waits instead of moving records to the retry tiers.
+    #[serde(default = "default_circuit_after_records")]
+    pub circuit_after_records: u32,
+    /// Request rate per target connection (token bucket); unset connections use their
+    /// system's documented limit.
+    #[serde(default)]
+    pub rates: BTreeMap<String, RateConfig>,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Sustained requests per second.
+    pub per_second: f64,
+    /// Requests that may go at once after a quiet spell.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_burst() -> u32 {
+    1
+}
+fn default_in_place_attempts() -> u32 {
+    3
+}
+fn default_retry_tiers_secs() -> Vec<u64> {
+    vec![60, 600, 3600]
+}
+fn default_circuit_after_records() -> u32 {
+    3
 }
 
 fn default_topic_prefix() -> String {
@@ -274,6 +313,10 @@ impl Default for SinkConfig {
             admin_listen: default_sink_listen(),
             connections: Vec::new(),
             max_backoff_ms: default_max_backoff_ms(),
+            in_place_attempts: default_in_place_attempts(),
+            retry_tiers_secs: default_retry_tiers_secs(),
+            circuit_after_records: default_circuit_after_records(),
+            rates: BTreeMap::new(),
         }
     }
 }

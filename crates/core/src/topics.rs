@@ -58,6 +58,28 @@ impl Topics {
         format!("{}.review.decisions", self.prefix)
     }
 
+    /// `<prefix>.retry.<sink>.<tier>`: records of a sink waiting for their next attempt.
+    pub fn retry(&self, sink: &str, tier: usize) -> String {
+        format!("{}.retry.{sink}.{tier}", self.prefix)
+    }
+
+    /// `<prefix>.sink.<sink>.blocked`: keys whose records wait behind a failed one
+    /// (compacted).
+    pub fn sink_blocked(&self, sink: &str) -> String {
+        format!("{}.sink.{sink}.blocked", self.prefix)
+    }
+
+    /// `<prefix>.status`: per connection, its state, last success and last error
+    /// (compacted).
+    pub fn status(&self) -> String {
+        format!("{}.status", self.prefix)
+    }
+
+    /// `<prefix>.alerts`: alert events (firing and resolved), keyed by connection.
+    pub fn alerts(&self) -> String {
+        format!("{}.alerts", self.prefix)
+    }
+
     /// Consumer group of the transformer.
     pub fn transformer_group(&self) -> String {
         format!("{}.transformer", self.prefix)

@@ -12,7 +12,11 @@
 //! blocks its partition, which keeps per-key order); `data` and `conflict` go to the DLQ at
 //! once with the target's (redacted) answer.
 
+mod blocked;
+mod circuit;
 mod deliver;
+mod routes;
+mod status;
 mod targets;
 mod xref;
 
@@ -43,7 +47,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let connections = switchboard_connectors::connections(&config)?;
     let topics = Topics::new(&config.kafka.topic_prefix);
-    let routes = deliver::Routes::from_config(&config, &topics);
+    let routes = routes::Routes::from_config(&config, &topics);
     let served: Vec<String> = if config.sink.connections.is_empty() {
         routes.target_connections()
     } else {
@@ -68,6 +72,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             )
         }));
         specs.push(TopicSpec::new(topics.xref(), Cleanup::Compact));
+        specs.push(TopicSpec::new(topics.sink_blocked(name), Cleanup::Compact));
+        specs.push(TopicSpec::new(topics.status(), Cleanup::Compact));
+        specs.push(TopicSpec::new(
+            topics.alerts(),
+            Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
+        ));
+        for tier in 0..config.sink.retry_tiers_secs.len() {
+            specs.push(TopicSpec::new(
+                topics.retry(name, tier),
+                Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
+            ));
+        }
         specs.push(TopicSpec::new(
             topics.dlq(name),
             Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
@@ -96,7 +112,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
             let mut running = BTreeMap::new();
             for (name, target, input_topics) in loops {
-                let delivery = deliver::Delivery::new(
+                let mut delivery = deliver::Delivery::new(
                     &config,
                     &topics,
                     &name,

@@ -121,6 +121,14 @@ impl Target {
         }
     }
 
+    /// Makes the next call fetch fresh credentials (an access token that may just have
+    /// expired). Targets with static credentials have nothing to refresh.
+    pub(crate) async fn refresh_credentials(&self) {
+        match self {
+            Self::Pipedrive(_) => {}
+        }
+    }
+
     /// Writes `record` as a `entity` of this target (e.g. `persons`). `known` is the
     /// native ID the xref links to the record, if any.
     pub(crate) async fn deliver(
