@@ -67,7 +67,11 @@ async fn confluent_kafka_python_reads_what_the_transformer_wrote() {
         Duration::from_secs(90),
         Duration::from_millis(500),
     );
-    assert_eq!(records.len(), CUSTOMERS as usize, "one canonical record each");
+    assert_eq!(
+        records.len(),
+        CUSTOMERS as usize,
+        "one canonical record each"
+    );
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
     })

@@ -184,7 +184,10 @@ async fn old_and_new_readers_decode_v1_and_v2_contacts_from_one_topic() {
             assert_eq!(old, &v1(n));
             assert_eq!(new.email, v1(n).email);
             assert_eq!(new.source_updated_at, v1(n).source_updated_at);
-            assert_eq!((new.company.as_deref(), new.locale.as_deref()), (None, None));
+            assert_eq!(
+                (new.company.as_deref(), new.locale.as_deref()),
+                (None, None)
+            );
         } else {
             // Written as v2: the new reader sees it whole, the old one skips the new fields.
             assert_eq!(new, &v2(n));
@@ -222,7 +225,10 @@ async fn schemas_check_refuses_an_incompatible_change_with_the_registry_reason()
     let (code, out, err) = switchboard(&[&["schemas", "register"][..], &common].concat());
     assert_eq!(code, 0, "register failed:\n{out}\n{err}");
     let (code, out, err) = switchboard(&[&["schemas", "check"][..], &common].concat());
-    assert_eq!(code, 0, "the project's schemas are compatible:\n{out}\n{err}");
+    assert_eq!(
+        code, 0,
+        "the project's schemas are compatible:\n{out}\n{err}"
+    );
     assert!(out.contains("already registered (version 2"), "{out}");
 
     // contact v3 changes a field's type (phone: optional string -> long).
@@ -237,10 +243,17 @@ async fn schemas_check_refuses_an_incompatible_change_with_the_registry_reason()
     assert_ne!(broken, v2, "the edit applied");
     std::fs::write(dir.path().join("canonical/contact.v3.avsc"), &broken).unwrap();
     let dir_arg = dir.path().display().to_string();
-    let check = [&["schemas", "check", "--dir", dir_arg.as_str()][..], &common].concat();
+    let check = [
+        &["schemas", "check", "--dir", dir_arg.as_str()][..],
+        &common,
+    ]
+    .concat();
 
     let (code, out, err) = switchboard(&[&check[..], &["--output", "json"]].concat());
-    assert_eq!(code, 1, "an incompatible schema fails the command:\n{out}\n{err}");
+    assert_eq!(
+        code, 1,
+        "an incompatible schema fails the command:\n{out}\n{err}"
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["passed"], false);
     let row = &report["results"][0];
