@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test unit e2e bench stack-up stack-down lint fmt
+.PHONY: run test unit e2e bench stack-up stack-down schemas-check lint fmt
 
 ## run: local stack + services + sandbox traffic; prints where to look; Ctrl-C stops it
 run:
@@ -21,6 +21,10 @@ bench: stack-up
 
 stack-up:
 	scripts/stack.sh up
+
+## schemas-check: every schemas/**/*.avsc against the local registry's compatibility rule
+schemas-check: stack-up
+	$(CARGO) run -q -p switchboard-cli --bin switchboard -- schemas check --dir schemas
 
 stack-down:
 	scripts/stack.sh down

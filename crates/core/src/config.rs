@@ -373,17 +373,51 @@ impl Config {
         Ok(config)
     }
 
-    /// Cross-field checks that serde cannot express.
+    /// Reads `path` with `SB__…` overrides like [`Config::load`] but without the
+    /// cross-field checks, returning every parse problem instead of the first; the caller
+    /// runs [`Config::problems`] itself (`switchboard config check` does). The list is
+    /// never empty on `Err`.
+    pub fn load_unchecked(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        if !path.exists() {
+            return Err(vec![ConfigError::invalid(
+                "--config",
+                format!("file {} does not exist", path.display()),
+            )]);
+        }
+        Self::parse_all(Figment::new().merge(Yaml::file_exact(path)))
+    }
+
+    fn parse_all(figment: Figment) -> Result<Self, Vec<ConfigError>> {
+        figment
+            .merge(Env::prefixed("SB__").split("__"))
+            .extract()
+            .map_err(|e| {
+                e.into_iter()
+                    .map(|one| ConfigError::Load(Box::new(one)))
+                    .collect()
+            })
+    }
+
+    /// Cross-field checks that serde cannot express; the first problem, if any.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every cross-field problem, in file order.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         if !is_name(&self.kafka.topic_prefix) {
-            return Err(ConfigError::invalid(
+            problems.push(ConfigError::invalid(
                 "kafka.topic_prefix",
                 "use letters, digits, '-' or '_' only",
             ));
         }
         for name in self.connections.keys() {
             if !is_name(name) || name == "transformer" {
-                return Err(ConfigError::invalid(
+                problems.push(ConfigError::invalid(
                     format!("connections.{name}"),
                     "a connection name uses letters, digits, '-' or '_' and is not `transformer`",
                 ));
@@ -392,24 +426,41 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for (i, flow) in self.flows.iter().enumerate() {
             if !names.insert(flow.name.as_str()) {
-                return Err(ConfigError::invalid(
+                problems.push(ConfigError::invalid(
                     format!("flows[{i}].name"),
                     format!("flow name `{}` is used twice", flow.name),
                 ));
             }
-            self.check_endpoint(&format!("flows[{i}].from"), &flow.from)?;
+            problems.extend(
+                self.check_endpoint(&format!("flows[{i}].from"), &flow.from)
+                    .err(),
+            );
             if !is_name(&flow.to) {
-                return Err(ConfigError::invalid(
+                problems.push(ConfigError::invalid(
                     format!("flows[{i}].to"),
                     "name a canonical entity such as `contact`",
                 ));
             }
             for (j, sink) in flow.sinks.iter().enumerate() {
-                self.check_endpoint(&format!("flows[{i}].sinks[{j}].target"), &sink.target)?;
+                let key = format!("flows[{i}].sinks[{j}].target");
+                problems.extend(self.check_endpoint(&key, &sink.target).err());
             }
         }
-        self.policies.validate(self)?;
-        Ok(())
+        problems.extend(self.policies.validate(self).err());
+        for (name, rate) in &self.sink.rates {
+            if !self.connections.contains_key(name) {
+                problems.push(ConfigError::invalid(
+                    format!("sink.rates.{name}"),
+                    format!("connection `{name}` is not defined under `connections`"),
+                ));
+            } else if !(rate.per_second > 0.0) {
+                problems.push(ConfigError::invalid(
+                    format!("sink.rates.{name}.per_second"),
+                    "give a rate above zero",
+                ));
+            }
+        }
+        problems
     }
 
     fn check_endpoint(&self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -473,6 +524,27 @@ mod tests {
         let err = Config::from_yaml(&yaml).unwrap_err();
         assert_eq!(
             err.to_string(),
+            "config key `flows[0].from`: connection `nope` is not defined under `connections`"
+        );
+    }
+
+    #[test]
+    fn every_cross_field_problem_is_reported() {
+        let yaml = format!(
+            "{BASE}flows:\n  - {{name: f, from: nope.customers, mapping: m, to: contact}}\n  - {{name: f, from: bad, mapping: m, to: contact}}\n"
+        );
+        let config: Config = Figment::new().merge(Yaml::string(&yaml)).extract().unwrap();
+        let keys: Vec<String> = config
+            .problems()
+            .iter()
+            .map(|p| match p {
+                ConfigError::Invalid { key, .. } => key.clone(),
+                ConfigError::Load(e) => e.to_string(),
+            })
+            .collect();
+        assert_eq!(keys, ["flows[0].from", "flows[1].name", "flows[1].from"]);
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
             "config key `flows[0].from`: connection `nope` is not defined under `connections`"
         );
     }

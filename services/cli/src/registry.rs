@@ -1,0 +1,313 @@
+//! The schema registry's Confluent-compatible REST API, as far as the CLI needs it: list
+//! subjects, look a schema up in a subject, test compatibility, register.
+//!
+//! Guarantee: a refusal always carries the registry's own reason. Confluent and Redpanda
+//! give it in `messages` of `?verbose=true`; Apicurio's ccompat API answers only
+//! `{"is_compatible": false}`, so for an Apicurio URL (`…/apis/ccompat/…`) the reason comes
+//! from a dry run of the same version on its native v3 API, which registers nothing.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode, Url};
+use serde_json::{Value, json};
+
+/// Content type of the Confluent API.
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Confluent error code: the subject does not exist.
+const SUBJECT_NOT_FOUND: i64 = 40401;
+
+/// A registry request that could not be made or was answered with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The URL does not parse.
+    #[error("registry URL `{0}` is not a valid http(s) URL")]
+    BadUrl(String),
+    /// No answer (connection refused, timeout, …).
+    #[error("registry at {url} did not answer")]
+    Unreachable {
+        /// The request URL.
+        url: String,
+        /// What went wrong.
+        source: reqwest::Error,
+    },
+    /// An answer the CLI cannot use.
+    #[error("registry answered {status} to {url}: {body}")]
+    Unexpected {
+        /// The request URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Response body, as text.
+        body: String,
+    },
+}
+
+/// Where a schema stands in a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The subject does not exist.
+    NoSubject,
+    /// The subject exists but does not hold this schema.
+    NotInSubject,
+    /// The subject holds this schema.
+    Registered {
+        /// Schema ID, as in Confluent-framed bytes.
+        id: u32,
+        /// Version within the subject.
+        version: u32,
+    },
+}
+
+/// The registry's verdict on a schema for a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted (compatible, or registered).
+    Accepted,
+    /// Refused, with the registry's reasons (never empty).
+    Refused(Vec<String>),
+}
+
+/// A client of one registry.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    http: Client,
+    base: Url,
+}
+
+impl Registry {
+    /// A client of the Confluent-compatible API at `url`.
+    pub fn new(url: &str) -> Result<Self, RegistryError> {
+        let base = Url::parse(url.trim_end_matches('/'))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| RegistryError::BadUrl(url.to_owned()))?;
+        let http = Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|source| RegistryError::Unreachable {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Self { http, base })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<(StatusCode, Value), RegistryError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| RegistryError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    async fn post(&self, url: Url, body: &Value) -> Result<(StatusCode, Value), RegistryError> {
+        let request = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body.to_string());
+        self.send(request, &url).await
+    }
+
+    fn unexpected(url: &Url, status: StatusCode, body: &Value) -> RegistryError {
+        RegistryError::Unexpected {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body: body.to_string(),
+        }
+    }
+
+    /// Every subject the registry holds.
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        let url = self.url(&["subjects"]);
+        let (status, body) = self.send(self.http.get(url.clone()), &url).await?;
+        match (status.is_success(), body.as_array()) {
+            (true, Some(list)) => Ok(list
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()),
+            _ => Err(Self::unexpected(&url, status, &body)),
+        }
+    }
+
+    /// Whether `subject` holds `schema` (`POST /subjects/<subject>`).
+    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Lookup, RegistryError> {
+        let url = self.url(&["subjects", subject]);
+        let (status, body) = self.post(url.clone(), &json!({ "schema": schema })).await?;
+        if status.is_success() {
+            let field = |name: &str| body[name].as_u64().and_then(|n| u32::try_from(n).ok());
+            return match (field("id"), field("version")) {
+                (Some(id), Some(version)) => Ok(Lookup::Registered { id, version }),
+                _ => Err(Self::unexpected(&url, status, &body)),
+            };
+        }
+        match (status, body["error_code"].as_i64()) {
+            (StatusCode::NOT_FOUND, Some(SUBJECT_NOT_FOUND)) => Ok(Lookup::NoSubject),
+            (StatusCode::NOT_FOUND, _) => Ok(Lookup::NotInSubject),
+            _ => Err(Self::unexpected(&url, status, &body)),
+        }
+    }
+
+    /// Whether `schema` is compatible with the latest version of `subject`
+    /// (`POST /compatibility/subjects/<subject>/versions/latest?verbose=true`). A subject
+    /// that does not exist accepts anything.
+    pub async fn compatibility(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Verdict, RegistryError> {
+        let mut url = self.url(&["compatibility", "subjects", subject, "versions", "latest"]);
+        url.set_query(Some("verbose=true"));
+        let (status, body) = self.post(url.clone(), &json!({ "schema": schema })).await?;
+        if status == StatusCode::NOT_FOUND && body["error_code"].as_i64() == Some(SUBJECT_NOT_FOUND)
+        {
+            return Ok(Verdict::Accepted);
+        }
+        match (status.is_success(), body["is_compatible"].as_bool()) {
+            (true, Some(true)) => Ok(Verdict::Accepted),
+            (true, Some(false)) => {
+                let mut reasons: Vec<String> = body["messages"]
+                    .as_array()
+                    .map(|m| m.iter().map(reason_text).collect())
+                    .unwrap_or_default();
+                if reasons.is_empty() {
+                    reasons = self.apicurio_reasons(subject, schema).await;
+                }
+                if reasons.is_empty() {
+                    reasons.push(
+                        "the registry gave no reason; `switchboard schemas register` shows the one it gives on refusal"
+                            .to_owned(),
+                    );
+                }
+                Ok(Verdict::Refused(reasons))
+            }
+            _ => Err(Self::unexpected(&url, status, &body)),
+        }
+    }
+
+    /// Registers `schema` under `subject` (`POST /subjects/<subject>/versions`). Registering
+    /// a schema the subject already holds changes nothing.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<Verdict, RegistryError> {
+        let url = self.url(&["subjects", subject, "versions"]);
+        let (status, body) = self.post(url.clone(), &json!({ "schema": schema })).await?;
+        if status.is_success() && body["id"].is_u64() {
+            return Ok(Verdict::Accepted);
+        }
+        if status == StatusCode::CONFLICT || status == StatusCode::UNPROCESSABLE_ENTITY {
+            let reason = body["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| body.to_string());
+            return Ok(Verdict::Refused(vec![reason]));
+        }
+        Err(Self::unexpected(&url, status, &body))
+    }
+
+    /// Apicurio's reasons for refusing `schema` in `subject`, from a dry run on its native
+    /// API (`/apis/registry/v3`, group `default`, where ccompat subjects live). Empty when
+    /// the registry is not Apicurio or the dry run says nothing useful.
+    async fn apicurio_reasons(&self, subject: &str, schema: &str) -> Vec<String> {
+        let Some((root, _)) = self.base.as_str().split_once("/apis/ccompat/") else {
+            return Vec::new();
+        };
+        let Ok(mut url) = Url::parse(&format!("{root}/apis/registry/v3")) else {
+            return Vec::new();
+        };
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.extend(["groups", "default", "artifacts", subject, "versions"]);
+        }
+        url.set_query(Some("dryRun=true"));
+        let body = json!({"content": {"content": schema, "contentType": "application/json"}});
+        let request = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let Ok((status, answer)) = self.send(request, &url).await else {
+            return Vec::new();
+        };
+        if status.is_success() {
+            return Vec::new();
+        }
+        let causes: Vec<String> = answer["causes"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(
+                        |c| match (c["description"].as_str(), c["context"].as_str()) {
+                            (Some(d), Some(at)) => format!("{d} at {at}"),
+                            _ => reason_text(c),
+                        },
+                    )
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !causes.is_empty() {
+            return causes;
+        }
+        answer["detail"]
+            .as_str()
+            .or(answer["title"].as_str())
+            .map(|s| vec![s.to_owned()])
+            .unwrap_or_default()
+    }
+}
+
+fn reason_text(value: &Value) -> String {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_one_path_segment_each() {
+        let registry = Registry::new("http://127.0.0.1:8081/apis/ccompat/v7/").unwrap();
+        let url = registry.url(&["subjects", "sb.canonical.contact-value", "versions"]);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8081/apis/ccompat/v7/subjects/sb.canonical.contact-value/versions"
+        );
+        let odd = registry.url(&["subjects", "a/b c"]);
+        assert_eq!(
+            odd.as_str(),
+            "http://127.0.0.1:8081/apis/ccompat/v7/subjects/a%2Fb%20c"
+        );
+    }
+
+    #[test]
+    fn a_url_that_is_not_http_is_refused() {
+        assert!(matches!(
+            Registry::new("127.0.0.1:8081"),
+            Err(RegistryError::BadUrl(_))
+        ));
+    }
+}
