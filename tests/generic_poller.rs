@@ -53,7 +53,7 @@ async fn orders(
         .filter(|(_, updated, _)| *updated >= since)
         .cloned()
         .collect();
-    matching.sort_by(|a, b| b.0.cmp(&a.0)); // newest ID first: not by change time
+    matching.sort_by_key(|o| std::cmp::Reverse(o.0)); // newest ID first: not by change time
     let data: Vec<_> = matching
         .iter()
         .skip(page * 2)
@@ -178,8 +178,16 @@ poller: {{admin_listen: "127.0.0.1:0"}}
         "the first walk published every order and event"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(topic_size(&bootstrap, &orders_topic), 5, "caught up: no repeats");
-    assert_eq!(topic_size(&bootstrap, &events_topic), 4, "the feed's end is not re-published");
+    assert_eq!(
+        topic_size(&bootstrap, &orders_topic),
+        5,
+        "caught up: no repeats"
+    );
+    assert_eq!(
+        topic_size(&bootstrap, &events_topic),
+        4,
+        "the feed's end is not re-published"
+    );
 
     // Changes between polls: two orders change, two events are added.
     for (id, updated, status) in api.orders.lock().unwrap().iter_mut() {
@@ -203,7 +211,11 @@ poller: {{admin_listen: "127.0.0.1:0"}}
     })
     .unwrap();
     let orders = decode(&codec, &orders_topic).await;
-    assert_eq!(orders.len(), 7, "five orders and two changes, nothing twice");
+    assert_eq!(
+        orders.len(),
+        7,
+        "five orders and two changes, nothing twice"
+    );
     let versions: HashSet<(String, i64)> = orders
         .iter()
         .map(|e| (e.record_id.clone(), e.source_timestamp.unwrap()))
@@ -211,9 +223,15 @@ poller: {{admin_listen: "127.0.0.1:0"}}
     for (id, updated, _) in api.orders.lock().unwrap().iter() {
         assert!(versions.contains(&(id.to_string(), *updated)), "order {id}");
     }
-    assert!(versions.contains(&("2".to_owned(), 2_000)), "the first version too");
+    assert!(
+        versions.contains(&("2".to_owned(), 2_000)),
+        "the first version too"
+    );
     let events = decode(&codec, &events_topic).await;
-    let mut seqs: Vec<u64> = events.iter().map(|e| e.record_id.parse().unwrap()).collect();
+    let mut seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e.record_id.parse().unwrap())
+        .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6], "every event of the feed, once");
     assert!(events.iter().all(|e| e.system == "http"));

@@ -334,6 +334,9 @@ mod tests {
         let conn = "    type: http\n    poll:\n      base_url: http://127.0.0.1:1\n      entities:\n        orders: {mode: updated_since, since_param: s, updated_pointer: /u}\n";
         assert_eq!(bad_key(conn), "connections.c.poll.entities.orders.path");
         let conn = "    type: http\n    poll:\n      base_url: http://127.0.0.1:1\n      entities:\n        orders: {path: /o, mode: updated_since, since_param: s, updated_pointer: u}\n";
-        assert_eq!(bad_key(conn), "connections.c.poll.entities.orders.updated_pointer");
+        assert_eq!(
+            bad_key(conn),
+            "connections.c.poll.entities.orders.updated_pointer"
+        );
     }
 }

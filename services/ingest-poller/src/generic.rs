@@ -128,14 +128,21 @@ impl GenericPoller {
                 .records
                 .iter()
                 .map(|r| self.event(name, entity, r))
-                .filter(|e| e.as_ref().map_or(true, |e| !stored.seen.contains(&e.event_id)))
+                .filter(|e| {
+                    e.as_ref()
+                        .map_or(true, |e| !stored.seen.contains(&e.event_id))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             published += self.publish(key, &page, &events).await?;
             if let Some(changed_at) = events.iter().filter_map(|e| e.source_timestamp).max() {
                 stored.changed_at = Some(changed_at.max(stored.changed_at.unwrap_or(0)));
             }
             telemetry::lag(&self.name, key, stored.changed_at);
-            match page.next_cursor.clone().filter(|t| Some(t) != stored.token.as_ref()) {
+            match page
+                .next_cursor
+                .clone()
+                .filter(|t| Some(t) != stored.token.as_ref())
+            {
                 Some(token) => {
                     stored.token = Some(token);
                     stored.seen.clear();

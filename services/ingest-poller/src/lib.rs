@@ -181,7 +181,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 )));
             }
             for job in jobs {
-                loops.push(tokio::spawn(poll_loop(job, leases.clone(), shutdown.clone())));
+                loops.push(tokio::spawn(poll_loop(
+                    job,
+                    leases.clone(),
+                    shutdown.clone(),
+                )));
             }
             health.set_ready(true);
             tracing::info!(connections = loops.len(), "poller ready");
@@ -201,4 +205,3 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     });
     Ok(Started { task })
 }
-

@@ -75,8 +75,7 @@ impl PipedrivePoller {
                 .first_lookback_secs
                 .or(self.ledger.as_ref().map(|_| RECONCILE_LOOKBACK_SECS));
             let start = lookback.map_or(0, |secs| {
-                (now_millis() - i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
-                    .max(0)
+                (now_millis() - i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)).max(0)
             });
             let mut cursor = SinceCursor::resume(self.cursors.get(&key), start);
             let since = since_param(cursor.at);

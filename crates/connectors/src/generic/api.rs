@@ -161,10 +161,7 @@ pub fn record_id(entity: &PollEntity, record: &Value) -> Result<String, Classifi
     id_string(record.pointer(&entity.id_pointer)).ok_or_else(|| {
         ClassifiedError::new(
             ErrorClass::Data,
-            format!(
-                "record without an ID at id_pointer `{}`",
-                entity.id_pointer
-            ),
+            format!("record without an ID at id_pointer `{}`", entity.id_pointer),
         )
     })
 }
@@ -253,7 +250,10 @@ mod tests {
         let e = entity(serde_json::json!({"time_format": "unix"}));
         let r = serde_json::json!({"meta": {"updated": 1_735_689_601}});
         assert_eq!(record_changed_at(&e, &r), Some(1_735_689_601_000));
-        assert_eq!(format_since(TimeFormat::Unix, 1_735_689_601_999), "1735689601");
+        assert_eq!(
+            format_since(TimeFormat::Unix, 1_735_689_601_999),
+            "1735689601"
+        );
         assert_eq!(format_since(TimeFormat::UnixMs, 5), "5");
         assert_eq!(
             format_since(TimeFormat::Rfc3339, 1_735_689_601_500),
@@ -323,12 +323,15 @@ mod tests {
         let base = serve().await;
         let port = base.rsplit(':').next().unwrap().to_owned();
         let poll: GenericPoll = serde_json::from_value(serde_json::json!({
-            "base_url": format!("{base}/v1"), "entities": {}})).unwrap();
+            "base_url": format!("{base}/v1"), "entities": {}}))
+        .unwrap();
         let mut client = GenericClient::new(&poll).unwrap();
         let e = entity(serde_json::json!({}));
         let unauthorized = client.first_page(&e, &[]).await.unwrap_err();
         assert_eq!(unauthorized.class, ErrorClass::Auth);
-        client.auth = Some(PollAuth::Bearer(switchboard_core::Secret::from_value("t0ken")));
+        client.auth = Some(PollAuth::Bearer(switchboard_core::Secret::from_value(
+            "t0ken",
+        )));
         let extra = [
             ("since".to_owned(), "2025-01-01T00:00:00Z".to_owned()),
             ("port".to_owned(), port),

@@ -159,7 +159,11 @@ impl PollEntity {
         pointer(key, "records_pointer", Some(&self.records_pointer))?;
         pointer(key, "id_pointer", Some(&self.id_pointer))?;
         pointer(key, "updated_pointer", self.updated_pointer.as_ref())?;
-        pointer(key, "next_cursor_pointer", self.next_cursor_pointer.as_ref())?;
+        pointer(
+            key,
+            "next_cursor_pointer",
+            self.next_cursor_pointer.as_ref(),
+        )?;
         if self.id_pointer.is_empty() {
             return Err(ConfigError::invalid(
                 format!("{key}.id_pointer"),
@@ -168,7 +172,10 @@ impl PollEntity {
         }
         let required = |name: &str, value: Option<&String>, why: &str| match value {
             Some(v) if !v.is_empty() => Ok(()),
-            _ => Err(ConfigError::invalid(format!("{key}.{name}"), why.to_owned())),
+            _ => Err(ConfigError::invalid(
+                format!("{key}.{name}"),
+                why.to_owned(),
+            )),
         };
         match self.mode {
             PollMode::UpdatedSince => {
@@ -277,7 +284,10 @@ mod tests {
             "orders": {"path": "/o", "mode": "updated_since", "since_param": "since",
                        "updated_pointer": "updated_at"}}}))
         .unwrap_err();
-        assert_eq!(key_of(e), "connections.api.poll.entities.orders.updated_pointer");
+        assert_eq!(
+            key_of(e),
+            "connections.api.poll.entities.orders.updated_pointer"
+        );
         let e = parse(serde_json::json!({"base_url": "http://x", "entities": {
             "orders": {"path": "/o", "mode": "page_cursor", "cursor_param": "c",
                        "next_cursor_pointer": "/a~2b"}}}))
@@ -293,11 +303,17 @@ mod tests {
         let e = parse(serde_json::json!({"base_url": "http://x", "entities": {
             "orders": {"path": "/o", "mode": "updated_since", "updated_pointer": "/u"}}}))
         .unwrap_err();
-        assert_eq!(key_of(e), "connections.api.poll.entities.orders.since_param");
+        assert_eq!(
+            key_of(e),
+            "connections.api.poll.entities.orders.since_param"
+        );
         let e = parse(serde_json::json!({"base_url": "http://x", "entities": {
             "events": {"path": "/e", "mode": "page_cursor", "next_cursor_pointer": "/n"}}}))
         .unwrap_err();
-        assert_eq!(key_of(e), "connections.api.poll.entities.events.cursor_param");
+        assert_eq!(
+            key_of(e),
+            "connections.api.poll.entities.events.cursor_param"
+        );
         let e = parse(serde_json::json!({"base_url": "ftp://x", "entities": {}})).unwrap_err();
         assert_eq!(key_of(e), "connections.api.poll.base_url");
     }

@@ -86,7 +86,11 @@ impl PipedriveClient {
                 .map_err(|e| network_error(&what, &e))?;
             if response.status().as_u16() == 429 {
                 let wait = retry_hint(&response).unwrap_or(Duration::from_secs(2));
-                tracing::debug!(entity, wait_ms = wait.as_millis() as u64, "pipedrive rate limit; waiting");
+                tracing::debug!(
+                    entity,
+                    wait_ms = wait.as_millis() as u64,
+                    "pipedrive rate limit; waiting"
+                );
                 tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
                 continue;
             }
@@ -95,8 +99,12 @@ impl PipedriveClient {
                 .json()
                 .await
                 .map_err(|e| network_error(&what, &e))?;
-            return parse_page(&body)
-                .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, format!("{what}: no `data` array in the answer")));
+            return parse_page(&body).ok_or_else(|| {
+                ClassifiedError::new(
+                    ErrorClass::Data,
+                    format!("{what}: no `data` array in the answer"),
+                )
+            });
         }
         Err(ClassifiedError::new(
             ErrorClass::RateLimit,
@@ -199,7 +207,9 @@ mod tests {
         .unwrap();
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.next_cursor.as_deref(), Some("eyJhIjoxfQ"));
-        let last = parse_page(&serde_json::json!({"data": [], "additional_data": {"next_cursor": null}})).unwrap();
+        let last =
+            parse_page(&serde_json::json!({"data": [], "additional_data": {"next_cursor": null}}))
+                .unwrap();
         assert_eq!(last.next_cursor, None);
         assert!(parse_page(&serde_json::json!({"success": false, "error": "x"})).is_none());
     }

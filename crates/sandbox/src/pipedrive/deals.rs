@@ -25,12 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Number, Value, json};
 
-use super::common::{
-    Mode, Rejection, format_time, id_param, json_body, ok, ok_page, parse_id,
-};
-use super::listing::ListQuery;
+use super::common::{Mode, Rejection, format_time, id_param, json_body, ok, ok_page, parse_id};
 use super::deal_model::{Deal, DealInput, PIPELINE_ID, parse_deal_input};
 use super::events::{ChangeSource, Entity, Event, deal_data};
+use super::listing::ListQuery;
 use super::search::search_deals;
 use super::state::{Inner, Shared, Stored};
 

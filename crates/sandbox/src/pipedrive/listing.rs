@@ -265,7 +265,11 @@ mod tests {
         assert_eq!(desc, vec![4, 1, 3, 2]);
         assert_eq!(ids(&ROWS, &[]).0, vec![1, 2, 3, 4]);
         assert_eq!(
-            ids(&ROWS, &[("sort_by", "add_time"), ("sort_direction", "desc")]).0,
+            ids(
+                &ROWS,
+                &[("sort_by", "add_time"), ("sort_direction", "desc")]
+            )
+            .0,
             vec![4, 3, 2, 1]
         );
     }

@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 use super::common::{
     Mode, Rejection, format_time, id_param, json_body, merge_custom_fields, ok, ok_page, parse_id,
 };
-use super::listing::ListQuery;
 use super::events::{ChangeSource, Entity, Event, organization_data};
+use super::listing::ListQuery;
 use super::org_model::{Organization, OrganizationInput, parse_organization_input};
 use super::search::search_organizations;
 use super::state::{Shared, Stored};

@@ -33,8 +33,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::common::{Mode, Rejection, json_body, ok, ok_page, parse_id};
-use super::listing::ListQuery;
 use super::events::{ChangeSource, Entity, Event, person_data};
+use super::listing::ListQuery;
 use super::model::{Person, PersonInput, parse_person_input, split_name};
 use super::search::search_persons;
 use super::state::{Inner, Shared, Stored};
