@@ -107,6 +107,17 @@ impl Connection {
                 .as_ref()
                 .map(|r| r.entities.clone())
                 .unwrap_or_default(),
+            Self::Pipedrive(p) => p
+                .poll
+                .iter()
+                .chain(&p.reconcile)
+                .flat_map(|poll| poll.entities.iter().cloned())
+                .collect(),
+            Self::Generic(g) => g
+                .poll
+                .as_ref()
+                .map(|p| p.entities.keys().cloned().collect())
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
@@ -116,6 +127,10 @@ impl Connection {
     pub fn reconciles(&self, entity: &str) -> bool {
         match self {
             Self::Shopify(s) => s
+                .reconcile
+                .as_ref()
+                .is_some_and(|r| r.entities.iter().any(|e| e == entity)),
+            Self::Pipedrive(p) => p
                 .reconcile
                 .as_ref()
                 .is_some_and(|r| r.entities.iter().any(|e| e == entity)),
@@ -194,6 +209,9 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
             }
         }
     }
+    for (name, connection) in &connections {
+        validate_polls(name, connection)?;
+    }
     for (i, flow) in config.flows.iter().enumerate() {
         if let Some((conn, entity)) = flow.from.split_once('.')
             && let Some(connection) = connections.get(conn)
@@ -225,4 +243,100 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
         }
     }
     Ok(connections)
+}
+
+/// The poll settings of Pipedrive and generic connections, naming the bad key.
+fn validate_polls(name: &str, connection: &Connection) -> Result<(), ConfigError> {
+    match connection {
+        Connection::Pipedrive(p) => {
+            if p.poll.is_some() && p.reconcile.is_some() {
+                return Err(ConfigError::invalid(
+                    format!("connections.{name}.reconcile"),
+                    "`poll` already lists every change; `reconcile` is for connections fed by webhooks: keep one",
+                ));
+            }
+            for (block, poll) in [("poll", &p.poll), ("reconcile", &p.reconcile)] {
+                let Some(poll) = poll else { continue };
+                if poll.entities.is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("connections.{name}.{block}.entities"),
+                        format!("name at least one of {:?}", pipedrive::POLLED_ENTITIES),
+                    ));
+                }
+                for (i, entity) in poll.entities.iter().enumerate() {
+                    if !pipedrive::POLLED_ENTITIES.contains(&entity.as_str()) {
+                        return Err(ConfigError::invalid(
+                            format!("connections.{name}.{block}.entities[{i}]"),
+                            format!(
+                                "`{entity}` cannot be polled; use one of {:?}",
+                                pipedrive::POLLED_ENTITIES
+                            ),
+                        ));
+                    }
+                }
+            }
+            if block_reconciles_without_webhooks(p) {
+                return Err(ConfigError::invalid(
+                    format!("connections.{name}.reconcile"),
+                    "reconciliation catches what webhooks missed: set webhook_auth, or use `poll`",
+                ));
+            }
+            Ok(())
+        }
+        Connection::Generic(g) => match &g.poll {
+            Some(poll) => poll.validate(&format!("connections.{name}.poll")),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn block_reconciles_without_webhooks(p: &pipedrive::PipedriveConnection) -> bool {
+    p.reconcile.is_some() && p.webhook_auth.is_none()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn check(connection: &str) -> Result<BTreeMap<String, Connection>, ConfigError> {
+        let yaml = format!(
+            "kafka: {{bootstrap_servers: 127.0.0.1:9092}}\nregistry: {{url: http://127.0.0.1:1}}\nconnections:\n  c:\n{connection}"
+        );
+        connections(&Config::from_yaml(&yaml).unwrap())
+    }
+
+    fn bad_key(connection: &str) -> String {
+        match check(connection).unwrap_err() {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn pipedrive_poll_settings_name_the_bad_key() {
+        // Cargo sets CARGO_PKG_NAME for every test process: a secret that always resolves.
+        let base = "    type: pipedrive\n    api_token: ${env:CARGO_PKG_NAME}\n";
+        assert!(check(&format!("{base}    poll: {{entities: [persons, deals]}}\n")).is_ok());
+        assert_eq!(
+            bad_key(&format!("{base}    poll: {{entities: [persons, leads]}}\n")),
+            "connections.c.poll.entities[1]"
+        );
+        assert_eq!(
+            bad_key(&format!("{base}    reconcile: {{entities: [persons]}}\n")),
+            "connections.c.reconcile"
+        );
+    }
+
+    #[test]
+    fn generic_poll_settings_name_the_bad_key() {
+        let conn = "    type: http\n    poll:\n      base_url: http://127.0.0.1:1\n      entities:\n        orders: {mode: updated_since, since_param: s, updated_pointer: /u}\n";
+        assert_eq!(bad_key(conn), "connections.c.poll.entities.orders.path");
+        let conn = "    type: http\n    poll:\n      base_url: http://127.0.0.1:1\n      entities:\n        orders: {path: /o, mode: updated_since, since_param: s, updated_pointer: u}\n";
+        assert_eq!(
+            bad_key(conn),
+            "connections.c.poll.entities.orders.updated_pointer"
+        );
+    }
 }

@@ -17,6 +17,9 @@ pub struct Received {
     pub api_version: Option<String>,
     /// The source's delivery ID (idempotency key).
     pub delivery_id: Option<String>,
+    /// Whether the event ID derives from record ID and source timestamp instead of the
+    /// delivery ID, so a poll that lists the same version derives the same event ID.
+    pub version_identified: bool,
 }
 
 /// Why a delivery was refused. Each maps to one HTTP status and one metric reason.

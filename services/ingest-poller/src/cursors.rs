@@ -15,12 +15,20 @@ use switchboard_core::error::ClassifiedError;
 use switchboard_core::kafka::{self, Cleanup, TopicSpec};
 
 /// A stored cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Cursor {
     /// The source's own position (Exact: the highest `Timestamp` rowversion published).
     pub position: i64,
-    /// When the newest published change happened at the source (epoch ms), for the lag.
+    /// When the newest published change happened at the source (epoch ms), for the lag;
+    /// for changes-since pollers also the time the next poll starts from.
     pub changed_at: Option<i64>,
+    /// Changes-since pollers: IDs of the records already published whose change time is
+    /// exactly `changed_at`, so that boundary time is listed again but not republished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<String>,
+    /// Page-cursor pollers: the API's opaque cursor of the next page to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// All cursors of this deployment.
@@ -73,11 +81,11 @@ impl Cursors {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(key)
-            .copied()
+            .cloned()
     }
 
     /// Stores a cursor and waits for Kafka's acknowledgement.
-    pub(crate) async fn commit(&self, key: &str, cursor: Cursor) -> Result<(), ClassifiedError> {
+    pub(crate) async fn commit(&self, key: &str, cursor: &Cursor) -> Result<(), ClassifiedError> {
         let value = serde_json::to_vec(&cursor).unwrap_or_default();
         self.producer
             .send(
@@ -89,7 +97,7 @@ impl Cursors {
         self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.to_owned(), cursor);
+            .insert(key.to_owned(), cursor.clone());
         Ok(())
     }
 }

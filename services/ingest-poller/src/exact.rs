@@ -20,6 +20,7 @@ use switchboard_core::raw::{RawPublisher, now_millis};
 use tokio_util::sync::CancellationToken;
 
 use crate::cursors::{Cursor, Cursors};
+use crate::telemetry;
 
 /// Exact's documented first cursor: `Timestamp gt 1`.
 const FIRST_TIMESTAMP: i64 = 1;
@@ -85,7 +86,7 @@ impl ExactPoller {
         let start = self.cursors.get(key);
         let mut cursor = start.unwrap_or(Cursor {
             position: FIRST_TIMESTAMP,
-            changed_at: None,
+            ..Cursor::default()
         });
         let mut page = first_page(cursor.position).await?;
         let mut published = 0;
@@ -110,15 +111,12 @@ impl ExactPoller {
                 cursor = Cursor {
                     position: highest,
                     changed_at,
+                    ..Cursor::default()
                 };
-                self.cursors.commit(key, cursor).await?;
+                self.cursors.commit(key, &cursor).await?;
             }
-            metrics::counter!("switchboard_poll_events_total", "connection" => self.name.clone(), "cursor" => key.to_owned())
-                .increment(events.len() as u64);
-            if let Some(changed_at) = cursor.changed_at {
-                metrics::gauge!("switchboard_poll_lag_seconds", "connection" => self.name.clone(), "cursor" => key.to_owned())
-                    .set((now_millis() - changed_at) as f64 / 1000.0);
-            }
+            telemetry::page_done(&self.name, key, page.results.len(), events.len());
+            telemetry::lag(&self.name, key, cursor.changed_at);
             match page.next.take() {
                 Some(next) if !shutdown.is_cancelled() => {
                     page = self.client.next_page(&next).await?

@@ -1,4 +1,6 @@
-//! Poller: APIs without webhooks → `sb.raw.<connection>.<entity>`.
+//! Poller: source APIs → `sb.raw.<connection>.<entity>`: Exact Online's sync API, Pipedrive's
+//! v2 lists (a fallback poller, or reconciliation next to webhooks), Shopify reconciliation,
+//! and any REST API configured under a generic connection's `poll`.
 //!
 //! Guarantee: at-least-once, never a skipped change. A page's events are acknowledged by
 //! Kafka before its cursor is committed to `<prefix>.cursors`; a restart resumes from the
@@ -8,8 +10,13 @@
 
 mod cursors;
 mod exact;
+mod generic;
 pub mod leases;
+mod pipedrive;
 mod reconcile;
+mod schedule;
+mod since;
+mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,21 +25,26 @@ use anyhow::Context;
 use switchboard_connectors::Connection;
 use switchboard_connectors::exact::api::ExactClient;
 use switchboard_connectors::exact::oauth::ExactTokenEndpoint;
+use switchboard_connectors::generic::api::GenericClient;
+use switchboard_connectors::pipedrive::api::PipedriveClient;
 use switchboard_connectors::shopify::api::ShopifyClient;
+use switchboard_core::Config;
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::raw::RawPublisher;
-use switchboard_core::telemetry::{self, Health};
+use switchboard_core::telemetry::Health;
 use switchboard_core::tokens::{TokenManager, TokenStore};
 use switchboard_core::topics::Topics;
-use switchboard_core::{Config, ErrorClass};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cursors::Cursors;
 use crate::exact::ExactPoller;
+use crate::generic::GenericPoller;
 use crate::leases::Leases;
-use crate::reconcile::ShopifyReconciler;
+use crate::pipedrive::PipedrivePoller;
+use crate::reconcile::{Ledger, ShopifyReconciler};
+use crate::schedule::{Job, poll_loop};
 
 /// A started poller.
 pub struct Started {
@@ -57,56 +69,87 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         cursors.topic_spec(),
         Leases::topic_spec(&config.kafka.topic_prefix),
     ];
+    let raw_spec = |name: &str, entity: &str| {
+        TopicSpec::new(
+            topics.raw(name, entity),
+            Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
+        )
+    };
+    let dedupe_spec = TopicSpec::new(
+        topics.ingest_dedupe(),
+        Cleanup::CompactDelete(Duration::from_secs(config.ingest.dedupe_window_secs)),
+    );
+    let ledger = || Ledger::new(publisher.clone(), config.kafka.clone(), &topics);
     let mut polled = Vec::new();
-    let mut reconciled = Vec::new();
+    let mut jobs = Vec::new();
     for (name, connection) in &connections {
-        if let Connection::Shopify(shop) = connection
-            && let Some(reconcile) = &shop.reconcile
-        {
-            specs.push(TopicSpec::new(
-                topics.ingest_dedupe(),
-                Cleanup::CompactDelete(Duration::from_secs(config.ingest.dedupe_window_secs)),
-            ));
-            for entity in &reconcile.entities {
-                specs.push(TopicSpec::new(
-                    topics.raw(name, entity),
-                    Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
-                ));
-            }
-            reconciled.push((name.clone(), shop.clone()));
-        }
-        let Connection::Exact(exact) = connection else {
-            continue;
-        };
-        if exact.poll.is_none() {
-            continue;
-        }
-        let key = config.secrets_key.as_ref().ok_or_else(|| {
-            switchboard_core::config::ConfigError::invalid(
-                "secrets_key",
-                format!("connection `{name}` rotates refresh tokens, which are stored encrypted: set secrets_key (e.g. ${{env:SB_SECRETS_KEY}} with `openssl rand -base64 32`)"),
-            )
-        })?;
-        let store = TokenStore::new(&config.kafka, key)?;
-        specs.push(store.topic_spec());
         for entity in connection.polled_entities() {
-            specs.push(TopicSpec::new(
-                topics.raw(name, &entity),
-                Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
-            ));
+            specs.push(raw_spec(name, &entity));
         }
-        polled.push((name.clone(), exact.clone(), store));
+        match connection {
+            Connection::Shopify(shop) if shop.reconcile.is_some() => {
+                specs.push(dedupe_spec.clone());
+                jobs.push(Job::Reconcile(Box::new(ShopifyReconciler {
+                    client: ShopifyClient::new(shop)?,
+                    name: name.clone(),
+                    connection: shop.clone(),
+                    publisher: publisher.clone(),
+                    cursors: cursors.clone(),
+                    ledger: ledger(),
+                })));
+            }
+            Connection::Pipedrive(crm) => {
+                let roles = [(&crm.poll, None), (&crm.reconcile, Some(()))];
+                for (settings, reconciles) in roles {
+                    let Some(settings) = settings else { continue };
+                    if reconciles.is_some() {
+                        specs.push(dedupe_spec.clone());
+                    }
+                    jobs.push(Job::Pipedrive(Box::new(PipedrivePoller {
+                        name: name.clone(),
+                        client: PipedriveClient::new(crm.clone())?,
+                        settings: settings.clone(),
+                        publisher: publisher.clone(),
+                        cursors: cursors.clone(),
+                        ledger: reconciles.map(|()| ledger()),
+                    })));
+                }
+            }
+            Connection::Generic(generic) => {
+                if let Some(poll) = &generic.poll {
+                    jobs.push(Job::Generic(Box::new(GenericPoller {
+                        name: name.clone(),
+                        settings: poll.clone(),
+                        client: GenericClient::new(poll)?,
+                        publisher: publisher.clone(),
+                        cursors: cursors.clone(),
+                    })));
+                }
+            }
+            Connection::Exact(exact) if exact.poll.is_some() => {
+                let key = config.secrets_key.as_ref().ok_or_else(|| {
+                    switchboard_core::config::ConfigError::invalid(
+                        "secrets_key",
+                        format!("connection `{name}` rotates refresh tokens, which are stored encrypted: set secrets_key (e.g. ${{env:SB_SECRETS_KEY}} with `openssl rand -base64 32`)"),
+                    )
+                })?;
+                let store = TokenStore::new(&config.kafka, key)?;
+                specs.push(store.topic_spec());
+                polled.push((name.clone(), exact.clone(), store));
+            }
+            _ => {}
+        }
     }
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
 
-    let (listener, _) = telemetry::bind(config.poller.admin_listen)
+    let (listener, _) = switchboard_core::telemetry::bind(config.poller.admin_listen)
         .await
         .with_context(|| format!("bind poller.admin_listen {}", config.poller.admin_listen))?;
     let health = Arc::new(Health::default());
-    let admin = tokio::spawn(telemetry::serve(
+    let admin = tokio::spawn(switchboard_core::telemetry::serve(
         listener,
-        telemetry::admin_router(health.clone()),
+        switchboard_core::telemetry::admin_router(health.clone()),
         shutdown.clone(),
     ));
 
@@ -137,18 +180,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     shutdown.clone(),
                 )));
             }
-            for (name, shop) in reconciled {
-                let job = ShopifyReconciler {
-                    client: ShopifyClient::new(&shop)?,
-                    name,
-                    connection: shop,
-                    publisher: publisher.clone(),
-                    cursors: cursors.clone(),
-                    kafka: config.kafka.clone(),
-                    topics: topics.clone(),
-                };
+            for job in jobs {
                 loops.push(tokio::spawn(poll_loop(
-                    Job::Reconcile(Box::new(job)),
+                    job,
                     leases.clone(),
                     shutdown.clone(),
                 )));
@@ -170,77 +204,4 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         result
     });
     Ok(Started { task })
-}
-
-/// One connection's scheduled work.
-enum Job {
-    Exact(Box<ExactPoller>),
-    Reconcile(Box<ShopifyReconciler>),
-}
-
-impl Job {
-    fn name(&self) -> &str {
-        match self {
-            Self::Exact(p) => &p.name,
-            Self::Reconcile(r) => &r.name,
-        }
-    }
-
-    fn every(&self) -> Duration {
-        let secs = match self {
-            Self::Exact(p) => p.connection.poll.as_ref().map_or(60, |p| p.every_secs),
-            Self::Reconcile(r) => r
-                .connection
-                .reconcile
-                .as_ref()
-                .map_or(300, |r| r.every_secs),
-        };
-        Duration::from_secs(secs.max(1))
-    }
-
-    async fn cycle(
-        &self,
-        shutdown: &CancellationToken,
-    ) -> Result<usize, switchboard_core::error::ClassifiedError> {
-        match self {
-            Self::Exact(p) => p.cycle(shutdown).await,
-            Self::Reconcile(r) => r.cycle(shutdown).await,
-        }
-    }
-}
-
-/// Polls one connection on its schedule while this replica holds its lease.
-async fn poll_loop(poller: Job, leases: Arc<Leases>, shutdown: CancellationToken) {
-    let every = poller.every();
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let mut wait = every;
-        if let Some(_lease) = leases.acquire(poller.name()).await {
-            match poller.cycle(&shutdown).await {
-                Ok(published) => {
-                    backoff = Duration::from_secs(1);
-                    metrics::gauge!("switchboard_poll_last_success_timestamp_seconds", "connection" => poller.name().to_owned())
-                        .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
-                    tracing::info!(connection = %poller.name(), published, "poll cycle done");
-                }
-                Err(e) => {
-                    metrics::counter!("switchboard_poll_errors_total", "connection" => poller.name().to_owned(), "error_class" => e.class.as_str()).increment(1);
-                    if e.class == ErrorClass::Auth {
-                        tracing::error!(connection = %poller.name(), error = %e, "poll refused: credentials need attention");
-                    } else {
-                        tracing::warn!(connection = %poller.name(), error = %e, "poll cycle failed; retrying");
-                    }
-                    wait = backoff.min(every);
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
-                }
-            }
-        } else {
-            // Not ours (now): look again soon, a rebalance may hand it over.
-            wait = Duration::from_secs(1).min(every);
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
 }

@@ -1,10 +1,17 @@
-//! Shopify reconciliation: webhooks get lost (Shopify deletes a subscription after repeated
-//! failures), so a slow poll lists what changed since the last one and publishes every
-//! version no webhook brought. A version is a record and its `updated_at`; ingest marks
-//! each version it published in `<prefix>.ingest.dedupe`, and this poll skips those. Each
-//! version it does publish is a missed webhook, counted in
-//! `switchboard_reconciliation_catches_total`.
+//! Reconciliation: webhooks get lost (Shopify deletes a subscription after repeated
+//! failures, Pipedrive bans a failing one for 30 minutes and drops its events), so a slow
+//! poll lists what changed since the last one and publishes every version no webhook
+//! brought. A version is a record and its source timestamp; ingest marks each version it
+//! published in `<prefix>.ingest.dedupe` ([`version_key`]), and the [`Ledger`] lets a poll
+//! skip those. Each version a poll does publish is a missed webhook, marked too (so the
+//! next poll skips it) and counted in `switchboard_reconciliation_catches_total`.
+//!
+//! The ledger is read at the start of a cycle; a webhook that lands during the cycle may
+//! be published by both paths, under the same event ID (both derive it from the version).
+//! This module also holds the Shopify reconciler; Pipedrive's is the Pipedrive poller in its
+//! reconcile role.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +31,71 @@ use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
 use crate::cursors::{Cursor, Cursors};
+use crate::telemetry;
+
+/// The versions ingest (and earlier polls) published, for one reconciliation cycle.
+pub(crate) struct Ledger {
+    publisher: RawPublisher,
+    kafka: KafkaConfig,
+    topic: String,
+}
+
+/// The known versions, as read at the start of a cycle.
+pub(crate) struct Known(HashMap<String, Vec<u8>>);
+
+impl Known {
+    /// Whether this version of the event's record was published before.
+    pub(crate) fn contains(&self, event: &ChangeEvent) -> bool {
+        event.source_timestamp.is_some_and(|ts| {
+            self.0.contains_key(&version_key(
+                &event.connection,
+                &event.entity,
+                &event.record_id,
+                ts,
+            ))
+        })
+    }
+}
+
+impl Ledger {
+    pub(crate) fn new(publisher: RawPublisher, kafka: KafkaConfig, topics: &Topics) -> Self {
+        Self {
+            publisher,
+            kafka,
+            topic: topics.ingest_dedupe(),
+        }
+    }
+
+    /// Reads every marked version.
+    pub(crate) async fn load(&self) -> Result<Known, ClassifiedError> {
+        let (kafka, topic) = (self.kafka.clone(), self.topic.clone());
+        let table = tokio::task::spawn_blocking(move || {
+            read_table(&kafka, &topic, Duration::from_secs(60))
+        })
+        .await
+        .map_err(|e| ClassifiedError::new(ErrorClass::Transient, e.to_string()))??;
+        Ok(Known(table))
+    }
+
+    /// Records that `event` (already acknowledged on its raw topic) was a catch: marks its
+    /// version and counts it.
+    pub(crate) async fn caught(&self, event: &ChangeEvent) -> Result<(), ClassifiedError> {
+        if let Some(ts) = event.source_timestamp {
+            let version = version_key(&event.connection, &event.entity, &event.record_id, ts);
+            let marker = now_millis().to_string();
+            self.publisher
+                .producer()
+                .send(
+                    FutureRecord::to(&self.topic).key(&version).payload(&marker),
+                    Timeout::After(Duration::from_secs(30)),
+                )
+                .await
+                .map_err(|(e, _)| kafka::kafka_error("mark reconciled version", &e))?;
+        }
+        telemetry::caught(&event.connection, &event.entity, &event.record_id);
+        Ok(())
+    }
+}
 
 /// Reconciliation of one Shopify connection.
 pub(crate) struct ShopifyReconciler {
@@ -32,8 +104,7 @@ pub(crate) struct ShopifyReconciler {
     pub client: ShopifyClient,
     pub publisher: RawPublisher,
     pub cursors: Arc<Cursors>,
-    pub kafka: KafkaConfig,
-    pub topics: Topics,
+    pub ledger: Ledger,
 }
 
 impl ShopifyReconciler {
@@ -45,20 +116,15 @@ impl ShopifyReconciler {
         let Some(reconcile) = &self.connection.reconcile else {
             return Ok(0);
         };
-        let (kafka, topic) = (self.kafka.clone(), self.topics.ingest_dedupe());
-        let seen = tokio::task::spawn_blocking(move || {
-            read_table(&kafka, &topic, Duration::from_secs(60))
-        })
-        .await
-        .map_err(|e| ClassifiedError::new(ErrorClass::Transient, e.to_string()))??;
+        let known = self.ledger.load().await?;
         let mut caught = 0;
         for entity in &reconcile.entities {
             let key = format!("{}/reconcile/{entity}", self.name);
             let mut cursor = self.cursors.get(&key).unwrap_or(Cursor {
-                position: 0,
                 changed_at: Some(
                     now_millis() - i64::try_from(reconcile.first_lookback_secs * 1000).unwrap_or(0),
                 ),
+                ..Cursor::default()
             });
             // `updated_at_min` is inclusive and has second precision: start at the second of
             // the newest version seen; versions already published are skipped below.
@@ -69,16 +135,24 @@ impl ShopifyReconciler {
                 .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned());
             let mut page = self.client.list_updated_since(entity, &since).await?;
             loop {
+                let mut published = 0;
                 for item in &page.items {
-                    if self.publish_if_missed(entity, item, &seen).await? {
-                        caught += 1;
+                    if let Some(event) = self.event(entity, item)?
+                        && !known.contains(&event)
+                    {
+                        self.publisher.publish(&event).await?;
+                        self.ledger.caught(&event).await?;
+                        published += 1;
                     }
                 }
+                caught += published;
                 let newest = page.items.iter().filter_map(updated_at).max();
                 if let Some(newest) = newest.filter(|n| Some(*n) > cursor.changed_at) {
                     cursor.changed_at = Some(newest);
-                    self.cursors.commit(&key, cursor).await?;
+                    self.cursors.commit(&key, &cursor).await?;
                 }
+                telemetry::page_done(&self.name, &key, page.items.len(), published);
+                telemetry::lag(&self.name, &key, cursor.changed_at);
                 match page.next.take() {
                     Some(next) if !shutdown.is_cancelled() => {
                         page = self.client.next_page(&next).await?
@@ -90,24 +164,15 @@ impl ShopifyReconciler {
         Ok(caught)
     }
 
-    /// Publishes `item` unless its version is known; returns whether it was a catch.
-    async fn publish_if_missed(
-        &self,
-        entity: &str,
-        item: &Value,
-        seen: &std::collections::HashMap<String, Vec<u8>>,
-    ) -> Result<bool, ClassifiedError> {
+    /// The event of one listed resource, if it carries an `updated_at`.
+    fn event(&self, entity: &str, item: &Value) -> Result<Option<ChangeEvent>, ClassifiedError> {
         let id = id_string(item.get("id")).ok_or_else(|| {
             ClassifiedError::new(ErrorClass::Data, format!("{entity} without id"))
         })?;
         let Some(changed) = updated_at(item) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let version = version_key(&self.name, entity, &id, changed);
-        if seen.contains_key(&version) {
-            return Ok(false);
-        }
-        let event = ChangeEvent {
+        Ok(Some(ChangeEvent {
             event_id: ChangeEvent::derive_event_id(&self.name, entity, &id, None, Some(changed)),
             connection: self.name.clone(),
             system: "shopify".to_owned(),
@@ -119,23 +184,7 @@ impl ShopifyReconciler {
             api_version: Some(self.connection.api_version.clone()),
             delivery_id: None,
             payload: item.to_string(),
-        };
-        self.publisher.publish(&event).await?;
-        let marker = now_millis().to_string();
-        self.publisher
-            .producer()
-            .send(
-                FutureRecord::to(&self.topics.ingest_dedupe())
-                    .key(&version)
-                    .payload(&marker),
-                Timeout::After(Duration::from_secs(30)),
-            )
-            .await
-            .map_err(|(e, _)| kafka::kafka_error("mark reconciled version", &e))?;
-        metrics::counter!("switchboard_reconciliation_catches_total", "connection" => self.name.clone(), "entity" => entity.to_owned())
-            .increment(1);
-        tracing::warn!(connection = %self.name, entity, record_id = %event.record_id, "reconciliation caught a change no webhook delivered");
-        Ok(true)
+        }))
     }
 }
 

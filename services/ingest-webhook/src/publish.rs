@@ -127,7 +127,10 @@ impl Publisher {
                 connection,
                 &received.entity,
                 &received.record_id,
-                received.delivery_id.as_deref(),
+                received
+                    .delivery_id
+                    .as_deref()
+                    .filter(|_| !received.version_identified),
                 received.source_timestamp,
             ),
             connection: connection.to_owned(),

@@ -1,7 +1,10 @@
-//! Any HTTP system that pushes signed JSON webhooks (`type: http`): the signature scheme,
-//! header names and where the record's ID, entity, operation and time sit in the payload are
-//! configuration, so a new source needs no code.
+//! Any HTTP system (`type: http`): one that pushes signed JSON webhooks, one that is polled
+//! over REST, or both. The signature scheme, header names, paths, pagination and where the
+//! record's ID, entity, operation and time sit in a payload are configuration, so a new
+//! source needs no code.
 
+pub mod api;
+pub mod poll;
 pub mod webhook;
 
 use serde::Deserialize;
@@ -14,6 +17,9 @@ pub struct GenericConnection {
     /// How its webhooks are verified and read; without it the connection accepts none.
     #[serde(default)]
     pub webhook: Option<GenericWebhook>,
+    /// How its REST API is polled for changes; without it nothing is polled.
+    #[serde(default)]
+    pub poll: Option<poll::GenericPoll>,
 }
 
 /// What is signed.

@@ -82,6 +82,7 @@ pub fn receive(
         source_timestamp,
         api_version: None,
         delivery_id,
+        version_identified: false,
     })
 }
 

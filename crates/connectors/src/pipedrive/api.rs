@@ -1,30 +1,115 @@
-//! Calls to Pipedrive's persons API, with errors classified at this boundary.
+//! Calls to Pipedrive's v2 API (persons as a target; persons, organizations and deals
+//! listed by `update_time`), with errors classified at this boundary.
+//!
+//! Listings are paced at the connection's `burst_limit` per 2-second window (spread evenly,
+//! no burst), and a 429 waits for `x-ratelimit-reset` (or 2 s) and retries, never counted
+//! as a failure (§2.7).
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Client;
-use switchboard_core::error::ClassifiedError;
+use serde_json::Value;
+use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::PipedriveConnection;
 use super::model::{Envelope, Person, PersonInput, SearchData};
-use crate::http::{check, network_error};
+use crate::http::{check, network_error, retry_hint};
+
+/// The largest page the v2 lists serve.
+pub const MAX_LIMIT: u32 = 500;
 
 /// A client for one Pipedrive connection; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PipedriveClient {
     http: Client,
     connection: PipedriveConnection,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+/// One page of a v2 list.
+#[derive(Debug)]
+pub struct ListPage {
+    /// The records, verbatim.
+    pub items: Vec<Value>,
+    /// `additional_data.next_cursor`: where the next page starts, if there is one.
+    pub next_cursor: Option<String>,
 }
 
 impl PipedriveClient {
-    /// A client with the connection's timeout.
+    /// A client with the connection's timeout and listing pace.
     pub fn new(connection: PipedriveConnection) -> Result<Self, ClassifiedError> {
         let http = Client::builder()
             .timeout(Duration::from_millis(connection.timeout_ms))
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| network_error("build http client", &e))?;
-        Ok(Self { http, connection })
+        let per_window = NonZeroU32::new(connection.burst_limit.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(Duration::from_secs(2) / per_window.get())
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
+        Ok(Self {
+            http,
+            connection,
+            limiter: Arc::new(RateLimiter::direct(quota)),
+        })
+    }
+
+    /// Records of `entity` (`persons`, `organizations`, `deals`) updated at or after
+    /// `since` (RFC 3339), oldest change first; `cursor` continues a walk.
+    pub async fn list_updated_since(
+        &self,
+        entity: &str,
+        since: &str,
+        cursor: Option<&str>,
+    ) -> Result<ListPage, ClassifiedError> {
+        let limit = MAX_LIMIT.to_string();
+        let mut query = vec![
+            ("updated_since", since),
+            ("sort_by", "update_time"),
+            ("sort_direction", "asc"),
+            ("limit", limit.as_str()),
+        ];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor));
+        }
+        let what = format!("list {entity}");
+        for _ in 0..10 {
+            self.limiter.until_ready().await;
+            let response = self
+                .request(reqwest::Method::GET, &format!("/api/v2/{entity}"))
+                .query(&query)
+                .send()
+                .await
+                .map_err(|e| network_error(&what, &e))?;
+            if response.status().as_u16() == 429 {
+                let wait = retry_hint(&response).unwrap_or(Duration::from_secs(2));
+                tracing::debug!(
+                    entity,
+                    wait_ms = wait.as_millis() as u64,
+                    "pipedrive rate limit; waiting"
+                );
+                tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+                continue;
+            }
+            let body: Value = check(&what, response)
+                .await?
+                .json()
+                .await
+                .map_err(|e| network_error(&what, &e))?;
+            return parse_page(&body).ok_or_else(|| {
+                ClassifiedError::new(
+                    ErrorClass::Data,
+                    format!("{what}: no `data` array in the answer"),
+                )
+            });
+        }
+        Err(ClassifiedError::new(
+            ErrorClass::RateLimit,
+            format!("{what}: Pipedrive kept answering 429"),
+        ))
     }
 
     fn url(&self, path: &str) -> String {
@@ -93,5 +178,39 @@ impl PipedriveClient {
             .await
             .map_err(|e| network_error("update person", &e))?;
         check("update person", response).await.map(|_| ())
+    }
+}
+
+/// `{"data": [...], "additional_data": {"next_cursor": ...}}`; `data` null means empty.
+fn parse_page(body: &Value) -> Option<ListPage> {
+    let items = match body.get("data")? {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        _ => return None,
+    };
+    let next_cursor = body
+        .pointer("/additional_data/next_cursor")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    Some(ListPage { items, next_cursor })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_items_and_the_next_cursor() {
+        let page = parse_page(&serde_json::json!({"success": true, "data": [{"id": 1}],
+            "additional_data": {"next_cursor": "eyJhIjoxfQ"}}))
+        .unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.next_cursor.as_deref(), Some("eyJhIjoxfQ"));
+        let last =
+            parse_page(&serde_json::json!({"data": [], "additional_data": {"next_cursor": null}}))
+                .unwrap();
+        assert_eq!(last.next_cursor, None);
+        assert!(parse_page(&serde_json::json!({"success": false, "error": "x"})).is_none());
     }
 }

@@ -1,9 +1,14 @@
-//! Pipedrive: persons as a target (API v2).
+//! Pipedrive: persons as a target, persons/organizations/deals as a polled source (API v2).
 //!
 //! Contract facts (saas-contracts.md §2.5–2.7): `x-api-token` on every request; v2 writes are
 //! POST and PATCH with JSON bodies; search by e-mail is `GET /api/v2/persons/search` with
-//! `fields=email&exact_match=true`; bursts are limited per 2-second window and reported in
-//! `x-ratelimit-*`, with 429 when exceeded.
+//! `fields=email&exact_match=true`; lists take `updated_since` (RFC 3339), `sort_by`,
+//! `sort_direction`, `limit` ≤ 500 and `cursor` (`additional_data.next_cursor`); bursts are
+//! limited per 2-second window and reported in `x-ratelimit-*`, with 429 when exceeded.
+//!
+//! Deletions cannot be polled: the reference names no list filter that returns deleted
+//! persons or organizations (DELETE is a soft delete, purged after 30 days, and lists show
+//! live records), so a polled connection learns of deletes only from `delete` webhooks.
 
 pub mod api;
 pub mod model;
@@ -28,7 +33,35 @@ pub struct PipedriveConnection {
     /// without them the connection accepts no webhooks.
     #[serde(default)]
     pub webhook_auth: Option<WebhookAuth>,
+    /// Requests per 2-second burst window the pollers allow themselves (the API token's
+    /// limit is 20 on Lite, 40 on Growth, §2.7); shared by every listing of this connection.
+    #[serde(default = "default_burst_limit")]
+    pub burst_limit: u32,
+    /// A fallback poller for a company without webhooks: changes since the last poll.
+    #[serde(default)]
+    pub poll: Option<PipedrivePoll>,
+    /// A slow poll next to webhooks that publishes only the versions no webhook brought.
+    #[serde(default)]
+    pub reconcile: Option<PipedrivePoll>,
 }
+
+/// What a Pipedrive poll (fallback or reconciliation) lists, and how often.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipedrivePoll {
+    /// Entities to list: `persons`, `organizations`, `deals` (see [`POLLED_ENTITIES`]).
+    pub entities: Vec<String>,
+    /// Seconds between two polls (default: 60 for `poll`, 300 for `reconcile`).
+    #[serde(default)]
+    pub every_secs: Option<u64>,
+    /// How far back the first poll looks, in seconds (default: everything for `poll`, a
+    /// day for `reconcile`).
+    #[serde(default)]
+    pub first_lookback_secs: Option<u64>,
+}
+
+/// Entities whose v2 list endpoints can be polled by `update_time`.
+pub const POLLED_ENTITIES: &[&str] = &["persons", "organizations", "deals"];
 
 /// The Basic credentials of webhook subscriptions.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +78,10 @@ pub struct WebhookAuth {
 
 fn default_base_url() -> String {
     "https://api.pipedrive.com".to_owned()
+}
+
+fn default_burst_limit() -> u32 {
+    20
 }
 
 fn default_timeout_ms() -> u64 {

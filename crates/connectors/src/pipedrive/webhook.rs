@@ -3,6 +3,11 @@
 //! Pipedrive signs nothing: a subscription carries HTTP Basic credentials, sent on every
 //! delivery, which ingest compares in constant time (current and previous password during a
 //! rotation). `meta.id` is the event's UUID and serves as the delivery ID for dedupe.
+//!
+//! The source timestamp of a create or change is the record's `update_time` (whole
+//! seconds), not `meta.timestamp` (milliseconds), and the event ID derives from that version
+//! ([`super::model::version`]): a poll listing the same version publishes the same event ID
+//! and the same dedupe key, so reconciliation recognises what a webhook delivered.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +15,7 @@ use http::HeaderMap;
 use serde_json::Value;
 use switchboard_core::envelope::Operation;
 
-use super::WebhookAuth;
+use super::{WebhookAuth, model};
 use crate::webhook::{
     Received, WebhookError, ct_eq, header, id_string, json_object, rfc3339_millis,
 };
@@ -80,8 +85,15 @@ pub fn receive(
     };
     let record_id = id_string(meta.get("entity_id"))
         .ok_or_else(|| WebhookError::Malformed("meta.entity_id missing".into()))?;
+    // A create or change is identified by the record's version (`data.update_time`), the
+    // same as a poll of the list endpoints sees it, so both dedupe against each other. A
+    // delete (which no poll sees) keeps the event's time and its delivery ID.
+    let version = payload
+        .get("data")
+        .and_then(model::version)
+        .filter(|v| operation != Operation::Delete && v.record_id == record_id);
     // ISO string in most examples, an epoch integer in the `user` examples (§5): take both.
-    let source_timestamp = match meta.get("timestamp") {
+    let event_time = match meta.get("timestamp") {
         Some(Value::String(s)) => rfc3339_millis(s),
         Some(Value::Number(n)) => n.as_i64().map(|secs| {
             if secs > 10_000_000_000 {
@@ -96,7 +108,8 @@ pub fn receive(
         entity: entity.to_owned(),
         record_id,
         operation,
-        source_timestamp,
+        source_timestamp: version.as_ref().map(|v| v.changed_at).or(event_time),
+        version_identified: version.is_some(),
         api_version: meta
             .get("version")
             .and_then(Value::as_str)
@@ -126,7 +139,8 @@ mod tests {
     }
 
     // The official v2 example of a person change (saas-contracts.md §2.1), trimmed.
-    const CHANGE: &str = r#"{"data":{"id":8,"name":"Sample Person"},"previous":{"name":"Sample"},
+    const CHANGE: &str = r#"{"data":{"id":8,"name":"Sample Person","add_time":"2022-11-24T13:18:55Z",
+        "update_time":"2022-11-24T15:18:35Z"},"previous":{"name":"Sample"},
         "meta":{"action":"change","entity":"person","entity_id":"8","id":"7c812ffd-8f50-45ea-a597-b8fcba2da9c0",
         "timestamp":"2022-11-24T15:18:35.616Z","version":"2.0","attempt":1}}"#;
 
@@ -140,7 +154,9 @@ mod tests {
             r.delivery_id.as_deref(),
             Some("7c812ffd-8f50-45ea-a597-b8fcba2da9c0")
         );
-        assert_eq!(r.source_timestamp, Some(1_669_303_115_616));
+        // The record's update_time, not meta.timestamp: a poll sees the same version.
+        assert_eq!(r.source_timestamp, Some(1_669_303_115_000));
+        assert!(r.version_identified);
         assert_eq!(r.api_version.as_deref(), Some("2.0"));
     }
 
@@ -159,6 +175,17 @@ mod tests {
             Err(WebhookError::Unauthorized)
         );
         assert!(receive(&auth(), &basic("switchboard", "pw-0"), CHANGE.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_delete_keeps_the_event_time_and_its_delivery_id() {
+        let delete = r#"{"data":null,"previous":{"id":8,"update_time":"2022-11-24T15:18:35Z"},
+            "meta":{"action":"delete","entity":"person","entity_id":"8","id":"e1",
+            "timestamp":"2022-11-25T10:00:00.250Z","version":"2.0"}}"#;
+        let r = receive(&auth(), &basic("switchboard", "pw-1"), delete.as_bytes()).unwrap();
+        assert_eq!(r.operation, Operation::Delete);
+        assert_eq!(r.source_timestamp, Some(1_669_370_400_250));
+        assert!(!r.version_identified);
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn receive(
         }),
         api_version: header(headers, "x-shopify-api-version").map(str::to_owned),
         delivery_id: header(headers, "x-shopify-webhook-id").map(str::to_owned),
+        version_identified: false,
     })
 }
 

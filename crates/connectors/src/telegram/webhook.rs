@@ -66,6 +66,7 @@ pub fn receive(
         source_timestamp,
         api_version: None,
         delivery_id: Some(update_id),
+        version_identified: false,
     })
 }
 

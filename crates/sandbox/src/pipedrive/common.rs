@@ -177,17 +177,6 @@ pub(crate) fn parse_limit(params: &HashMap<String, String>) -> Result<usize, Rej
     }
 }
 
-/// `limit` and the ID after which a list page starts.
-pub(crate) fn parse_page(params: &HashMap<String, String>) -> Result<(usize, u64), Rejection> {
-    let limit = parse_limit(params)?;
-    let after = params
-        .get("cursor")
-        .map(|c| decode_cursor(c))
-        .transpose()?
-        .unwrap_or(0);
-    Ok((limit, after))
-}
-
 /// An optional positive-integer query filter such as `owner_id`.
 pub(crate) fn id_param(
     params: &HashMap<String, String>,

@@ -25,12 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Number, Value, json};
 
-use super::common::{
-    Mode, Rejection, encode_cursor, format_time, id_param, json_body, ok, ok_page, parse_id,
-    parse_page,
-};
+use super::common::{Mode, Rejection, format_time, id_param, json_body, ok, ok_page, parse_id};
 use super::deal_model::{Deal, DealInput, PIPELINE_ID, parse_deal_input};
 use super::events::{ChangeSource, Entity, Event, deal_data};
+use super::listing::ListQuery;
 use super::search::search_deals;
 use super::state::{Inner, Shared, Stored};
 
@@ -278,22 +276,13 @@ async fn list(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let query = parse_page(&params).and_then(|page| Ok((page, Filters::parse(&params)?)));
-    let ((limit, after), filters) = match query {
+    let query = ListQuery::parse(&params).and_then(|q| Ok((q, Filters::parse(&params)?)));
+    let (query, filters) = match query {
         Ok(query) => query,
         Err(rejection) => return rejection.into_response(),
     };
-    let (items, more) = {
-        let inner = shared.lock();
-        let mut live = inner
-            .live_deals()
-            .filter(|d| d.id > after && filters.matches(d));
-        let items: Vec<Deal> = live.by_ref().take(limit).cloned().collect();
-        (items, live.next().is_some())
-    };
-    let next_cursor = items
-        .last()
-        .filter(|_| more)
-        .map(|last| encode_cursor(last.id));
-    ok_page(items.iter().map(deal_json).collect(), next_cursor)
+    let inner = shared.lock();
+    let live = inner.live_deals().filter(|d| filters.matches(d));
+    let (items, next_cursor) = query.page(live, deal_json);
+    ok_page(items, next_cursor)
 }

@@ -9,7 +9,8 @@
 //! where the reference has gaps:
 //! - `persons`, `organizations`, `deals`: CRUD routes and the store operations behind them;
 //!   `model`, `org_model`, `deal_model`: objects and body validation; `search`: the three
-//!   search routes; `common`: envelopes, parsing, time formats;
+//!   search routes; `common`: envelopes, parsing, time formats; `listing`: list filters,
+//!   sorting and cursors;
 //! - `gate`: auth and rate limits in front of the API; `rate_limit`: windows, budget and
 //!   token costs; `oauth`: authorization codes, the token endpoint, bearer tokens;
 //! - `events`: change events and their webhook shapes; `webhooks`: `/v1/webhooks` and the
@@ -42,6 +43,7 @@ mod events;
 mod faults;
 mod gate;
 mod handle;
+mod listing;
 mod model;
 mod oauth;
 mod org_model;

@@ -24,10 +24,10 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::common::{
-    Mode, Rejection, encode_cursor, format_time, id_param, json_body, merge_custom_fields, ok,
-    ok_page, parse_id, parse_page,
+    Mode, Rejection, format_time, id_param, json_body, merge_custom_fields, ok, ok_page, parse_id,
 };
 use super::events::{ChangeSource, Entity, Event, organization_data};
+use super::listing::ListQuery;
 use super::org_model::{Organization, OrganizationInput, parse_organization_input};
 use super::search::search_organizations;
 use super::state::{Shared, Stored};
@@ -217,22 +217,15 @@ async fn list(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let query = parse_page(&params).and_then(|page| Ok((page, id_param(&params, "owner_id")?)));
-    let ((limit, after), owner) = match query {
+    let query = ListQuery::parse(&params).and_then(|q| Ok((q, id_param(&params, "owner_id")?)));
+    let (query, owner) = match query {
         Ok(query) => query,
         Err(rejection) => return rejection.into_response(),
     };
-    let (items, more) = {
-        let inner = shared.lock();
-        let mut live = inner
-            .live_organizations()
-            .filter(|o| o.id > after && owner.is_none_or(|id| o.owner_id == id));
-        let items: Vec<Organization> = live.by_ref().take(limit).cloned().collect();
-        (items, live.next().is_some())
-    };
-    let next_cursor = items
-        .last()
-        .filter(|_| more)
-        .map(|last| encode_cursor(last.id));
-    ok_page(items.iter().map(org_json).collect(), next_cursor)
+    let inner = shared.lock();
+    let live = inner
+        .live_organizations()
+        .filter(|o| owner.is_none_or(|id| o.owner_id == id));
+    let (items, next_cursor) = query.page(live, org_json);
+    ok_page(items, next_cursor)
 }

@@ -8,8 +8,8 @@
 //!   sub-resources such as followers and product variations).
 //! - `GET`/`PATCH /api/v2/persons/{id}` answer 200 with the person; `DELETE` marks it deleted
 //!   (purged by the real API after 30 days) and answers `{"success":true,"data":{"id":..}}`.
-//! - `GET /api/v2/persons` lists with cursor pagination (`limit` ≤ 500, default 100;
-//!   `additional_data.next_cursor`, null at the end).
+//! - `GET /api/v2/persons` lists with time filters, sorting and cursor pagination (see
+//!   `listing.rs`).
 //! - Every create, change and delete fires a webhook v2 event (§2.1), `change_source`
 //!   `api` for API calls.
 //!
@@ -32,8 +32,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::common::{Mode, Rejection, json_body, ok, ok_page, parse_id, parse_page};
+use super::common::{Mode, Rejection, json_body, ok, ok_page, parse_id};
 use super::events::{ChangeSource, Entity, Event, person_data};
+use super::listing::ListQuery;
 use super::model::{Person, PersonInput, parse_person_input, split_name};
 use super::search::search_persons;
 use super::state::{Inner, Shared, Stored};
@@ -262,19 +263,10 @@ async fn list(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let (limit, after) = match parse_page(&params) {
-        Ok(page) => page,
+    let query = match ListQuery::parse(&params) {
+        Ok(query) => query,
         Err(rejection) => return rejection.into_response(),
     };
-    let (items, more) = {
-        let inner = shared.lock();
-        let mut live = inner.live_persons().filter(|p| p.id > after);
-        let items: Vec<Person> = live.by_ref().take(limit).cloned().collect();
-        (items, live.next().is_some())
-    };
-    let next_cursor = items
-        .last()
-        .filter(|_| more)
-        .map(|last| super::common::encode_cursor(last.id));
-    ok_page(items.iter().map(person_json).collect(), next_cursor)
+    let (items, next_cursor) = query.page(shared.lock().live_persons(), person_json);
+    ok_page(items, next_cursor)
 }

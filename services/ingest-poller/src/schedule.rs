@@ -1,0 +1,97 @@
+//! The schedule: each connection's poll job runs every `every` while this replica holds
+//! the connection's lease ([`crate::leases`]), with backoff after errors (auth errors are
+//! logged as needing attention). Reports `switchboard_poll_last_success_timestamp_seconds`
+//! and `switchboard_poll_errors_total` per connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_core::ErrorClass;
+use tokio_util::sync::CancellationToken;
+
+use crate::exact::ExactPoller;
+use crate::generic::GenericPoller;
+use crate::leases::Leases;
+use crate::pipedrive::PipedrivePoller;
+use crate::reconcile::ShopifyReconciler;
+
+/// One connection's scheduled work.
+pub(crate) enum Job {
+    Exact(Box<ExactPoller>),
+    Reconcile(Box<ShopifyReconciler>),
+    Pipedrive(Box<PipedrivePoller>),
+    Generic(Box<GenericPoller>),
+}
+
+impl Job {
+    fn name(&self) -> &str {
+        match self {
+            Self::Exact(p) => &p.name,
+            Self::Reconcile(r) => &r.name,
+            Self::Pipedrive(p) => &p.name,
+            Self::Generic(g) => &g.name,
+        }
+    }
+
+    fn every(&self) -> Duration {
+        let secs = match self {
+            Self::Exact(p) => p.connection.poll.as_ref().map_or(60, |p| p.every_secs),
+            Self::Reconcile(r) => r
+                .connection
+                .reconcile
+                .as_ref()
+                .map_or(300, |r| r.every_secs),
+            Self::Pipedrive(p) => p.every_secs(),
+            Self::Generic(g) => g.settings.every_secs,
+        };
+        Duration::from_secs(secs.max(1))
+    }
+
+    async fn cycle(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<usize, switchboard_core::error::ClassifiedError> {
+        match self {
+            Self::Exact(p) => p.cycle(shutdown).await,
+            Self::Reconcile(r) => r.cycle(shutdown).await,
+            Self::Pipedrive(p) => p.cycle(shutdown).await,
+            Self::Generic(g) => g.cycle(shutdown).await,
+        }
+    }
+}
+
+/// Polls one connection on its schedule while this replica holds its lease.
+pub(crate) async fn poll_loop(poller: Job, leases: Arc<Leases>, shutdown: CancellationToken) {
+    let every = poller.every();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut wait = every;
+        if let Some(_lease) = leases.acquire(poller.name()).await {
+            match poller.cycle(&shutdown).await {
+                Ok(published) => {
+                    backoff = Duration::from_secs(1);
+                    metrics::gauge!("switchboard_poll_last_success_timestamp_seconds", "connection" => poller.name().to_owned())
+                        .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
+                    tracing::info!(connection = %poller.name(), published, "poll cycle done");
+                }
+                Err(e) => {
+                    metrics::counter!("switchboard_poll_errors_total", "connection" => poller.name().to_owned(), "error_class" => e.class.as_str()).increment(1);
+                    if e.class == ErrorClass::Auth {
+                        tracing::error!(connection = %poller.name(), error = %e, "poll refused: credentials need attention");
+                    } else {
+                        tracing::warn!(connection = %poller.name(), error = %e, "poll cycle failed; retrying");
+                    }
+                    wait = backoff.min(every);
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                }
+            }
+        } else {
+            // Not ours (now): look again soon, a rebalance may hand it over.
+            wait = Duration::from_secs(1).min(every);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
