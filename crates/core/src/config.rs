@@ -82,8 +82,11 @@ pub struct KafkaConfig {
     /// Replication factor of topics the services create.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
-    /// Extra librdkafka properties for every client (e.g. `security.protocol`). Values that
-    /// hold credentials belong in environment overrides, not in the file.
+    /// SASL and TLS, applied to every client (see [`crate::security`]).
+    #[serde(default)]
+    pub security: crate::security::KafkaSecurity,
+    /// Extra librdkafka properties for every client (e.g. `client.rack`). Security settings
+    /// and credentials are refused here: they belong under `security`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -94,6 +97,19 @@ pub struct KafkaConfig {
 pub struct RegistryConfig {
     /// Base URL, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`.
     pub url: String,
+    /// HTTP basic authentication (Confluent Cloud API keys, Apicurio behind a proxy).
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// `registry.basic_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name (for Confluent Cloud: the registry API key).
+    pub username: String,
+    /// Password by reference: `${env:NAME}` or `${file:/path}`.
+    pub password: crate::Secret,
 }
 
 /// One connection as written in the file: its `type` and the type's own settings, which the
@@ -316,6 +332,7 @@ impl Config {
 
     /// Cross-field checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.security.validate(self.kafka.properties.keys())?;
         if !is_name(&self.kafka.topic_prefix) {
             return Err(ConfigError::invalid(
                 "kafka.topic_prefix",

@@ -20,10 +20,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::KafkaConfig;
 use crate::error::{ClassifiedError, ErrorClass};
 
-/// Base client settings: brokers plus the operator's extra properties.
+/// Base client settings of every producer, consumer and admin client: brokers, security
+/// (`kafka.security`: SASL and TLS), plus the operator's extra properties.
 pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    kafka.security.apply(&mut config);
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -180,13 +182,27 @@ pub async fn ensure_topics(
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(&topics, &options)
-        .await
-        .map_err(|e| kafka_error("create topics", &e))?;
+    let results = admin.create_topics(&topics, &options).await.map_err(|e| {
+        // Nothing works without valid credentials: say so as `auth`, not as a blip.
+        let error = kafka_error("create topics", &e);
+        match is_auth_error(&e) {
+            true => ClassifiedError::new(ErrorClass::Auth, error.message),
+            false => error,
+        }
+    })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code @ RDKafkaErrorCode::TopicAuthorizationFailed))
+            | Err((topic, code @ RDKafkaErrorCode::ClusterAuthorizationFailed)) => {
+                return Err(ClassifiedError::new(
+                    ErrorClass::Auth,
+                    format!(
+                        "create topic {topic}: {code}: grant this principal CREATE on the \
+                         topic (README, \"topics and ACLs\"), or create it beforehand"
+                    ),
+                ));
+            }
             Err((topic, code)) => {
                 return Err(ClassifiedError::new(
                     ErrorClass::Transient,
@@ -202,9 +218,24 @@ fn ms(d: Duration) -> String {
     d.as_millis().to_string()
 }
 
-/// A Kafka error as a transient, classified error.
+/// A Kafka error as a transient, classified error. When the brokers refused the
+/// credentials, the message says so and where to look, as librdkafka's own text names
+/// neither the setting nor the fix.
 pub fn kafka_error(what: &str, e: &KafkaError) -> ClassifiedError {
-    ClassifiedError::new(ErrorClass::Transient, format!("kafka {what}: {e}"))
+    let hint = if is_auth_error(e) {
+        "authentication failed, check kafka.security (mechanism, username, password): "
+    } else {
+        ""
+    };
+    ClassifiedError::new(ErrorClass::Transient, format!("kafka {what}: {hint}{e}"))
+}
+
+/// Whether the brokers refused this client's credentials (SASL or TLS authentication).
+pub fn is_auth_error(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
 }
 
 /// Connect-style error headers for a record handed to a DLQ (DESIGN.md, "Kafka contract").

@@ -10,6 +10,7 @@ pub mod error;
 pub mod kafka;
 pub mod raw;
 pub mod secret;
+pub mod security;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
