@@ -447,6 +447,18 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment::Jail's own error type
+    fn sink_connections_come_from_the_environment() {
+        // The Helm chart runs one sink Deployment per target connection this way.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SB__SINK__CONNECTIONS", "[crm]");
+            let config = Config::from_yaml(BASE).map_err(|e| e.to_string())?;
+            assert_eq!(config.sink.connections, vec!["crm".to_owned()]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
     fn environment_overrides_any_key_and_feeds_secret_references() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SB__KAFKA__BOOTSTRAP_SERVERS", "broker:29092");
