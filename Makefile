@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test unit e2e bench stack-up stack-down schemas-check lint fmt
+.PHONY: run test unit e2e bench stack-up stack-down schemas-check lint fmt deploy-check
 
 ## run: local stack + services + sandbox traffic; prints where to look; Ctrl-C stops it
 run:
@@ -18,6 +18,11 @@ bench: stack-up
 	$(CARGO) bench -p switchboard-tests --bench first_flow
 	$(CARGO) bench -p switchboard-tests --bench transformer
 	scripts/bench-ingest.sh
+
+## deploy-check: helm lint + template (default and full values) validated against Kubernetes
+## schemas, docker-compose.yml and the Dockerfile through their own loaders; offline
+deploy-check:
+	scripts/validate-deploy.sh
 
 stack-up:
 	scripts/stack.sh up

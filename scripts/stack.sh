@@ -8,6 +8,10 @@
 #   scripts/stack.sh down        stop both (SIGTERM, SIGKILL after 30 s)
 #   scripts/stack.sh status      what runs (exit 0 only when both run)
 #   scripts/stack.sh kafka-up | kafka-down    only the broker (outage tests)
+#   scripts/stack.sh kafka-scram-up  only a broker whose client listener is SASL_PLAINTEXT
+#       with SCRAM-SHA-256/512; the user $SB_SCRAM_USER (switchboard) with the password in
+#       $SB_SCRAM_PASSWORD (required) is created when the data dir is formatted. Meant for a
+#       private SB_STACK_DIR (the security test); `kafka-down` stops it.
 #   scripts/stack.sh clean       down, then delete the state dir (not the download cache)
 #   scripts/stack.sh kafka-cli CLASS ARGS...  run a Kafka CLI class, e.g.
 #       org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
@@ -15,6 +19,7 @@
 # Environment (each has a default, so two stacks can run side by side):
 #   SB_CACHE (~/.cache/switchboard)  SB_STACK_DIR ($SB_CACHE/stack)  SB_KAFKA_PORT (9092)
 #   SB_CONTROLLER_PORT (9093)  SB_REGISTRY_PORT (8081)  SB_STACK_TIMEOUT (90 s)  SB_JAVA (java)
+#   SB_SCRAM_USER, SB_SCRAM_PASSWORD (kafka-scram-up only)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -137,8 +142,42 @@ stop() {
 # ---------------------------------------------------------------- Kafka
 kafka_java() { "$JAVA" -cp "$KAFKA_LIBS/*" "$@"; }
 
+# The broker's client listener and what it needs: plaintext, or SASL (SCRAM) for
+# `kafka-scram-up`. The broker authenticates to itself as `broker` with a random password
+# made when the data dir is first used (kept in the state dir, readable only by its owner).
+listener_properties() {
+  if [[ ${KAFKA_SCRAM:-} != yes ]]; then
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+EOF
+    return
+  fi
+  cat <<EOF
+listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$(<"$1")";
+EOF
+}
+
+# Options of `kafka-storage format` that create the SCRAM users of a new KRaft cluster.
+scram_users() {
+  [[ ${KAFKA_SCRAM:-} == yes ]] || return 0
+  local user=${SB_SCRAM_USER:-switchboard} m
+  for m in SCRAM-SHA-256 SCRAM-SHA-512; do
+    printf '%s\n' --add-scram "$m=[name=$user,password=$SB_SCRAM_PASSWORD]"
+  done
+  printf '%s\n' --add-scram "SCRAM-SHA-512=[name=broker,password=$(<"$1")]"
+}
+
 kafka_start() {
-  local dir=$STATE/kafka pid id
+  local dir=$STATE/kafka pid id broker_pw
   if pid=$(running_pid kafka); then
     grep -qF "PLAINTEXT://127.0.0.1:$KAFKA_PORT," "$dir/server.properties" ||
       die "the broker of $STATE (pid $pid) uses other ports; set another SB_STACK_DIR"
@@ -148,15 +187,18 @@ kafka_start() {
   check_port_free "$KAFKA_PORT" SB_KAFKA_PORT
   check_port_free "$CONTROLLER_PORT" SB_CONTROLLER_PORT
   mkdir -p "$dir/data"
+  broker_pw=$dir/broker-password
+  if [[ ${KAFKA_SCRAM:-} == yes ]]; then
+    [[ -n ${SB_SCRAM_PASSWORD:-} ]] || die "kafka-scram-up needs SB_SCRAM_PASSWORD"
+    [[ -s $broker_pw ]] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$broker_pw")
+  fi
   # Written on every start so port overrides apply; the data dir keeps topics and offsets.
-  cat >"$dir/server.properties" <<EOF
+  (umask 077 && cat >"$dir/server.properties") <<EOF
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+$(listener_properties "$broker_pw")
 controller.listener.names=CONTROLLER
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$dir/data
 num.partitions=3
 auto.create.topics.enable=false
@@ -175,8 +217,9 @@ EOF
   if [[ ! -f $dir/data/meta.properties ]]; then
     # A random 16-byte id in Kafka's base64url form; Kafka refuses ids starting with '-'.
     until id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=') && [[ $id != -* ]]; do :; done
+    local scram=() && mapfile -t scram < <(scram_users "$broker_pw")
     kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" \
-      >"$dir/format.log" 2>&1 || fail_with_log "formatting $dir/data failed" "$dir"
+      "${scram[@]}" >"$dir/format.log" 2>&1 || fail_with_log "formatting $dir/data failed" "$dir"
   fi
   spawn kafka "$dir/stdout.log" "$JAVA" -Xms256m -Xmx512m -Djava.awt.headless=true \
     "-Dsb.stack=$STATE" "-Dkafka.logs.dir=$dir" "-Dlog4j2.configurationFile=$HERE/stack/log4j2.properties" \
@@ -266,7 +309,7 @@ clean() {
 }
 
 cmd=${1:-help}
-case $cmd in up | kafka-up | down | kafka-down | clean)
+case $cmd in up | kafka-up | kafka-scram-up | down | kafka-down | clean)
   # One command at a time per stack, so parallel test runs cannot start two brokers.
   mkdir -p "$STATE"
   exec 9>"$STATE/.lock"
@@ -277,10 +320,11 @@ case $cmd in
   fetch) t0=$(now_ms) && fetch && log "artifacts in $CACHE ($(secs_since "$t0"))" ;;
   up) up all ;;
   kafka-up) up kafka ;;
+  kafka-scram-up) KAFKA_SCRAM=yes up kafka ;;
   down) stop registry && stop kafka ;;
   kafka-down) stop kafka ;;
   status) status ;;
   clean) clean ;;
   kafka-cli) shift && { [[ -f $KAFKA_LIBS/.complete ]] || fetch; } && kafka_java "$@" ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2 && exit 2 ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2 && exit 2 ;;
 esac

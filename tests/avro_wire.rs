@@ -16,6 +16,7 @@ async fn change_event_bytes_are_confluent_framed_avro_that_any_reader_decodes() 
     let topic = format!("{}.raw.shop.customers", unique_prefix("wire"));
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     })
     .unwrap();
     let event = ChangeEvent {

@@ -125,6 +125,7 @@ poller: {{admin_listen: "127.0.0.1:0"}}
     }
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     })
     .unwrap();
     let mut published: HashSet<(String, Option<String>, bool)> = HashSet::new();

@@ -208,6 +208,7 @@ poller: {{admin_listen: "127.0.0.1:0"}}
 
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     })
     .unwrap();
     let orders = decode(&codec, &orders_topic).await;

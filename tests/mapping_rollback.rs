@@ -97,6 +97,7 @@ async fn rolling_a_mapping_back_and_replaying_gives_the_old_output_under_the_sam
     let v2 = load(&yaml(&prefix, mappings.path(), 2));
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     })
     .unwrap();
 

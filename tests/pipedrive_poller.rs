@@ -172,6 +172,7 @@ poller: {{admin_listen: "127.0.0.1:0"}}
     // Done when every person's current version (ID, update_time, name) is on the topic.
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     })
     .unwrap();
     let current: Vec<(String, i64, String)> = crm

@@ -145,6 +145,7 @@ poller: {{admin_listen: "127.0.0.1:0"}}
     );
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     })
     .unwrap();
     let mut versions = HashSet::new();

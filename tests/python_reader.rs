@@ -74,6 +74,7 @@ async fn confluent_kafka_python_reads_what_the_transformer_wrote() {
     );
     let codec = AvroCodec::new(&RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     })
     .unwrap();
     let mut ours: BTreeMap<String, Contact> = BTreeMap::new();

@@ -109,6 +109,7 @@ async fn old_and_new_readers_decode_v1_and_v2_contacts_from_one_topic() {
     // per subject, so a single codec keeps writing the version it started with.)
     let registry = RegistryConfig {
         url: registry_url(),
+        basic_auth: None,
     };
     let (old_writer, new_writer) = (
         AvroCodec::new(&registry).unwrap(),

@@ -41,8 +41,12 @@ pub struct AvroCodec {
 impl AvroCodec {
     /// A codec for the registry in `config`.
     pub fn new(config: &RegistryConfig) -> Result<Self, ClassifiedError> {
-        let settings = SrSettings::new_builder(config.url.trim_end_matches('/').to_owned())
-            .set_timeout(Duration::from_secs(5))
+        let mut builder = SrSettings::new_builder(config.url.trim_end_matches('/').to_owned());
+        builder.set_timeout(Duration::from_secs(5));
+        if let Some(auth) = &config.basic_auth {
+            builder.set_basic_authorization(&auth.username, Some(auth.password.expose()));
+        }
+        let settings = builder
             .build()
             .map_err(|e| ClassifiedError::new(ErrorClass::Data, registry_message(&e)))?;
         Ok(Self {

@@ -88,8 +88,11 @@ pub struct KafkaConfig {
     /// Replication factor of topics the services create.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
-    /// Extra librdkafka properties for every client (e.g. `security.protocol`). Values that
-    /// hold credentials belong in environment overrides, not in the file.
+    /// SASL and TLS, applied to every client (see [`crate::security`]).
+    #[serde(default)]
+    pub security: crate::security::KafkaSecurity,
+    /// Extra librdkafka properties for every client (e.g. `client.rack`). Security settings
+    /// and credentials are refused here: they belong under `security`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -100,6 +103,19 @@ pub struct KafkaConfig {
 pub struct RegistryConfig {
     /// Base URL, e.g. `http://127.0.0.1:8081/apis/ccompat/v7`.
     pub url: String,
+    /// HTTP basic authentication (Confluent Cloud API keys, Apicurio behind a proxy).
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// `registry.basic_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name (for Confluent Cloud: the registry API key).
+    pub username: String,
+    /// Password by reference: `${env:NAME}` or `${file:/path}`.
+    pub password: crate::Secret,
 }
 
 /// One connection as written in the file: its `type` and the type's own settings, which the
@@ -409,6 +425,7 @@ impl Config {
     /// Every cross-field problem, in file order.
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut problems = Vec::new();
+        problems.extend(self.kafka.security.validate(self.kafka.properties.keys()).err());
         if !is_name(&self.kafka.topic_prefix) {
             problems.push(ConfigError::invalid(
                 "kafka.topic_prefix",
@@ -558,6 +575,18 @@ mod tests {
         let shop = &config.connections["shop"];
         assert_eq!(shop.kind, "shopify");
         assert_eq!(shop.settings["shop_domain"], "a.myshopify.com");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own error type
+    fn sink_connections_come_from_the_environment() {
+        // The Helm chart runs one sink Deployment per target connection this way.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SB__SINK__CONNECTIONS", "[crm]");
+            let config = Config::from_yaml(BASE).map_err(|e| e.to_string())?;
+            assert_eq!(config.sink.connections, vec!["crm".to_owned()]);
+            Ok(())
+        });
     }
 
     #[test]

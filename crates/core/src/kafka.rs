@@ -20,10 +20,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::config::KafkaConfig;
 use crate::error::{ClassifiedError, ErrorClass};
 
-/// Base client settings: brokers plus the operator's extra properties.
+/// Base client settings of every producer, consumer and admin client: brokers, security
+/// (`kafka.security`: SASL and TLS), plus the operator's extra properties.
 pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    kafka.security.apply(&mut config);
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -179,14 +181,28 @@ pub async fn ensure_topics(
             }
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(&topics, &options)
-        .await
-        .map_err(|e| kafka_error("create topics", &e))?;
+    // A client-side bound too: without it a broker that refuses our credentials keeps the
+    // request waiting for librdkafka's default 60 s.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
+    let results = match admin.create_topics(&topics, &options).await {
+        Ok(results) => results,
+        Err(e) => return Err(admin_failure(kafka, "create topics", &e).await),
+    };
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code @ RDKafkaErrorCode::TopicAuthorizationFailed))
+            | Err((topic, code @ RDKafkaErrorCode::ClusterAuthorizationFailed)) => {
+                return Err(ClassifiedError::new(
+                    ErrorClass::Auth,
+                    format!(
+                        "create topic {topic}: {code}: grant this principal CREATE on the \
+                         topic (README, \"topics and ACLs\"), or create it beforehand"
+                    ),
+                ));
+            }
             Err((topic, code)) => {
                 return Err(ClassifiedError::new(
                     ErrorClass::Transient,
@@ -202,9 +218,97 @@ fn ms(d: Duration) -> String {
     d.as_millis().to_string()
 }
 
-/// A Kafka error as a transient, classified error.
+/// A Kafka error as a transient, classified error. When the brokers refused the
+/// credentials, the message says so and where to look, as librdkafka's own text names
+/// neither the setting nor the fix.
 pub fn kafka_error(what: &str, e: &KafkaError) -> ClassifiedError {
-    ClassifiedError::new(ErrorClass::Transient, format!("kafka {what}: {e}"))
+    let hint = if is_auth_error(e) {
+        "authentication failed, check kafka.security (mechanism, username, password): "
+    } else {
+        ""
+    };
+    ClassifiedError::new(ErrorClass::Transient, format!("kafka {what}: {hint}{e}"))
+}
+
+/// Whether the brokers refused this client's credentials (SASL or TLS authentication).
+pub fn is_auth_error(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
+}
+
+/// Classifies a failed admin request. When the brokers refuse our credentials, librdkafka
+/// lets the admin request time out and reports the refusal only as a client error event,
+/// so a generic "timed out" would hide the cause: ask a probe client whether that is why.
+/// Nothing works without valid credentials, so that is `auth`, not a transient blip.
+async fn admin_failure(kafka: &KafkaConfig, what: &str, e: &KafkaError) -> ClassifiedError {
+    let probe = kafka.clone();
+    let refusal = tokio::task::spawn_blocking(move || auth_refusal(&probe, Duration::from_secs(5)))
+        .await
+        .ok()
+        .flatten();
+    match refusal {
+        Some(reason) => ClassifiedError::new(
+            ErrorClass::Auth,
+            format!(
+                "kafka {what}: authentication failed, check kafka.security (mechanism, \
+                 username, password): {reason}"
+            ),
+        ),
+        None => kafka_error(what, e),
+    }
+}
+
+/// Connects a probe client and returns librdkafka's reason if the brokers refuse its
+/// credentials within `wait`; `None` if they accept them (or cannot be reached).
+/// Blocking.
+pub fn auth_refusal(kafka: &KafkaConfig, wait: Duration) -> Option<String> {
+    use rdkafka::producer::{BaseProducer, Producer};
+    let probe: BaseProducer<AuthWatch> = client_config(kafka)
+        .create_with_context(AuthWatch::default())
+        .ok()?;
+    let deadline = std::time::Instant::now() + wait;
+    // Metadata makes the client connect (and authenticate); polling serves the error
+    // events that carry the refusal to the context.
+    let _ = probe
+        .client()
+        .fetch_metadata(None, Duration::from_millis(500));
+    while std::time::Instant::now() < deadline {
+        probe.poll(Duration::from_millis(100));
+        if let Some(reason) = probe.context().refusal() {
+            return Some(reason);
+        }
+    }
+    None
+}
+
+/// Client context that remembers the brokers' refusal of our credentials.
+#[derive(Default)]
+pub struct AuthWatch {
+    refused: std::sync::Mutex<Option<String>>,
+}
+
+impl AuthWatch {
+    fn refusal(&self) -> Option<String> {
+        self.refused.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+impl rdkafka::ClientContext for AuthWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if is_auth_error(&error)
+            && let Ok(mut refused) = self.refused.lock()
+        {
+            // librdkafka's reason names the mechanism and the broker, never the password.
+            *refused = Some(reason.to_owned());
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for AuthWatch {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
 /// Connect-style error headers for a record handed to a DLQ (DESIGN.md, "Kafka contract").

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod raw;
 pub mod replay;
 pub mod secret;
+pub mod security;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
