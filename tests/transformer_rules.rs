@@ -115,7 +115,7 @@ impl Rig {
             .unwrap();
         let codec = AvroCodec::new(&RegistryConfig {
             url: registry_url(),
-        basic_auth: None,
+            basic_auth: None,
         })
         .unwrap();
         let publisher = RawPublisher::new(&config, codec.clone(), Duration::from_secs(10)).unwrap();

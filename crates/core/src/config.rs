@@ -425,7 +425,12 @@ impl Config {
     /// Every cross-field problem, in file order.
     pub fn problems(&self) -> Vec<ConfigError> {
         let mut problems = Vec::new();
-        problems.extend(self.kafka.security.validate(self.kafka.properties.keys()).err());
+        problems.extend(
+            self.kafka
+                .security
+                .validate(self.kafka.properties.keys())
+                .err(),
+        );
         if !is_name(&self.kafka.topic_prefix) {
             problems.push(ConfigError::invalid(
                 "kafka.topic_prefix",

@@ -238,6 +238,50 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_shapes_fit_the_shipped_fixtures() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let shapes = Shapes::load(&root.join("schemas")).unwrap();
+        let fixture = |path: &str| -> Value {
+            serde_json::from_str(
+                &std::fs::read_to_string(root.join("mappings").join(path)).unwrap(),
+            )
+            .unwrap()
+        };
+        for (system, entity, version, path) in [
+            (
+                "shopify",
+                "customers",
+                "2025-01",
+                "shopify/customer-to-contact.fixtures/update.json",
+            ),
+            (
+                "shopify",
+                "customers",
+                "2025-01",
+                "shopify/customer-to-contact.fixtures/delete.json",
+            ),
+            (
+                "pipedrive",
+                "persons",
+                "2.0",
+                "pipedrive/person-to-contact.fixtures/webhook-create.json",
+            ),
+            (
+                "pipedrive",
+                "persons",
+                "v2",
+                "pipedrive/person-to-contact.fixtures/polled.json",
+            ),
+        ] {
+            let verdict = shapes.check(system, entity, Some(version), &fixture(path));
+            assert!(
+                matches!(verdict, Verdict::Fits { .. }),
+                "{path}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_unknown_version_is_checked_against_the_newest_shape() {
         let v = shapes().check("shopify", "customers", Some("2026-04"), &json!({"id": 1.5}));
         assert!(matches!(v, Verdict::Drift(_)), "{v:?}");

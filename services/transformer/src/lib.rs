@@ -80,6 +80,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             },
         );
     }
+    // One encoder caches one schema per subject, and flows of one entity share a topic:
+    // they must write the same schema version.
+    let mut versions: HashMap<&str, (u32, &str)> = HashMap::new();
+    for flow in flows.values() {
+        let (version, first) = *versions
+            .entry(flow.target.entity.as_str())
+            .or_insert((flow.target.version, flow.name.as_str()));
+        if version != flow.target.version {
+            return Err(ConfigError::invalid(
+                format!("flows.{}.schema_version", flow.name),
+                format!(
+                    "flow `{first}` writes {} v{version}; flows of one entity write one version (set schema_version on both)",
+                    flow.target.entity
+                ),
+            )
+            .into());
+        }
+    }
     let shapes = Shapes::load(&config.transformer.schemas_dir)
         .map_err(|e| ConfigError::invalid("transformer.schemas_dir", e))?;
 
