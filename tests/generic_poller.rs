@@ -171,7 +171,7 @@ poller: {{admin_listen: "127.0.0.1:0"}}
         format!("{prefix}.raw.api.events"),
     );
     assert!(
-        eventually(Duration::from_secs(60), || {
+        eventually(Duration::from_secs(120), || {
             topic_size(&bootstrap, &orders_topic) >= 5 && topic_size(&bootstrap, &events_topic) >= 4
         })
         .await,

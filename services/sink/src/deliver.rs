@@ -443,6 +443,9 @@ impl Delivery {
             .target
             .deliver(entity, &record, known.as_deref())
             .await?;
+        if delivered.outcome == crate::targets::Outcome::Created {
+            crash_after_create_for_tests();
+        }
         if let Some(native) = &delivered.native_id
             && known.as_deref() != Some(native)
         {
@@ -538,6 +541,29 @@ impl Delivery {
             .await
             .map_err(|(e, _)| kafka_error(&format!("write to {topic}"), &e))?;
         Ok(())
+    }
+}
+
+/// Fault hook for tests: with `SB_FAULT_ABORT_AFTER_CREATES=n` the process aborts right
+/// after its n-th create, before the xref link is written, which is the crash window that
+/// check-before-create must close. Unset (always, outside tests), it does nothing.
+fn crash_after_create_for_tests() {
+    static CREATES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("SB_FAULT_ABORT_AFTER_CREATES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(limit) = limit {
+        let n = CREATES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n >= *limit {
+            tracing::error!(
+                creates = n,
+                "fault hook: aborting after a create, before its xref link"
+            );
+            std::process::abort();
+        }
     }
 }
 

@@ -79,15 +79,19 @@ impl TargetXref {
                 json!({"canonical_id": record.id, "entity": canonical_entity}),
             ),
         ];
-        for (key, value) in entries {
-            let payload = value.to_string();
-            self.producer
-                .send(
-                    FutureRecord::to(&self.topic).key(&key).payload(&payload),
-                    Timeout::After(Duration::from_secs(30)),
-                )
-                .await
-                .map_err(|(e, _)| kafka_error("xref write", &e))?;
+        // Both entries in flight at once: one round trip, not two.
+        let payloads: Vec<(String, String)> = entries
+            .into_iter()
+            .map(|(key, value)| (key, value.to_string()))
+            .collect();
+        let sends = payloads.iter().map(|(key, payload)| {
+            self.producer.send(
+                FutureRecord::to(&self.topic).key(key).payload(payload),
+                Timeout::After(Duration::from_secs(30)),
+            )
+        });
+        for sent in futures::future::join_all(sends).await {
+            sent.map_err(|(e, _)| kafka_error("xref write", &e))?;
         }
         if let Ok(mut links) = self.links.lock() {
             links.insert(forward, native_id.to_owned());

@@ -1,0 +1,194 @@
+//! Exactly once at the target: the sink process is SIGKILLed ten times during a 10,000-record
+//! run, canonical records are duplicated on the topic, and the sink dies between a create and
+//! its xref link (a fault hook); every person still exists exactly once in Pipedrive.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use switchboard_core::avro::AvroCodec;
+use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
+use switchboard_core::config::RegistryConfig;
+use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
+use switchboard_tests::*;
+
+const TOKEN: &str = "eo-crm-token";
+
+fn contact(n: u64) -> Contact {
+    Contact {
+        id: canonical_id("shop", "customers", &n.to_string()),
+        email: Some(format!("eo{n}@example.com")),
+        first_name: Some("Exactly".into()),
+        last_name: Some(format!("Once{n}")),
+        phone: None,
+        deleted: false,
+        source_connection: "shop".into(),
+        source_entity: "customers".into(),
+        source_id: n.to_string(),
+        source_updated_at: None,
+        source_event_id: format!("event-{n}"),
+        mapping: "test".into(),
+    }
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    pipedrive: PipedriveSandbox,
+    config_file: std::path::PathBuf,
+    binary: std::path::PathBuf,
+    canonical: String,
+}
+
+impl Rig {
+    async fn new(test: &str) -> Self {
+        init_logging();
+        ensure_stack();
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix(test);
+        let pipedrive = PipedriveSandbox::start(PipedriveConfig {
+            burst_limit: 1_000_000,
+            search_burst_limit: 1_000_000,
+            daily_budget: u64::MAX / 2,
+            ..PipedriveConfig::new(TOKEN)
+        })
+        .await
+        .unwrap();
+        let yaml = format!(
+            r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
+  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token}"}}
+flows:
+  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
+sink: {{admin_listen: "127.0.0.1:0"}}
+"#,
+            bootstrap = kafka_bootstrap(),
+            registry = registry_url(),
+            pipedrive = pipedrive.base_url(),
+            token = secret_ref(dir.path(), "crm", TOKEN),
+            shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+        );
+        let config_file = dir.path().join("sink.yaml");
+        std::fs::write(&config_file, &yaml).unwrap();
+        Self {
+            binary: service_binary("switchboard-sink", "switchboard-sink"),
+            canonical: format!("{prefix}.canonical.contact"),
+            _dir: dir,
+            pipedrive,
+            config_file,
+        }
+    }
+
+    fn spawn(&self, fault: Option<u64>) -> std::process::Child {
+        let mut command = std::process::Command::new(&self.binary);
+        command
+            .arg("--config")
+            .arg(&self.config_file)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null());
+        if let Some(n) = fault {
+            command.env("SB_FAULT_ABORT_AFTER_CREATES", n.to_string());
+        }
+        command.spawn().unwrap()
+    }
+
+    /// Writes contacts `range` (each `copies` times, as a duplicating upstream would).
+    async fn publish(&self, range: std::ops::Range<u64>, copies: usize) {
+        let codec = AvroCodec::new(&RegistryConfig {
+            url: registry_url(),
+            basic_auth: None,
+        })
+        .unwrap();
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kafka_bootstrap())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let mut pending = Vec::new();
+        for n in range {
+            let c = contact(n);
+            let value = codec
+                .encode(&self.canonical, CONTACT_V1_SCHEMA, &c)
+                .await
+                .unwrap();
+            for _ in 0..copies {
+                let record = FutureRecord::to(&self.canonical).key(&c.id).payload(&value);
+                pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+            }
+        }
+        for ack in pending {
+            ack.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    }
+
+    fn assert_each_once(&self, n: u64) {
+        let persons = self.pipedrive.persons();
+        assert_eq!(persons.len() as u64, n, "every record arrived, none twice");
+        for i in 0..n {
+            assert_eq!(
+                self.pipedrive
+                    .creates_for_email(&format!("eo{i}@example.com")),
+                1,
+                "eo{i} created exactly once"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_sigkills_during_ten_thousand_records_create_each_person_once() {
+    const N: u64 = 10_000;
+    const KILLS: u64 = 10;
+    let rig = Rig::new("sink-kills").await;
+    let mut sink = rig.spawn(None);
+    // Every record twice on the topic: duplicates from upstream are absorbed too.
+    rig.publish(0..N, 2).await;
+    for kill in 1..=KILLS {
+        let target = (N * kill / (KILLS + 1)) as usize;
+        assert!(
+            eventually(Duration::from_secs(300), || rig.pipedrive.total_creates()
+                >= target)
+            .await,
+            "progress before kill {kill}"
+        );
+        sink.kill().unwrap(); // SIGKILL: no drain, no commit
+        sink.wait().unwrap();
+        sink = rig.spawn(None);
+    }
+    let done = eventually(Duration::from_secs(600), || {
+        rig.pipedrive.total_creates() >= N as usize
+    })
+    .await;
+    // Let redeliveries after the last restart settle before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sink.kill().unwrap();
+    sink.wait().unwrap();
+    assert!(done, "all records delivered");
+    rig.assert_each_once(N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_between_create_and_xref_link_does_not_create_twice() {
+    const N: u64 = 20;
+    let rig = Rig::new("sink-crash-window").await;
+    rig.publish(0..N, 1).await;
+    // Aborts right after its 5th create, before linking it.
+    let mut crashing = rig.spawn(Some(5));
+    let status = crashing.wait().unwrap();
+    assert!(!status.success(), "the fault hook aborted the sink");
+    assert_eq!(rig.pipedrive.total_creates(), 5);
+    let mut sink = rig.spawn(None);
+    let done = eventually(Duration::from_secs(120), || {
+        rig.pipedrive.persons().len() as u64 == N
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sink.kill().unwrap();
+    sink.wait().unwrap();
+    assert!(done);
+    rig.assert_each_once(N);
+}

@@ -1,0 +1,194 @@
+//! A target outage is not bad data: while Pipedrive is down (longer than the whole retry-tier
+//! chain) the sink's circuit opens and it waits, nothing reaches the DLQ, the operator sees
+//! the state and an alert, and every record arrives after recovery. A 422 is bad data: that
+//! record goes to the DLQ at once, with the target's reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use switchboard_core::avro::AvroCodec;
+use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
+use switchboard_core::config::RegistryConfig;
+use switchboard_sandbox::control::FaultRule;
+use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
+use switchboard_tests::*;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "outage-crm-token";
+
+fn contact(n: u64) -> Contact {
+    Contact {
+        id: canonical_id("shop", "customers", &n.to_string()),
+        email: Some(format!("o{n}@example.com")),
+        first_name: Some("Out".into()),
+        last_name: Some(format!("Age{n}")),
+        phone: None,
+        deleted: false,
+        source_connection: "shop".into(),
+        source_entity: "customers".into(),
+        source_id: n.to_string(),
+        source_updated_at: None,
+        source_event_id: format!("event-{n}"),
+        mapping: "test".into(),
+    }
+}
+
+fn values(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
+    read_topic(
+        bootstrap,
+        topic,
+        usize::MAX,
+        Duration::from_secs(2),
+        Duration::ZERO,
+    )
+    .iter()
+    .filter_map(|m| m.payload().map(|p| serde_json::from_slice(p).unwrap()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once() {
+    init_logging();
+    ensure_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("outage");
+    let pipedrive = PipedriveSandbox::start(PipedriveConfig {
+        burst_limit: 1_000_000,
+        search_burst_limit: 1_000_000,
+        ..PipedriveConfig::new(TOKEN)
+    })
+    .await
+    .unwrap();
+    // Tiers of 2 + 4 s: a 20 s outage outlasts the whole chain several times over.
+    let yaml = format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
+  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token}"}}
+flows:
+  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
+sink:
+  admin_listen: "127.0.0.1:0"
+  in_place_attempts: 2
+  max_backoff_ms: 1000
+  retry_tiers_secs: [2, 4]
+  circuit_after_records: 2
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        pipedrive = pipedrive.base_url(),
+        token = secret_ref(dir.path(), "crm", TOKEN),
+        shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+    );
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let codec = AvroCodec::new(&RegistryConfig {
+        url: registry_url(),
+        basic_auth: None,
+    })
+    .unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let canonical = format!("{prefix}.canonical.contact");
+    let send = |c: Contact| {
+        let (codec, producer, canonical) = (codec.clone(), producer.clone(), canonical.clone());
+        async move {
+            let value = codec
+                .encode(&canonical, CONTACT_V1_SCHEMA, &c)
+                .await
+                .unwrap();
+            producer
+                .send(
+                    FutureRecord::to(&canonical).key(&c.id).payload(&value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    };
+
+    send(contact(0)).await;
+    assert!(eventually(Duration::from_secs(60), || pipedrive.persons().len() == 1).await);
+
+    pipedrive.control().outage(Duration::from_secs(20));
+    for n in 1..=20 {
+        send(contact(n)).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(120), || pipedrive.persons().len() == 21).await,
+        "every record arrived after the outage"
+    );
+    let dlq = format!("{prefix}.dlq.crm");
+    assert!(
+        values(&kafka_bootstrap(), &dlq).is_empty(),
+        "an outage is not bad data"
+    );
+    let states: Vec<String> = values(&kafka_bootstrap(), &format!("{prefix}.status"))
+        .iter()
+        .map(|v| v["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(states.contains(&"circuit_open".to_owned()), "{states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("ok"), "{states:?}");
+    let alerts: Vec<(String, String)> = values(&kafka_bootstrap(), &format!("{prefix}.alerts"))
+        .iter()
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap().to_owned(),
+                v["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            ("target_down".to_owned(), "firing".to_owned()),
+            ("target_down".to_owned(), "resolved".to_owned())
+        ]
+    );
+    assert_eq!(pipedrive.total_creates(), 21, "each person created once");
+
+    // Bad data: Pipedrive refuses one create with 422.
+    pipedrive.control().add_fault(FaultRule {
+        endpoint: "POST /api/v2/persons".into(),
+        error_rate: 1.0,
+        status: 422,
+        latency_ms: 0,
+        count: Some(1),
+    });
+    send(contact(99)).await;
+    let dead = read_topic(
+        &kafka_bootstrap(),
+        &dlq,
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_eq!(dead.len(), 1);
+    let header = |name: &str| {
+        dead[0]
+            .headers()
+            .and_then(|h| h.iter().filter(|h| h.key == name).last())
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("sb.error.class"), "data");
+    assert!(
+        header("sb.error.message").contains("422"),
+        "{}",
+        header("sb.error.message")
+    );
+    assert!(!header("sb.error.message").contains(TOKEN));
+    assert_eq!(header("sb.error.attempts"), "1", "bad data is not retried");
+}

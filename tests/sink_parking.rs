@@ -1,0 +1,245 @@
+//! Per-key order under failure, on the real broker and the Pipedrive sandbox: a key whose
+//! updates keep failing moves through the retry tiers to the DLQ, its later records wait
+//! behind it (parked, in order) while other keys keep flowing, and after a redrive the key's
+//! records reach the target in their original order.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use rdkafka::Message;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use switchboard_core::avro::AvroCodec;
+use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
+use switchboard_core::config::RegistryConfig;
+use switchboard_sandbox::control::FaultRule;
+use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
+use switchboard_tests::*;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "parking-crm-token";
+
+fn contact(n: u64, email: &str, first_name: &str) -> Contact {
+    Contact {
+        id: canonical_id("shop", "customers", &n.to_string()),
+        email: Some(email.into()),
+        first_name: Some(first_name.into()),
+        last_name: Some("Parked".into()),
+        phone: None,
+        deleted: false,
+        source_connection: "shop".into(),
+        source_entity: "customers".into(),
+        source_id: n.to_string(),
+        source_updated_at: None,
+        source_event_id: format!("event-{n}-{first_name}"),
+        mapping: "test".into(),
+    }
+}
+
+/// First names of person `id` in the order Pipedrive reported their changes.
+#[derive(Clone, Default)]
+struct Changes(Arc<Mutex<Vec<String>>>, u64);
+
+async fn receive(State(changes): State<Changes>, Json(body): Json<serde_json::Value>) {
+    if body["data"]["id"].as_u64() == Some(changes.1)
+        && let Some(name) = body["data"]["first_name"].as_str()
+    {
+        changes.0.lock().unwrap().push(name.to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_order() {
+    init_logging();
+    ensure_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("parking");
+    let pipedrive = PipedriveSandbox::start(PipedriveConfig {
+        burst_limit: 1_000_000,
+        search_burst_limit: 1_000_000,
+        ..PipedriveConfig::new(TOKEN)
+    })
+    .await
+    .unwrap();
+    let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
+    // Every update of this one person fails with 500 until the fault is cleared.
+    pipedrive.control().add_fault(FaultRule {
+        endpoint: format!("PATCH /api/v2/persons/{}", stuck.id),
+        error_rate: 1.0,
+        status: 500,
+        latency_ms: 0,
+        count: None,
+    });
+
+    // Pipedrive reports each change of the person: the order the target saw them in.
+    let changes = Changes(Arc::default(), stuck.id);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(changes.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let subscribed = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
+        .header("x-api-token", TOKEN)
+        .json(&serde_json::json!({"subscription_url": hook, "event_action": "change", "event_object": "person",
+            "http_auth_user": "u", "http_auth_password": "p"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(subscribed.status().is_success());
+
+    let yaml = format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
+  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token}"}}
+flows:
+  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
+sink:
+  admin_listen: "127.0.0.1:0"
+  in_place_attempts: 2
+  max_backoff_ms: 100
+  retry_tiers_secs: [1, 1]
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        pipedrive = pipedrive.base_url(),
+        token = secret_ref(dir.path(), "crm", TOKEN),
+        shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+    );
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+
+    let codec = AvroCodec::new(&RegistryConfig {
+        url: registry_url(),
+        basic_auth: None,
+    })
+    .unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let canonical = format!("{prefix}.canonical.contact");
+    let send = |c: Contact| {
+        let (codec, producer, canonical) = (codec.clone(), producer.clone(), canonical.clone());
+        async move {
+            let value = codec
+                .encode(&canonical, CONTACT_V1_SCHEMA, &c)
+                .await
+                .unwrap();
+            producer
+                .send(
+                    FutureRecord::to(&canonical).key(&c.id).payload(&value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // The stuck person's three updates, with other people's records before and between.
+    send(contact(1, "kay@example.com", "One")).await;
+    for n in 10..15 {
+        send(contact(n, &format!("p{n}@example.com"), "Other")).await;
+    }
+    send(contact(1, "kay@example.com", "Two")).await;
+    send(contact(1, "kay@example.com", "Three")).await;
+    for n in 15..20 {
+        send(contact(n, &format!("p{n}@example.com"), "Other")).await;
+    }
+
+    // Other keys flow while the stuck key's records end in the DLQ: the failed one after
+    // both tiers, the two later ones parked behind it.
+    let dlq = format!("{prefix}.dlq.crm");
+    let parked = read_topic(
+        &kafka_bootstrap(),
+        &dlq,
+        3,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_eq!(parked.len(), 3, "the failed record and its two followers");
+    assert!(
+        eventually(Duration::from_secs(30), || pipedrive.persons().len() == 11).await,
+        "the ten other people were delivered while the key was blocked"
+    );
+    let flag = |m: &rdkafka::message::OwnedMessage, name: &str| {
+        m.headers()
+            .and_then(|h| h.iter().filter(|h| h.key == name).last())
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let mut in_dlq = parked.clone();
+    in_dlq.sort_by_key(|m| m.offset());
+    assert_eq!(
+        flag(&in_dlq[0], "sb.error.class").as_deref(),
+        Some("transient")
+    );
+    assert_eq!(flag(&in_dlq[0], "sb.parked"), None);
+    assert_eq!(flag(&in_dlq[1], "sb.parked").as_deref(), Some("true"));
+    assert_eq!(flag(&in_dlq[2], "sb.parked").as_deref(), Some("true"));
+    assert_eq!(
+        pipedrive.person(stuck.id).unwrap().first_name.as_deref(),
+        Some("Kay")
+    );
+    assert!(changes.0.lock().unwrap().is_empty());
+
+    // The target is fixed; an operator redrives the key: its DLQ records, in order, go to
+    // the first tier marked as a redrive.
+    pipedrive.control().clear_faults();
+    for m in &in_dlq {
+        let headers = m
+            .headers()
+            .cloned()
+            .unwrap_or_else(OwnedHeaders::new)
+            .insert(Header {
+                key: "sb.redrive.action",
+                value: Some("redrive"),
+            })
+            .insert(Header {
+                key: "sb.retry.due",
+                value: Some("0"),
+            });
+        producer
+            .send(
+                FutureRecord::to(&format!("{prefix}.retry.crm.0"))
+                    .key(m.key().unwrap())
+                    .payload(m.payload().unwrap())
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || changes.0.lock().unwrap().len()
+            >= 3)
+        .await,
+        "the three updates arrived"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*changes.0.lock().unwrap(), ["One", "Two", "Three"]);
+    assert_eq!(
+        pipedrive.person(stuck.id).unwrap().first_name.as_deref(),
+        Some("Three")
+    );
+    assert_eq!(pipedrive.total_creates(), 10, "no one was created twice");
+    // The key is released: a new record of it goes straight through.
+    send(contact(1, "kay@example.com", "Four")).await;
+    assert!(
+        eventually(Duration::from_secs(30), || changes.0.lock().unwrap().len()
+            == 4)
+        .await,
+        "the released key flows again"
+    );
+}
