@@ -97,6 +97,21 @@ sink: {{admin_listen: "127.0.0.1:0"}}
 
     /// Writes contacts `range` (each `copies` times, as a duplicating upstream would).
     async fn publish(&self, range: std::ops::Range<u64>, copies: usize) {
+        let kafka = load(&format!(
+            "kafka: {{bootstrap_servers: \"{}\"}}\nregistry: {{url: \"{}\"}}\n",
+            kafka_bootstrap(),
+            registry_url()
+        ))
+        .kafka;
+        switchboard_core::kafka::ensure_topics(
+            &kafka,
+            &[switchboard_core::kafka::TopicSpec::new(
+                self.canonical.clone(),
+                switchboard_core::kafka::Cleanup::Compact,
+            )],
+        )
+        .await
+        .unwrap();
         let codec = AvroCodec::new(&RegistryConfig {
             url: registry_url(),
             basic_auth: None,

@@ -51,6 +51,24 @@ pub fn producer(
         .create()
 }
 
+/// Like [`producer`], but sends at once instead of lingering for a batch: for services that
+/// wait for each acknowledgement before going on (the sink's links and hand-offs), where a
+/// linger would be added to every record.
+pub fn eager_producer(
+    kafka: &KafkaConfig,
+    delivery_timeout: Duration,
+) -> Result<FutureProducer, KafkaError> {
+    client_config(kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().to_string(),
+        )
+        .create()
+}
+
 /// A transactional producer for consume–transform–produce. `transactional_id` must be stable
 /// per consumer instance so a restarted instance fences its zombie predecessor.
 pub fn transactional_producer(

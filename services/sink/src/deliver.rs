@@ -108,7 +108,7 @@ impl Delivery {
         let mut subscribed: Vec<&str> = input_topics.iter().map(String::as_str).collect();
         subscribed.extend(tiers.iter().map(|(t, _)| t.as_str()));
         consumer.subscribe(&subscribed)?;
-        let producer = kafka::producer(&config.kafka, Duration::from_secs(30))?;
+        let producer = kafka::eager_producer(&config.kafka, Duration::from_secs(30))?;
         let (xref, blocked) = tokio::task::block_in_place(|| {
             anyhow::Ok((
                 TargetXref::load(&config.kafka, &topics.xref(), connection, producer.clone())?,
