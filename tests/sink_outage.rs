@@ -192,3 +192,97 @@ sink:
     assert!(!header("sb.error.message").contains(TOKEN));
     assert_eq!(header("sb.error.attempts"), "1", "bad data is not retried");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_credentials_pause_the_connection_until_they_change() {
+    init_logging();
+    ensure_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("auth-pause");
+    let pipedrive = PipedriveSandbox::start(PipedriveConfig::new(TOKEN))
+        .await
+        .unwrap();
+    // The configured token file holds a token Pipedrive refuses.
+    let token_ref = secret_ref(dir.path(), "crm", "revoked-token");
+    let token_file = dir.path().join("crm");
+    let yaml = format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
+  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token_ref}"}}
+flows:
+  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
+sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 500}}
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        pipedrive = pipedrive.base_url(),
+        shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+    );
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let codec = AvroCodec::new(&RegistryConfig {
+        url: registry_url(),
+        basic_auth: None,
+    })
+    .unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let canonical = format!("{prefix}.canonical.contact");
+    for n in 0..3 {
+        let c = contact(n);
+        let value = codec
+            .encode(&canonical, CONTACT_V1_SCHEMA, &c)
+            .await
+            .unwrap();
+        producer
+            .send(
+                FutureRecord::to(&canonical).key(&c.id).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let status = format!("{prefix}.status");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            values(&kafka_bootstrap(), &status)
+                .last()
+                .is_some_and(|v| v["state"] == "paused_auth")
+        })
+        .await,
+        "the connection paused"
+    );
+    let alerts = values(&kafka_bootstrap(), &format!("{prefix}.alerts"));
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        (alerts[0]["kind"].as_str(), alerts[0]["status"].as_str()),
+        (Some("auth_failed"), Some("firing"))
+    );
+    assert!(
+        !alerts[0].to_string().contains("revoked-token"),
+        "no secret in the alert"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        values(&kafka_bootstrap(), &format!("{prefix}.dlq.crm")).is_empty(),
+        "nothing dead-lettered"
+    );
+    assert!(pipedrive.persons().is_empty());
+
+    // The operator rotates the credential: delivery resumes by itself.
+    std::fs::write(&token_file, TOKEN).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || pipedrive.persons().len() == 3).await,
+        "delivery resumed with the new credentials"
+    );
+    let alerts = values(&kafka_bootstrap(), &format!("{prefix}.alerts"));
+    assert_eq!(alerts.last().unwrap()["status"], "resolved");
+}

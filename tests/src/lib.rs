@@ -143,6 +143,7 @@ flows:
 ingest:
   listen: "127.0.0.1:0"
   ack_timeout_ms: {ack}
+  drain_ms: 0
 transformer:
   admin_listen: "127.0.0.1:0"
   mappings_dir: "{mappings}"

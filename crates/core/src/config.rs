@@ -176,6 +176,10 @@ pub struct IngestConfig {
     /// below Shopify's 5 s delivery timeout.
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// On shutdown, how long the server keeps answering after it reported not ready, so
+    /// load balancers stop routing here before the listener closes.
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
     /// How long a delivery ID is remembered: a redelivery within it is answered 200 and
     /// not republished. Shopify retries for 4 hours, so a day covers every source.
     #[serde(default = "default_dedupe_window_secs")]
@@ -275,6 +279,9 @@ fn default_max_body_bytes() -> usize {
 fn default_ack_timeout_ms() -> u64 {
     4000
 }
+fn default_drain_ms() -> u64 {
+    5000
+}
 fn default_dedupe_window_secs() -> u64 {
     24 * 3600
 }
@@ -307,6 +314,7 @@ impl Default for IngestConfig {
             max_body_bytes: default_max_body_bytes(),
             ack_timeout_ms: default_ack_timeout_ms(),
             dedupe_window_secs: default_dedupe_window_secs(),
+            drain_ms: default_drain_ms(),
         }
     }
 }

@@ -65,8 +65,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .merge(telemetry::admin_router(health.clone()));
 
     let kafka = config.kafka.clone();
+    // On shutdown readiness fails first, and the server keeps answering for `drain_ms` so
+    // load balancers stop sending here before it stops accepting; then in-flight requests
+    // finish (graceful shutdown) and the producer is flushed.
+    let stop_serving = CancellationToken::new();
+    tokio::spawn({
+        let (shutdown, stop_serving, health) =
+            (shutdown.clone(), stop_serving.clone(), health.clone());
+        let drain = Duration::from_millis(config.ingest.drain_ms);
+        async move {
+            shutdown.cancelled().await;
+            health.set_ready(false);
+            tracing::info!(
+                drain_ms = drain.as_millis() as u64,
+                "not ready; draining before the listener closes"
+            );
+            tokio::time::sleep(drain).await;
+            stop_serving.cancel();
+        }
+    });
     let task = tokio::spawn(async move {
-        let serve = tokio::spawn(telemetry::serve(listener, router, shutdown.clone()));
+        let serve = tokio::spawn(telemetry::serve(listener, router, stop_serving));
         let mut follower = None;
         if app.publisher.prepare(&shutdown).await {
             // Ready only once the dedupe state is loaded, so a restart still dedupes.
