@@ -28,7 +28,7 @@ pub fn page(title: &str, refresh: bool, body: &str) -> String {
 <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse}}
 td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
 .ok{{color:#17803d}}.degraded,.stalled{{color:#b45309}}.paused{{color:#b91c1c}}
-nav a{{margin-right:1em}}pre{{background:#f6f6f6;padding:6px;white-space:pre-wrap;max-width:70em}}</style>
+nav a{{margin-right:1em}}pre{{background:#f6f6f6;padding:6px;white-space:pre-wrap;word-break:break-all;max-width:60em;margin:0}}</style>
 </head><body><nav><a href="/">Dashboard</a><a href="/trace">Record trace</a></nav><h1>{t}</h1>{body}</body></html>"#,
         t = esc(title)
     )

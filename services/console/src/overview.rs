@@ -17,7 +17,8 @@ use switchboard_core::kafka::read_table;
 use switchboard_core::lag::{self, PartitionLag};
 use switchboard_core::topics::Topics;
 
-/// A connection's state after this long without a successful sync while it has lag.
+/// A connection is stalled when its oldest unprocessed record is this old and nothing
+/// synced for as long.
 const STALLED_AFTER_MS: i64 = 5 * 60 * 1000;
 
 /// One connection's row.
@@ -141,7 +142,11 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
         let state = match sink_state.as_deref() {
             Some("paused_auth") => "paused: auth",
             Some("circuit_open") => "degraded",
-            _ if lag_total > 0 && last_sync_at.is_none_or(|t| now - t > STALLED_AFTER_MS) => {
+            // Seconds, not messages: a transactional topic ends in a commit marker that
+            // counts as one message of lag for ever (Kafka's own tool shows it too).
+            _ if lag_seconds * 1000 > STALLED_AFTER_MS
+                && last_sync_at.is_none_or(|t| now - t > STALLED_AFTER_MS) =>
+            {
                 "stalled"
             }
             _ if dlq_depth.unwrap_or(0) > 0 || !firing.is_empty() => "degraded",

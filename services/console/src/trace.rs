@@ -81,7 +81,7 @@ pub async fn trace(
                     .unwrap_or_default();
                 serde_json::json!({
                     "event_id": e.event_id, "received_at": e.received_at,
-                    "api_version": e.api_version, "payload": cut(&payload.to_string()),
+                    "api_version": e.api_version, "payload": shown(payload),
                 })
             });
             stages.push(stage("raw", &m, summary, detail));
@@ -222,6 +222,16 @@ pub fn redact(v: &serde_json::Value) -> serde_json::Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
         other => other.clone(),
+    }
+}
+
+/// The payload as JSON, or its first characters when it is long.
+fn shown(payload: serde_json::Value) -> serde_json::Value {
+    let text = payload.to_string();
+    if text.chars().count() > PAYLOAD_MAX {
+        serde_json::Value::from(cut(&text))
+    } else {
+        payload
     }
 }
 
