@@ -148,7 +148,10 @@ async fn dashboard_and_trace_in_headless_chromium() {
     assert_eq!(dom.matches("class=\"connection\"").count(), 2);
     chromium(
         &dir,
-        &[&format!("--screenshot={}", dir.join("dashboard.png").display())],
+        &[&format!(
+            "--screenshot={}",
+            dir.join("dashboard.png").display()
+        )],
         &format!("{base}/"),
     );
 
@@ -158,7 +161,10 @@ async fn dashboard_and_trace_in_headless_chromium() {
     for stage in ["stage-raw", "stage-canonical", "stage-target"] {
         assert!(trace.contains(stage), "{stage} on the trace page: {trace}");
     }
-    assert!(trace.contains("alan2@example.com"), "the raw payload is shown");
+    assert!(
+        trace.contains("alan2@example.com"),
+        "the raw payload is shown"
+    );
     chromium(
         &dir,
         &[&format!("--screenshot={}", dir.join("trace.png").display())],

@@ -537,7 +537,7 @@ impl Config {
                     format!("sink.rates.{name}"),
                     format!("connection `{name}` is not defined under `connections`"),
                 ));
-            } else if !(rate.per_second > 0.0) {
+            } else if rate.per_second.is_nan() || rate.per_second <= 0.0 {
                 problems.push(ConfigError::invalid(
                     format!("sink.rates.{name}.per_second"),
                     "give a rate above zero",
