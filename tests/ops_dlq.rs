@@ -238,3 +238,103 @@ async fn redrive_and_discard_keep_key_order_and_never_resend() {
     assert!(handled.contains(&("B", Some("discard"))));
     assert!(handled.iter().all(|(_, h)| h.is_some()), "{handled:?}");
 }
+
+fn customer(id: u64, email: &str, first_name: &str, at: time::OffsetDateTime) -> Vec<u8> {
+    let payload = switchboard_sandbox::ShopifyWebhooks::customer_payload(
+        id, email, first_name, "Redrive", at,
+    );
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// The whole way through the real sink: a create the target refuses (422, a data error)
+/// goes to the DLQ and the key's three updates are parked behind it, while another key
+/// flows on. After the target is fixed, `dlq redrive` brings the person in with the last
+/// update's name, created once; a second redrive sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redrive_through_the_real_sink_delivers_the_key_in_order() {
+    use switchboard_sandbox::{FaultRule, PipedriveConfig, StatusCode};
+    let world = World::new("dlq-sink", PipedriveConfig::new(CRM_TOKEN)).await;
+    let shop = world.start_ingest().await;
+    world.start_transformer().await;
+    world.start_sink().await;
+    world.pipedrive.control().add_fault(FaultRule::fail_next(
+        "POST /api/v2/persons",
+        1,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ));
+    let dlq_topic = format!("{}.dlq.crm", world.prefix);
+    let start = time::OffsetDateTime::now_utc();
+    let email = "order@example.com";
+    let sent = shop
+        .send(
+            "customers/create",
+            &customer(6100, email, "V0", start),
+            "wh-c",
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent, StatusCode::OK);
+    assert_eq!(
+        read_topic(
+            &kafka_bootstrap(),
+            &dlq_topic,
+            1,
+            Duration::from_secs(60),
+            Duration::ZERO
+        )
+        .len(),
+        1,
+        "the refused create is dead-lettered"
+    );
+    for i in 1..=3i64 {
+        let at = start + time::Duration::seconds(i);
+        let body = customer(6100, email, &format!("V{i}"), at);
+        let status = shop
+            .send("customers/update", &body, &format!("wh-u{i}"))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+    }
+    let other = customer(6200, "other@example.com", "Other", start);
+    shop.send("customers/create", &other, "wh-o").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || world
+            .pipedrive
+            .person_by_email("other@example.com")
+            .is_some())
+        .await,
+        "another key flows on"
+    );
+    let parked = read_topic(
+        &kafka_bootstrap(),
+        &dlq_topic,
+        4,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_eq!(parked.len(), 4, "the key's updates are parked behind it");
+    assert!(world.pipedrive.person_by_email(email).is_none());
+
+    let mut redrive = args(&world.prefix);
+    redrive.class = Some("data".to_owned());
+    let done = switchboard_cli::dlq::run(&DlqCommand::Redrive(redrive))
+        .await
+        .unwrap();
+    assert_eq!(done.sent, 4);
+    assert!(
+        eventually(Duration::from_secs(60), || world
+            .pipedrive
+            .person_by_email(email)
+            .is_some_and(|p| p.name.starts_with("V3")))
+        .await,
+        "the last update wins: {:?}",
+        world.pipedrive.person_by_email(email)
+    );
+    assert_eq!(world.pipedrive.creates_for_email(email), 1);
+    let mut again = args(&world.prefix);
+    again.class = Some("data".to_owned());
+    let again = switchboard_cli::dlq::run(&DlqCommand::Redrive(again))
+        .await
+        .unwrap();
+    assert_eq!(again.sent, 0, "nothing is sent twice");
+}

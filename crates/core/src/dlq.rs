@@ -304,3 +304,99 @@ fn topic_exists(kafka: &KafkaConfig, topic: &str) -> Result<bool, ClassifiedErro
         .iter()
         .any(|t| t.error().is_none() && !t.partitions().is_empty()))
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+    use rdkafka::message::OwnedHeaders;
+
+    use super::*;
+
+    fn record(offset: i64, key: &str, parked: bool) -> OwnedMessage {
+        let (k, v) = if parked {
+            ("sb.parked", "true")
+        } else {
+            ("sb.error.class", "data")
+        };
+        let headers = OwnedHeaders::new().insert(Header {
+            key: k,
+            value: Some(v),
+        });
+        OwnedMessage::new(
+            Some(b"v".to_vec()),
+            Some(key.as_bytes().to_vec()),
+            "sb.dlq.crm".to_owned(),
+            Timestamp::CreateTime(1000 + offset),
+            0,
+            offset,
+            Some(headers),
+        )
+    }
+
+    fn dlq(records: Vec<OwnedMessage>, handled: &[&str]) -> Dlq {
+        let kafka = crate::Config::from_yaml(
+            "kafka: {bootstrap_servers: '127.0.0.1:1'}\nregistry: {url: 'http://r'}\n",
+        )
+        .unwrap()
+        .kafka;
+        Dlq {
+            kafka,
+            dlq_topic: "sb.dlq.crm".into(),
+            retry_topic: "sb.retry.crm.0".into(),
+            handled_topic: "sb.dlq.crm.handled".into(),
+            records: records
+                .into_iter()
+                .map(|m| {
+                    let mut e = entry(&m);
+                    e.handled = handled.contains(&e.id().as_str()).then(|| "redrive".into());
+                    (e, m)
+                })
+                .collect(),
+        }
+    }
+
+    fn ids(plan: &[(DlqEntry, Action)]) -> Vec<(i64, Action)> {
+        plan.iter().map(|(e, a)| (e.offset, *a)).collect()
+    }
+
+    #[test]
+    fn a_failed_record_is_followed_by_its_own_parked_records_only() {
+        let d = dlq(
+            vec![
+                record(0, "A", false),
+                record(1, "A", true),
+                record(2, "B", false),
+                record(3, "A", true),
+                record(4, "A", false),
+                record(5, "A", true),
+            ],
+            &["0/5"],
+        );
+        let key_a = Filter {
+            key: Some("A".into()),
+            ..Filter::default()
+        };
+        use Action::{Discard, Redrive};
+        assert_eq!(
+            ids(&d.plan(&key_a, Redrive)),
+            [(0, Redrive), (1, Redrive), (3, Redrive), (4, Redrive)],
+            "two failures of A, each with its followers; 0/5 was handled"
+        );
+        let only = Filter {
+            id: Some("0/0".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(&d.plan(&only, Discard)),
+            [(0, Discard), (1, Redrive), (3, Redrive)]
+        );
+        let parked = Filter {
+            id: Some("0/1".into()),
+            ..Filter::default()
+        };
+        assert!(
+            d.plan(&parked, Redrive).is_empty(),
+            "followers never go alone"
+        );
+    }
+}
