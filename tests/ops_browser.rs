@@ -92,7 +92,7 @@ async fn dashboard_and_trace_in_headless_chromium() {
         assert_eq!(status, StatusCode::OK);
     }
     assert!(
-        eventually(Duration::from_secs(60), || world
+        eventually(Duration::from_secs(120), || world
             .pipedrive
             .person_by_email("alan4@example.com")
             .is_some())

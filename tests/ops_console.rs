@@ -157,7 +157,7 @@ pub async fn traffic(world: &World, n: u64) {
     assert_eq!(status, StatusCode::OK);
     let last = format!("grace{}@example.com", n - 1);
     assert!(
-        eventually(Duration::from_secs(60), || world
+        eventually(Duration::from_secs(120), || world
             .pipedrive
             .person_by_email(&last)
             .is_some())
