@@ -15,7 +15,7 @@ scripts/stack.sh status >/dev/null 2>&1 || started_stack=yes
 scripts/stack.sh up
 
 echo "building services (debug profile)..."
-cargo build -q --bins -p switchboard-ingest-webhook -p switchboard-ingest-poller -p switchboard-transformer -p switchboard-sink -p switchboard-sandbox
+cargo build -q --bins -p switchboard-ingest-webhook -p switchboard-ingest-poller -p switchboard-transformer -p switchboard-sink -p switchboard-console -p switchboard-sandbox
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
 # Schemas, under TopicNameStrategy subjects; the services would register them on first
@@ -58,8 +58,13 @@ EXACT_REFRESH_TOKEN=$(cat "$token_file"); export EXACT_REFRESH_TOKEN
 "$BIN/switchboard-ingest-poller" >"$LOGS/ingest-poller.log" 2>&1 & pids+=($!)
 "$BIN/switchboard-transformer" >"$LOGS/transformer.log" 2>&1 & pids+=($!)
 "$BIN/switchboard-sink" >"$LOGS/sink.log" 2>&1 & pids+=($!)
+# The console's admin token (redrive, discard, replay): random, kept in a private file.
+(umask 077; random >"$LOGS/console-admin-token")
+SB_CONSOLE_ADMIN_TOKEN=$(cat "$LOGS/console-admin-token") \
+  SB__CONSOLE__ADMIN_TOKEN='${env:SB_CONSOLE_ADMIN_TOKEN}' \
+  "$BIN/switchboard-console" >"$LOGS/console.log" 2>&1 & pids+=($!)
 
-for url in http://127.0.0.1:8080/readyz http://127.0.0.1:9101/readyz http://127.0.0.1:9102/readyz http://127.0.0.1:9103/readyz; do
+for url in http://127.0.0.1:8080/readyz http://127.0.0.1:9101/readyz http://127.0.0.1:9102/readyz http://127.0.0.1:9103/readyz http://127.0.0.1:8090/readyz; do
   for _ in $(seq 1 120); do curl -fs "$url" >/dev/null 2>&1 && break; sleep 0.5; done
   curl -fs "$url" >/dev/null || { echo "not ready: $url (logs in $LOGS)"; exit 1; }
 done
@@ -77,8 +82,10 @@ Switchboard demo is running.
   Sandbox control        GET http://127.0.0.1:8070/_sandbox/requests, /_sandbox/counters (each emulator)
   Kafka                  127.0.0.1:9092  topics sb.raw.shop.customers, sb.canonical.contact, sb.dlq.*
   Schema registry        $REGISTRY/subjects
-  Metrics (dashboard)    http://127.0.0.1:8080/metrics  :9101/metrics (transformer)  :9102/metrics (sink)  :9103/metrics (poller)
-                         (the console dashboard comes with the operations issue; these are its data)
+  Console                http://127.0.0.1:8090/  (dashboard, record trace, DLQ; JSON under /api/v1)
+                         admin token for redrive/discard: the file $LOGS/console-admin-token
+  Metrics                http://127.0.0.1:8080/metrics  :9101/metrics (transformer)  :9102/metrics (sink)  :9103/metrics (poller)  :8090/metrics (console: consumer lag)
+  CLI                    cargo run -q -p switchboard-cli -- lag | replay --help | dlq list --connection crm
   Logs                   $LOGS/*.log
 Ctrl-C stops everything this started.
 INFO

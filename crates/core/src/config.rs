@@ -40,6 +40,9 @@ pub struct Config {
     /// The poller service.
     #[serde(default)]
     pub poller: PollerConfig,
+    /// The console service (dashboard, JSON admin API, alerts).
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// Natural keys per canonical entity, for matching records of different systems.
     #[serde(default)]
     pub identity: crate::policy::IdentityConfig,
@@ -71,6 +74,50 @@ impl Default for PollerConfig {
 
 fn default_poller_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9103))
+}
+
+/// Console settings: where it listens, who may read and who may act, where alerts go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Address of the dashboard, `/api/v1`, `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default = "default_console_listen")]
+    pub listen: SocketAddr,
+    /// Token of the admin role (redrive, discard, replay), as a bearer token or the
+    /// password of basic auth. Without it, admin actions are refused.
+    #[serde(default)]
+    pub admin_token: Option<crate::Secret>,
+    /// Token of the read-only role. Without it (and without `admin_token`), pages are open.
+    #[serde(default)]
+    pub read_token: Option<crate::Secret>,
+    /// Where alerts from `sb.alerts` are sent.
+    #[serde(default)]
+    pub alerts: Option<ConsoleAlerts>,
+}
+
+/// `console.alerts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleAlerts {
+    /// A connection of type `telegram` whose bot sends the alerts.
+    pub telegram: String,
+    /// The chat the alerts go to.
+    pub chat_id: i64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_console_listen(),
+            admin_token: None,
+            read_token: None,
+            alerts: None,
+        }
+    }
+}
+
+fn default_console_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8090))
 }
 
 /// Kafka connection and topic layout.
@@ -477,6 +524,21 @@ impl Config {
             }
         }
         problems.extend(self.policies.validate(self).err());
+        if let Some(alerts) = &self.console.alerts
+            && self
+                .connections
+                .get(&alerts.telegram)
+                .map(|c| c.kind.as_str())
+                != Some("telegram")
+        {
+            problems.push(ConfigError::invalid(
+                "console.alerts.telegram",
+                format!(
+                    "name a connection of type `telegram`, not `{}`",
+                    alerts.telegram
+                ),
+            ));
+        }
         for (name, rate) in &self.sink.rates {
             if !self.connections.contains_key(name) {
                 problems.push(ConfigError::invalid(

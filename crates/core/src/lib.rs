@@ -5,12 +5,15 @@
 pub mod avro;
 pub mod canonical;
 pub mod config;
+pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod kafka;
+pub mod lag;
 pub mod policy;
 pub mod raw;
 pub mod replay;
+pub mod republish;
 pub mod secret;
 pub mod security;
 pub mod service;

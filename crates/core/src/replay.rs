@@ -25,6 +25,9 @@ pub enum ResetTo {
     Time(i64),
     /// The earliest offset still retained.
     Earliest,
+    /// This offset on every partition, clamped to what the partition retains (as Kafka's
+    /// `--to-offset` does).
+    Offset(i64),
 }
 
 /// One partition of a reset plan.
@@ -65,7 +68,7 @@ pub fn plan(
         for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
             let offset = match to {
                 ResetTo::Time(ms) => Offset::Offset(ms),
-                ResetTo::Earliest => Offset::Beginning,
+                ResetTo::Earliest | ResetTo::Offset(_) => Offset::Beginning,
             };
             wanted
                 .add_partition_offset(topic, p.id(), offset)
@@ -79,7 +82,7 @@ pub fn plan(
         ResetTo::Time(_) => consumer
             .offsets_for_times(wanted.clone(), TIMEOUT)
             .map_err(|e| kafka_error("offsets for times", &e))?,
-        ResetTo::Earliest => wanted.clone(),
+        ResetTo::Earliest | ResetTo::Offset(_) => wanted.clone(),
     };
     let mut plan = Vec::new();
     for element in wanted.elements() {
@@ -93,9 +96,13 @@ pub fn plan(
                 Offset::Offset(o) => Some(o),
                 _ => None,
             });
-        let new = match targets.find_partition(topic, partition).map(|p| p.offset()) {
-            Some(Offset::Offset(o)) => o.max(low),
-            Some(Offset::Beginning) => low,
+        let new = match (
+            to,
+            targets.find_partition(topic, partition).map(|p| p.offset()),
+        ) {
+            (ResetTo::Offset(o), _) => o.clamp(low, end),
+            (_, Some(Offset::Offset(o))) => o.max(low),
+            (_, Some(Offset::Beginning)) => low,
             _ => end,
         };
         plan.push(PartitionPlan {
@@ -117,14 +124,7 @@ pub fn apply(
     plan: &[PartitionPlan],
 ) -> Result<(), ClassifiedError> {
     let consumer = group_client(kafka, group)?;
-    let groups = consumer
-        .fetch_group_list(Some(group), TIMEOUT)
-        .map_err(|e| kafka_error("group list", &e))?;
-    let members = groups
-        .groups()
-        .iter()
-        .map(|g| g.members().len())
-        .sum::<usize>();
+    let members = crate::lag::members(kafka, group)?;
     if members > 0 {
         return Err(ClassifiedError::new(
             ErrorClass::Conflict,

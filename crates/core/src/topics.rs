@@ -31,6 +31,12 @@ impl Topics {
         format!("{}.dlq.{stage}", self.prefix)
     }
 
+    /// `<prefix>.dlq.<sink>.handled`: DLQ records an operator already redrove or
+    /// discarded, keyed `<partition>/<offset>` (compacted).
+    pub fn dlq_handled(&self, sink: &str) -> String {
+        format!("{}.dlq.{sink}.handled", self.prefix)
+    }
+
     /// `<prefix>.ingest.dedupe`: delivery IDs and record versions already published.
     pub fn ingest_dedupe(&self) -> String {
         format!("{}.ingest.dedupe", self.prefix)

@@ -4,15 +4,21 @@
 //!   registry's compatibility rule (BACKWARD by default), subject by subject.
 //! - `config check`: a configuration file loaded exactly as the services load it, with every
 //!   problem named by key.
+//! - `lag`, `replay`, `dlq`: operations on the running pipeline (consumer lag in messages
+//!   and seconds, group rewinds and selective replays, dead-letter redrive and discard).
 //!
 //! Guarantee: the exit code tells the outcome without parsing output: 0 when everything
 //! passed, 1 when a check found a problem (an incompatible schema, a bad key), 2 when the
 //! check could not run (registry unreachable, directory missing). `--output json` prints the
 //! same result as one JSON document on stdout.
 
+pub mod cluster;
 pub mod config_check;
+pub mod dlq;
+pub mod lag;
 pub mod output;
 pub mod registry;
+pub mod replay;
 pub mod schemas;
 
 use std::path::PathBuf;
@@ -25,7 +31,7 @@ pub use crate::output::Output;
 /// Default registry: the local stack's Apicurio, through its Confluent-compatible API.
 pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:8081/apis/ccompat/v7";
 
-/// Operate Switchboard: schema and configuration checks.
+/// Operate Switchboard: schema and configuration checks, lag, replay and the DLQ.
 ///
 /// Exit codes: 0 passed, 1 a check found a problem, 2 the check could not run.
 #[derive(Debug, Parser)]
@@ -48,6 +54,14 @@ pub enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Consumer lag per group, topic and partition, in messages and seconds.
+    Lag(lag::LagArgs),
+    /// Rewind a consumer group (like `kafka-consumer-groups --reset-offsets`), or re-publish
+    /// the records of one key or source record to their topic.
+    Replay(replay::ReplayArgs),
+    /// A sink connection's dead-letter queue: list, show, redrive, discard.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 /// `switchboard schemas …`
@@ -137,6 +151,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let report = config_check::check(&config);
             Ok(output::emit(cli.output, &report))
         }
+        Command::Lag(args) => Ok(output::emit(cli.output, &lag::run(&args).await?)),
+        Command::Replay(args) => Ok(output::emit(cli.output, &replay::run(&args).await?)),
+        Command::Dlq(command) => Ok(output::emit(cli.output, &dlq::run(&command).await?)),
     }
 }
 

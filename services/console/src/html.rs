@@ -1,0 +1,238 @@
+//! The console's pages, rendered on the server as plain HTML with inline SVG sparklines: no
+//! JavaScript, no front-end toolchain. Every value written into a page goes through
+//! [`esc`], so a record's content can never inject markup.
+
+use std::collections::VecDeque;
+
+use crate::overview::{ConnectionRow, Overview};
+use crate::trace::Trace;
+
+/// HTML-escapes `s`.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A page with the console's frame.
+pub fn page(title: &str, refresh: bool, body: &str) -> String {
+    let meta = if refresh {
+        r#"<meta http-equiv="refresh" content="10">"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8">{meta}<title>{t} · Switchboard</title>
+<style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse}}
+td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
+.ok{{color:#17803d}}.degraded,.stalled{{color:#b45309}}.paused{{color:#b91c1c}}
+nav a{{margin-right:1em}}pre{{background:#f6f6f6;padding:6px;white-space:pre-wrap;word-break:break-all;max-width:60em;margin:0}}</style>
+</head><body><nav><a href="/">Dashboard</a><a href="/trace">Record trace</a></nav><h1>{t}</h1>{body}</body></html>"#,
+        t = esc(title)
+    )
+}
+
+/// "N minutes ago".
+pub fn ago(now: i64, at: Option<i64>) -> String {
+    let Some(at) = at else {
+        return "never".to_owned();
+    };
+    let secs = ((now - at) / 1000).max(0);
+    match secs {
+        0..=59 => format!("{secs} seconds ago"),
+        60..=3599 => format!("{} minutes ago", secs / 60),
+        _ => format!("{} hours ago", secs / 3600),
+    }
+}
+
+/// An inline SVG line of `points` (oldest first).
+pub fn sparkline(points: &VecDeque<f64>) -> String {
+    if points.len() < 2 {
+        return String::new();
+    }
+    let max = points.iter().cloned().fold(1.0_f64, f64::max);
+    let step = 120.0 / (points.len() - 1) as f64;
+    let coords: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, 20.0 - v / max * 18.0))
+        .collect();
+    format!(
+        r##"<svg width="120" height="22" role="img"><polyline fill="none" stroke="#2563eb" points="{}"/></svg>"##,
+        coords.join(" ")
+    )
+}
+
+fn state_class(state: &str) -> &'static str {
+    match state {
+        "ok" => "ok",
+        "stalled" => "stalled",
+        s if s.starts_with("paused") => "paused",
+        _ => "degraded",
+    }
+}
+
+fn opt(n: Option<usize>) -> String {
+    n.map_or("-".to_owned(), |n| n.to_string())
+}
+
+/// The dashboard: one row per connection.
+pub fn dashboard(o: &Overview, history: &dyn Fn(&str) -> String) -> String {
+    let mut rows = String::new();
+    for c in &o.connections {
+        rows.push_str(&row(o.at, c, &history(&c.name)));
+    }
+    let body = format!(
+        r#"<table id="connections"><tr><th>Connection</th><th>State</th><th>Last successful sync</th>
+<th>Lag (messages)</th><th>Lag (seconds)</th><th>Lag, last hour</th><th>DLQ depth</th><th>Parked keys</th><th>Recent alerts</th></tr>{rows}</table>
+<p>Updated {}. JSON: <a href="/api/v1/connections">/api/v1/connections</a>, <a href="/api/v1/lag">/api/v1/lag</a>.</p>"#,
+        esc(&ago(crate::now(), Some(o.at)))
+    );
+    page("Connections", true, &body)
+}
+
+fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
+    let alerts: Vec<String> = c
+        .alerts
+        .iter()
+        .take(3)
+        .map(|a| {
+            format!(
+                "{} {} ({})",
+                esc(&a.status),
+                esc(&a.kind),
+                esc(&ago(now, Some(a.at)))
+            )
+        })
+        .collect();
+    format!(
+        r#"<tr class="connection" data-connection="{n}"><td><a href="/connections/{n}">{n}</a> <small>{kind} · {roles}</small></td>
+<td class="state {cls}">{state}</td><td class="last-sync" data-at="{at}">last successful sync: {ago}</td>
+<td>{lag}</td><td>{lag_s}</td><td>{spark}</td><td><a href="/dlq/{n}">{dlq}</a></td><td>{parked}</td><td>{alerts}</td></tr>"#,
+        n = esc(&c.name),
+        kind = esc(&c.kind),
+        roles = esc(&c.roles.join("+")),
+        cls = state_class(&c.state),
+        state = esc(&c.state),
+        at = c.last_sync_at.unwrap_or(0),
+        ago = esc(&ago(now, c.last_sync_at)),
+        lag = c.lag,
+        lag_s = c.lag_seconds,
+        dlq = opt(c.dlq_depth),
+        parked = opt(c.parked_keys),
+        alerts = alerts.join("<br>"),
+    )
+}
+
+/// A connection's page: its row, its recent errors (DLQ records) and alerts.
+pub fn connection(
+    o: &Overview,
+    c: &ConnectionRow,
+    errors: &[switchboard_core::dlq::DlqEntry],
+) -> String {
+    let mut body = format!(
+        "<p>State: <b class=\"{}\">{}</b> {}</p><p>Last successful sync: {}</p>",
+        state_class(&c.state),
+        esc(&c.state),
+        esc(c.message.as_deref().unwrap_or("")),
+        esc(&ago(o.at, c.last_sync_at))
+    );
+    body.push_str("<h2>Recent errors</h2>");
+    body.push_str(&dlq_table(errors, None));
+    body.push_str("<h2>Alerts</h2><ul>");
+    for a in &c.alerts {
+        body.push_str(&format!(
+            "<li>{} {} — {} ({})</li>",
+            esc(&a.status),
+            esc(&a.kind),
+            esc(&a.message),
+            esc(&ago(o.at, Some(a.at)))
+        ));
+    }
+    body.push_str("</ul>");
+    page(&format!("Connection {}", c.name), false, &body)
+}
+
+/// A DLQ table; with `actions` (the connection), each open failed record gets redrive and
+/// discard buttons that lead to a confirmation page.
+pub fn dlq_table(entries: &[switchboard_core::dlq::DlqEntry], actions: Option<&str>) -> String {
+    let mut out = String::from(
+        "<table class=\"dlq\"><tr><th>ID</th><th>Key</th><th>Class</th><th>Message</th><th>Attempts</th><th>First failure</th><th>Parked</th><th>Handled</th><th></th></tr>",
+    );
+    for e in entries {
+        let buttons = match actions {
+            Some(conn) if !e.parked && e.handled.is_none() => format!(
+                r#"<form method="get" action="/dlq/{c}/confirm"><input type="hidden" name="id" value="{id}">
+<button name="action" value="redrive">Redrive…</button> <button name="action" value="discard">Discard…</button></form>"#,
+                c = esc(conn),
+                id = esc(&e.id())
+            ),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{buttons}</td></tr>",
+            esc(&e.id()),
+            esc(&e.key),
+            esc(e.class.as_deref().unwrap_or("-")),
+            esc(e.message.as_deref().unwrap_or("")),
+            e.attempts.map_or("-".to_owned(), |a| a.to_string()),
+            esc(e.first_failed_at.as_deref().unwrap_or("-")),
+            if e.parked { "yes" } else { "no" },
+            esc(e.handled.as_deref().unwrap_or("-")),
+        ));
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The confirmation page of a DLQ action: what will be sent, and the button that sends it.
+pub fn confirm(
+    connection: &str,
+    action: &str,
+    id: &str,
+    plan: &[switchboard_core::dlq::DlqEntry],
+) -> String {
+    let body = format!(
+        r#"<p>{action} record {id} of <b>{c}</b>. These {n} record(s) go to the retry topic, in this order:</p>{table}
+<form method="post" action="/dlq/{c}/{action}"><input type="hidden" name="id" value="{id}">
+<button type="submit">Confirm {action}</button> <a href="/dlq/{c}">Cancel</a></form>"#,
+        action = esc(action),
+        id = esc(id),
+        c = esc(connection),
+        n = plan.len(),
+        table = dlq_table(plan, None),
+    );
+    page(&format!("Confirm {action}"), false, &body)
+}
+
+/// The record trace page (a form, and the trace if one was asked for).
+pub fn trace(id: Option<&str>, t: Option<&Trace>) -> String {
+    let mut body = format!(
+        r#"<form method="get" action="/trace"><label>Source record ID <input name="id" value="{}"></label> <button>Trace</button></form>"#,
+        esc(id.unwrap_or(""))
+    );
+    if let Some(t) = t {
+        body.push_str(&format!(
+            "<p>Canonical IDs: {}</p><table id=\"stages\"><tr><th>Stage</th><th>Topic</th><th>Position</th><th>Time</th><th>Summary</th><th>Detail</th></tr>",
+            esc(&t.canonical_ids.join(", "))
+        ));
+        for s in &t.stages {
+            body.push_str(&format!(
+                "<tr class=\"stage stage-{st}\"><td>{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                esc(&s.topic),
+                esc(&s.position),
+                esc(&crate::rfc3339(s.at)),
+                esc(&s.summary),
+                esc(&s.detail.to_string()),
+                st = s.stage,
+            ));
+        }
+        body.push_str("</table>");
+        if t.stages.is_empty() {
+            body.push_str("<p>Nothing found for this ID.</p>");
+        }
+    }
+    page("Record trace", false, &body)
+}
