@@ -53,6 +53,12 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, String> {
             .as_i64()
             .map(Value::TimestampMillis)
             .map_or_else(|| wrong("epoch milliseconds"), Ok),
+        (Schema::TimestampMillis, Json::String(s)) if odata_millis(s).is_some() => {
+            Ok(Value::TimestampMillis(odata_millis(s).unwrap_or_default()))
+        }
+        (Schema::Date, Json::String(s)) if odata_millis(s).is_some() => {
+            Ok(Value::Date(odata_millis(s).unwrap_or_default().div_euclid(86_400_000) as i32))
+        }
         (Schema::TimestampMillis, Json::String(s)) => {
             match time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
                 Ok(t) => Ok(Value::TimestampMillis(
@@ -164,6 +170,17 @@ fn decimal(schema: &DecimalSchema, text: &str) -> Option<Value> {
     )))
 }
 
+/// Milliseconds of an OData date, `/Date(1672531200000)/` (Exact Online writes these; an
+/// offset suffix such as `+0100` is ignored, the number is what Exact means).
+fn odata_millis(text: &str) -> Option<i64> {
+    let inner = text.strip_prefix("/Date(")?.strip_suffix(")/")?;
+    let digits = inner
+        .char_indices()
+        .find(|(i, c)| *i > 0 && (*c == '+' || *c == '-'))
+        .map_or(inner, |(i, _)| &inner[..i]);
+    digits.parse().ok()
+}
+
 /// Days between 1970-01-01 and a `YYYY-MM-DD` date.
 fn days_since_epoch(text: &str) -> Option<i32> {
     let mut parts = text.splitn(3, '-');
@@ -259,6 +276,15 @@ mod tests {
         let err = to_avro(&schema(), &json!({"total": "1"})).unwrap_err();
         assert_eq!(err, "id: required field is missing");
         assert!(to_avro(&schema(), &json!({"id": "1", "total": "1.23456"})).is_err());
+    }
+
+    #[test]
+    fn odata_dates_are_read() {
+        assert_eq!(odata_millis("/Date(1672531200000)/"), Some(1_672_531_200_000));
+        assert_eq!(odata_millis("/Date(1672531200000+0100)/"), Some(1_672_531_200_000));
+        assert_eq!(odata_millis("2025-01-01"), None);
+        let s = Schema::parse_str(r#"{"type":"int","logicalType":"date"}"#).unwrap();
+        assert_eq!(to_avro(&s, &json!("/Date(1735689600000)/")).unwrap(), Value::Date(20089));
     }
 
     #[test]

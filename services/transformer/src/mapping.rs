@@ -230,15 +230,30 @@ mod tests {
 
     #[test]
     fn the_shipped_mappings_pass_their_fixtures() {
-        for (name, version) in [
-            ("shopify/customer-to-contact.v1", 1),
-            ("shopify/customer-to-contact.v2", 2),
-            ("pipedrive/person-to-contact.v1", 1),
-        ] {
-            let target = Target::load("contact", Some(version)).unwrap();
-            let mapping = Mapping::load(&mappings_dir(), name).unwrap();
-            mapping.validate(&mappings_dir(), &target).unwrap();
+        // Every shipped `<source>/<thing>-to-<entity>.v<N>.jq`, against `<entity>`'s newest
+        // schema (and contact v1 for the v1 contact mappings, which flows may still pin).
+        let mut checked = 0;
+        for source in std::fs::read_dir(mappings_dir()).unwrap() {
+            let source = source.unwrap().path();
+            for file in std::fs::read_dir(&source).unwrap() {
+                let file = file.unwrap().path();
+                let Some(stem) = file.file_name().unwrap().to_str().unwrap().strip_suffix(".jq") else {
+                    continue;
+                };
+                let name = format!("{}/{stem}", source.file_name().unwrap().to_str().unwrap());
+                let entity = stem.split("-to-").nth(1).unwrap().split('.').next().unwrap();
+                let mapping = Mapping::load(&mappings_dir(), &name).unwrap();
+                let versions = if stem.ends_with(".v1") { vec![None, Some(1)] } else { vec![None] };
+                for version in versions {
+                    let target = Target::load(entity, version).unwrap();
+                    mapping
+                        .validate(&mappings_dir(), &target)
+                        .unwrap_or_else(|e| panic!("{name} against {entity} {version:?}: {e}"));
+                }
+                checked += 1;
+            }
         }
+        assert!(checked >= 8, "found {checked} mappings");
         let v2 = Mapping::load(&mappings_dir(), "shopify/customer-to-contact.v2").unwrap();
         let fixture = mappings_dir().join("shopify/customer-to-contact.fixtures/update.json");
         let out = v2
