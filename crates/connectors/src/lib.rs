@@ -6,6 +6,7 @@
 pub mod exact;
 pub mod generic;
 pub mod http;
+pub mod pace;
 pub mod pipedrive;
 pub mod shopify;
 pub mod telegram;
