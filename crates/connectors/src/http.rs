@@ -80,7 +80,9 @@ impl System {
             Self::Shopify => retry_after.or_else(|| {
                 let (used, size) = shopify_call_limit(headers)?;
                 // One marble leaks every half second on the Standard plan.
-                Some(secs(f64::from((used + 1).saturating_sub(size)).max(1.0) * 0.5))
+                Some(secs(
+                    f64::from((used + 1).saturating_sub(size)).max(1.0) * 0.5,
+                ))
             }),
             Self::Pipedrive => retry_after.or_else(|| number("x-ratelimit-reset").map(secs)),
             Self::Exact => ["x-ratelimit-minutely", "x-ratelimit"]
@@ -175,11 +177,8 @@ pub fn failure(
             .or(Some(Duration::from_secs(2))),
         _ => None,
     };
-    ClassifiedError::new(
-        class,
-        format!("{what}: HTTP {status}: {}", redact(body)),
-    )
-    .retry_after(retry_after)
+    ClassifiedError::new(class, format!("{what}: HTTP {status}: {}", redact(body)))
+        .retry_after(retry_after)
 }
 
 /// `Retry-After` (seconds) or, failing that, a rate-limit reset header in seconds.
@@ -195,7 +194,13 @@ pub fn retry_hint(response: &Response) -> Option<Duration> {
 
 /// Keys whose values are masked in a JSON body.
 const SECRET_KEYS: &[&str] = &[
-    "token", "secret", "password", "authorization", "api_key", "apikey", "credential",
+    "token",
+    "secret",
+    "password",
+    "authorization",
+    "api_key",
+    "apikey",
+    "credential",
 ];
 
 /// A body fit for a log line or a DLQ header: JSON values under secret-looking keys become
@@ -359,9 +364,15 @@ mod tests {
     #[test]
     fn redaction_masks_secrets_and_cuts_long_bodies() {
         let masked = redact(r#"{"refresh_token":"r1","nested":{"clientSecret":"s"},"ok":1}"#);
-        assert!(!masked.contains("r1") && !masked.contains("\"s\""), "{masked}");
+        assert!(
+            !masked.contains("r1") && !masked.contains("\"s\""),
+            "{masked}"
+        );
         assert!(masked.contains(r#""ok":1"#));
-        assert_eq!(redact("Authorization: Bearer abc def"), "Authorization: Bearer *** def");
+        assert_eq!(
+            redact("Authorization: Bearer abc def"),
+            "Authorization: Bearer *** def"
+        );
         assert!(redact(&"x".repeat(2000)).len() <= MAX_BODY + 3);
     }
 }

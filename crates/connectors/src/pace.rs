@@ -169,18 +169,24 @@ impl WindowClock {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_bucket_waits_only_near_full() {
-        let bucket = LeakyBucket::new(40, 2.0, 2);
-        let start = tokio::time::Instant::now();
-        for _ in 0..38 {
+        // A 400-marble bucket leaks 20 per second once the header names its size.
+        let bucket = LeakyBucket::new(400, 20.0, 2);
+        let start = Instant::now();
+        for _ in 0..398 {
             bucket.take().await;
         }
-        assert!(start.elapsed() < Duration::from_millis(50));
-        bucket.observe(38, 40);
+        assert!(start.elapsed() < Duration::from_millis(40));
+        bucket.observe(398, 400);
         bucket.take().await;
-        // Real std Instants drive the model; paused tokio time only skips the sleep.
-        assert!(start.elapsed() >= Duration::from_millis(400));
+        bucket.take().await;
+        // Two more marbles at 20 per second: about 100 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(80),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
@@ -193,12 +199,13 @@ mod tests {
         assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(59));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_hold_delays_the_next_call() {
         let gate = Gate::default();
-        gate.hold(Duration::from_millis(300));
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
+        gate.hold(Duration::from_millis(60));
+        gate.hold(Duration::from_millis(10)); // an earlier end does not shorten it
         gate.ready().await;
-        assert!(start.elapsed() >= Duration::from_millis(299));
+        assert!(start.elapsed() >= Duration::from_millis(59));
     }
 }

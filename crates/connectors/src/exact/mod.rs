@@ -8,6 +8,7 @@
 pub mod api;
 pub mod model;
 pub mod oauth;
+pub mod write;
 
 use serde::Deserialize;
 use switchboard_core::Secret;
@@ -70,6 +71,22 @@ pub struct ExactConnection {
     /// Request timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Settings for Exact as a sink target.
+    #[serde(default)]
+    pub target: ExactTargetSettings,
+}
+
+/// What writing sales invoices needs that a canonical invoice does not carry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExactTargetSettings {
+    /// Sales journal code of new invoices (e.g. `70`).
+    #[serde(default)]
+    pub journal: Option<String>,
+    /// GUID of the Item every invoice line books on (Exact needs one per line; the
+    /// canonical line's SKU goes into its description).
+    #[serde(default)]
+    pub sales_item: Option<String>,
 }
 
 /// OAuth settings.

@@ -179,7 +179,9 @@ impl PipedriveClient {
             .send()
             .await
             .map_err(|e| network_error("update person", &e))?;
-        check_as(System::Pipedrive, "update person", response).await.map(|_| ())
+        check_as(System::Pipedrive, "update person", response)
+            .await
+            .map(|_| ())
     }
 }
 

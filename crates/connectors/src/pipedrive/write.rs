@@ -62,7 +62,12 @@ impl PipedriveClient {
         Ok(answer
             .pointer("/data/items")
             .and_then(Value::as_array)
-            .map(|items| items.iter().filter_map(|i| i.get("item").cloned()).collect())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("item").cloned())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

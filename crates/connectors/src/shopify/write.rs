@@ -126,10 +126,18 @@ impl ShopifyWriter {
 
     /// The customer whose e-mail is `email` (case-insensitive), by `customers/search.json`;
     /// where search is not served (404), by walking the customer list.
-    pub async fn find_customer_by_email(&self, email: &str) -> Result<Option<u64>, ClassifiedError> {
+    pub async fn find_customer_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<u64>, ClassifiedError> {
         let query = format!("email:\"{email}\"");
         match self
-            .call(Method::GET, "customers/search.json", &[("query", &query)], None)
+            .call(
+                Method::GET,
+                "customers/search.json",
+                &[("query", &query)],
+                None,
+            )
             .await
         {
             Ok(answer) => return Ok(customer_with_email(&answer, email)),
@@ -197,7 +205,11 @@ impl ShopifyWriter {
             .call(
                 Method::GET,
                 "orders.json",
-                &[("status", "any"), ("limit", "250"), ("created_at_min", since)],
+                &[
+                    ("status", "any"),
+                    ("limit", "250"),
+                    ("created_at_min", since),
+                ],
                 None,
             )
             .await?;
