@@ -75,7 +75,7 @@ impl System {
         };
         let secs = |s: f64| Duration::from_secs_f64(s).min(MAX_RATE_WAIT);
         let retry_after = number("retry-after").map(secs);
-        let hint = match self {
+        match self {
             Self::Generic => retry_after,
             Self::Shopify => retry_after.or_else(|| {
                 let (used, size) = shopify_call_limit(headers)?;
@@ -101,8 +101,7 @@ impl System {
                 .and_then(|b| b.pointer("/parameters/retry_after")?.as_f64())
                 .map(secs)
                 .or(retry_after),
-        };
-        hint
+        }
     }
 }
 

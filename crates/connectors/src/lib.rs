@@ -165,11 +165,21 @@ impl Connection {
 
 /// Types every connection in `config` and checks that flows use them as their systems allow.
 pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, ConfigError> {
-    let connections = config
+    let mut connections = config
         .connections
         .iter()
         .map(|(name, raw)| Ok((name.clone(), Connection::from_config(name, raw)?)))
         .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+    for connection in connections.values_mut() {
+        if let Connection::Exact(exact) = connection
+            && let Some(key) = &config.secrets_key
+        {
+            exact.token_store = Some(Box::new(exact::TokenStoreSettings {
+                kafka: config.kafka.clone(),
+                secrets_key: key.clone(),
+            }));
+        }
+    }
     for (name, connection) in &connections {
         if let Connection::Exact(exact) = connection
             && let Some(poll) = &exact.poll

@@ -97,6 +97,27 @@ impl ExactClient {
             .and_then(|rows| rows.first().cloned()))
     }
 
+    /// The first page of rows of `set` matching `filter`.
+    pub async fn find_all(
+        &self,
+        set: &str,
+        filter: &str,
+        select: &str,
+    ) -> Result<Vec<Value>, ClassifiedError> {
+        let d = self
+            .call(
+                Method::GET,
+                set,
+                &[("$filter", filter), ("$select", select)],
+                None,
+            )
+            .await?;
+        Ok(d.get("results")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// Creates a row of `set` and returns the value of its `key` property (a GUID).
     pub async fn create(
         &self,

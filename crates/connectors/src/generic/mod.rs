@@ -23,7 +23,7 @@ pub struct GenericConnection {
     pub poll: Option<poll::GenericPoll>,
     /// How records are written to it as a sink target; without it it is no target.
     #[serde(default)]
-    pub target: Option<target::GenericTarget>,
+    pub target: Option<Box<target::GenericTarget>>,
 }
 
 /// What is signed.

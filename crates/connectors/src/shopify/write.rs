@@ -194,8 +194,8 @@ impl ShopifyWriter {
         .map(|_| ())
     }
 
-    /// The order whose `note_attributes` carry `switchboard_id` = `id`, among orders of any
-    /// status created since `since` (RFC 3339).
+    /// The order whose `source_identifier` is `id` (Switchboard writes the canonical ID
+    /// there), among orders of any status created since `since` (RFC 3339).
     pub async fn find_order_by_switchboard_id(
         &self,
         id: &str,
@@ -214,16 +214,7 @@ impl ShopifyWriter {
             )
             .await?;
         Ok(list(&page, "orders")
-            .find(|o| {
-                o.get("note_attributes")
-                    .and_then(Value::as_array)
-                    .is_some_and(|attrs| {
-                        attrs.iter().any(|a| {
-                            a.get("name").and_then(Value::as_str) == Some("switchboard_id")
-                                && a.get("value").and_then(Value::as_str) == Some(id)
-                        })
-                    })
-            })
+            .find(|o| o.get("source_identifier").and_then(Value::as_str) == Some(id))
             .and_then(|o| o.get("id").and_then(Value::as_u64)))
     }
 }
