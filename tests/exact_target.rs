@@ -95,7 +95,7 @@ fn dlq_size(prefix: &str) -> usize {
     read_topic(
         &kafka_bootstrap(),
         &format!("{prefix}.dlq.books"),
-        1,
+        10_000,
         Duration::from_secs(2),
         Duration::ZERO,
     )
@@ -199,7 +199,7 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
     produce(&b.prefix, "organization", &(N..N + 5).map(organization).collect::<Vec<_>>()).await;
     let status_topic = format!("{}.status", b.prefix);
     let paused = eventually(Duration::from_secs(30), || {
-        read_topic(&kafka_bootstrap(), &status_topic, 1, Duration::from_secs(1), Duration::ZERO)
+        read_topic(&kafka_bootstrap(), &status_topic, 10_000, Duration::from_secs(2), Duration::ZERO)
             .iter()
             .any(|m| payload(m)["state"] == "paused_auth")
     })
@@ -208,7 +208,7 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
     let alerts = read_topic(
         &kafka_bootstrap(),
         &format!("{}.alerts", b.prefix),
-        1,
+        10_000,
         Duration::from_secs(5),
         Duration::ZERO,
     );
