@@ -135,10 +135,16 @@ async fn exact_accounts_at_sixty_a_minute_keep_goodput_without_429() {
     assert!(goodput >= 0.95, "goodput {goodput:.3}");
     assert!(report.throttled as f64 <= 0.01 * report.calls as f64);
     // Exact sends no Retry-After; a 429 must be followed by nothing before the minute resets.
-    let calls: Vec<_> = requests.iter().filter(|r| r.path.starts_with("/api/v1/")).collect();
+    let calls: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v1/"))
+        .collect();
     for pair in calls.windows(2).filter(|w| w[0].status == 429) {
         let (a, b) = (at_secs(pair[0]), at_secs(pair[1]));
-        assert!((b / 60.0).floor() > (a / 60.0).floor(), "a call after a 429 waited for the reset");
+        assert!(
+            (b / 60.0).floor() > (a / 60.0).floor(),
+            "a call after a 429 waited for the reset"
+        );
     }
     assert_eq!(b.exact.accounts().len(), N, "no account twice");
 }
@@ -155,12 +161,21 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
         count: None,
     });
     const N: usize = 60;
-    produce(&b.prefix, "organization", &(0..N).map(organization).collect::<Vec<_>>()).await;
+    produce(
+        &b.prefix,
+        "organization",
+        &(0..N).map(organization).collect::<Vec<_>>(),
+    )
+    .await;
 
     let first = CancellationToken::new();
-    let sink = switchboard_sink::start(load(&b.yaml), first.clone()).await.unwrap();
+    let sink = switchboard_sink::start(load(&b.yaml), first.clone())
+        .await
+        .unwrap();
     assert!(
-        eventually(Duration::from_secs(60), || b.exact.accounts().len() >= N / 2).await,
+        eventually(Duration::from_secs(60), || b.exact.accounts().len()
+            >= N / 2)
+        .await,
         "half delivered before the restart"
     );
     first.cancel();
@@ -169,15 +184,24 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
 
     let second = CancellationToken::new();
     let _guard = second.clone().drop_guard();
-    let sink = switchboard_sink::start(load(&b.yaml), second.clone()).await.unwrap();
+    let sink = switchboard_sink::start(load(&b.yaml), second.clone())
+        .await
+        .unwrap();
     assert!(
         eventually(Duration::from_secs(90), || b.exact.accounts().len() >= N).await,
         "every account after the restart ({} of {N})",
         b.exact.accounts().len()
     );
-    produce(&b.prefix, "invoice", &(0..5).map(invoice).collect::<Vec<_>>()).await;
+    produce(
+        &b.prefix,
+        "invoice",
+        &(0..5).map(invoice).collect::<Vec<_>>(),
+    )
+    .await;
     assert!(
-        eventually(Duration::from_secs(60), || b.exact.sales_invoices().len() >= 5).await,
+        eventually(Duration::from_secs(60), || b.exact.sales_invoices().len()
+            >= 5)
+        .await,
         "the invoices followed their accounts"
     );
     let token_calls: Vec<_> = b
@@ -187,21 +211,41 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
         .into_iter()
         .filter(|r| r.path.starts_with("/api/oauth2/token"))
         .collect();
-    println!("token endpoint: {:?}", token_calls.iter().map(|r| r.status).collect::<Vec<_>>());
-    assert!(token_calls.len() >= 3, "tokens were refreshed (and rotated) several times");
-    assert!(token_calls.iter().all(|r| r.status == 200), "no refresh was refused");
+    println!(
+        "token endpoint: {:?}",
+        token_calls.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        token_calls.len() >= 3,
+        "tokens were refreshed (and rotated) several times"
+    );
+    assert!(
+        token_calls.iter().all(|r| r.status == 200),
+        "no refresh was refused"
+    );
     assert_eq!(b.exact.accounts().len(), N, "no account twice");
     assert_eq!(dlq_size(&b.prefix), 0, "nothing failed");
 
     // Revoked: the next expiry makes the refresh fail; the connection pauses and alerts.
     b.exact.revoke_all_refresh_tokens();
     b.exact.expire_access_tokens();
-    produce(&b.prefix, "organization", &(N..N + 5).map(organization).collect::<Vec<_>>()).await;
+    produce(
+        &b.prefix,
+        "organization",
+        &(N..N + 5).map(organization).collect::<Vec<_>>(),
+    )
+    .await;
     let status_topic = format!("{}.status", b.prefix);
     let paused = eventually(Duration::from_secs(30), || {
-        read_topic(&kafka_bootstrap(), &status_topic, 10_000, Duration::from_secs(2), Duration::ZERO)
-            .iter()
-            .any(|m| payload(m)["state"] == "paused_auth")
+        read_topic(
+            &kafka_bootstrap(),
+            &status_topic,
+            10_000,
+            Duration::from_secs(2),
+            Duration::ZERO,
+        )
+        .iter()
+        .any(|m| payload(m)["state"] == "paused_auth")
     })
     .await;
     assert!(paused, "paused_auth in the status topic");
@@ -220,14 +264,19 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(dlq_size(&b.prefix), 0, "nothing dead-lettered while paused");
-    assert!(b.exact.accounts().len() < N + 5, "nothing delivered while paused");
+    assert!(
+        b.exact.accounts().len() < N + 5,
+        "nothing delivered while paused"
+    );
 
     // New credentials: the operator authorizes again and writes the new refresh token.
     let fresh = b.exact.issue_tokens();
     b.exact.clock().advance(Duration::from_secs(601));
     std::fs::write(&b.refresh_file, &fresh.refresh_token).unwrap();
     assert!(
-        eventually(Duration::from_secs(60), || b.exact.accounts().len() >= N + 5).await,
+        eventually(Duration::from_secs(60), || b.exact.accounts().len()
+            >= N + 5)
+        .await,
         "delivery resumed after new credentials"
     );
     assert_eq!(dlq_size(&b.prefix), 0);

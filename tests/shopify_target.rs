@@ -47,7 +47,9 @@ fn contact(i: usize, phone: Option<&str>) -> serde_json::Value {
 async fn shopify_customers_at_the_bucket_limit_keep_goodput_and_honour_retry_after() {
     init_logging();
     ensure_stack();
-    let shop = ShopifySandbox::start(ShopifyConfig::new(TOKEN)).await.unwrap();
+    let shop = ShopifySandbox::start(ShopifyConfig::new(TOKEN))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("shop-rate");
     let yaml = sink_yaml(
@@ -62,7 +64,9 @@ async fn shopify_customers_at_the_bucket_limit_keep_goodput_and_honour_retry_aft
 
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
-    switchboard_sink::start(load(&yaml), stop.clone()).await.unwrap();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
     let started = Instant::now();
     assert!(
         eventually(Duration::from_secs(150), || shop.customers().len() >= N).await,
@@ -132,7 +136,10 @@ async fn shopify_customers_at_the_bucket_limit_keep_goodput_and_honour_retry_aft
         .collect();
     let after = rate_report(&sink_calls, "/admin/api/");
     println!("after the other app: {after:?}");
-    assert!(after.throttled >= 1, "the other app's load made Shopify refuse the sink");
+    assert!(
+        after.throttled >= 1,
+        "the other app's load made Shopify refuse the sink"
+    );
     let gap = after.min_gap_after_429.unwrap();
     assert!(
         gap >= 1.95,
@@ -144,7 +151,9 @@ async fn shopify_customers_at_the_bucket_limit_keep_goodput_and_honour_retry_aft
 async fn a_422_from_shopify_goes_to_the_dlq_with_its_reason() {
     init_logging();
     ensure_stack();
-    let shop = ShopifySandbox::start(ShopifyConfig::new(TOKEN)).await.unwrap();
+    let shop = ShopifySandbox::start(ShopifyConfig::new(TOKEN))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("shop-422");
     let yaml = sink_yaml(
@@ -162,7 +171,9 @@ async fn a_422_from_shopify_goes_to_the_dlq_with_its_reason() {
     .await;
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
-    switchboard_sink::start(load(&yaml), stop.clone()).await.unwrap();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
 
     let dlq = read_topic(
         &kafka_bootstrap(),
@@ -186,7 +197,10 @@ async fn a_422_from_shopify_goes_to_the_dlq_with_its_reason() {
     assert_eq!(header("sb.error.class").as_deref(), Some("data"));
     let message = header("sb.error.message").unwrap();
     assert!(message.contains("422"), "{message}");
-    assert!(message.contains("phone"), "Shopify's reason is kept: {message}");
+    assert!(
+        message.contains("phone"),
+        "Shopify's reason is kept: {message}"
+    );
     assert!(!message.contains(TOKEN), "no secret in the reason");
     assert!(
         eventually(Duration::from_secs(30), || shop

@@ -58,9 +58,13 @@ async fn duplicated_organizations_and_deals_are_created_once_at_pipedrive() {
         produce(&prefix, "deal", &deals).await;
     }
     let first = CancellationToken::new();
-    let sink = switchboard_sink::start(load(&yaml), first.clone()).await.unwrap();
+    let sink = switchboard_sink::start(load(&yaml), first.clone())
+        .await
+        .unwrap();
     assert!(
-        eventually(Duration::from_secs(60), || crm.organizations().len() >= N / 2).await,
+        eventually(Duration::from_secs(60), || crm.organizations().len()
+            >= N / 2)
+        .await,
         "the first sink made progress"
     );
     first.cancel();
@@ -72,20 +76,22 @@ async fn duplicated_organizations_and_deals_are_created_once_at_pipedrive() {
 
     let second = CancellationToken::new();
     let _guard = second.clone().drop_guard();
-    switchboard_sink::start(load(&yaml), second.clone()).await.unwrap();
+    switchboard_sink::start(load(&yaml), second.clone())
+        .await
+        .unwrap();
     let done = eventually(Duration::from_secs(120), || {
-        crm.deals().len() >= N
-            && crm
-                .deals()
-                .iter()
-                .all(|d| d.value.as_f64() == Some(250.5))
+        crm.deals().len() >= N && crm.deals().iter().all(|d| d.value.as_f64() == Some(250.5))
     })
     .await;
     assert!(done, "every deal arrived with its last value");
     assert_eq!(crm.organizations().len(), N);
     assert_eq!(crm.deals().len(), N);
     for i in 0..N {
-        assert_eq!(crm.creates_for_organization(&format!("Org {i}")), 1, "Org {i}");
+        assert_eq!(
+            crm.creates_for_organization(&format!("Org {i}")),
+            1,
+            "Org {i}"
+        );
         assert_eq!(crm.creates_for_deal(&format!("Deal {i}")), 1, "Deal {i}");
     }
 }
@@ -95,7 +101,9 @@ async fn a_redelivered_order_notifies_telegram_once() {
     init_logging();
     ensure_stack();
     let bot_token = "123456:sandbox-secret";
-    let telegram = TelegramSandbox::start(TelegramConfig::new(bot_token)).await.unwrap();
+    let telegram = TelegramSandbox::start(TelegramConfig::new(bot_token))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("tg-once");
     let connection = format!(
@@ -121,10 +129,18 @@ async fn a_redelivered_order_notifies_telegram_once() {
     produce(&prefix, "order", &orders).await;
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
-    switchboard_sink::start(load(&yaml), stop.clone()).await.unwrap();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
     produce(&prefix, "order", &orders).await;
     let canonical_topic = format!("{prefix}.canonical.order");
-    let all = read_topic(&kafka_bootstrap(), &canonical_topic, 15, Duration::from_secs(20), Duration::ZERO);
+    let all = read_topic(
+        &kafka_bootstrap(),
+        &canonical_topic,
+        15,
+        Duration::from_secs(20),
+        Duration::ZERO,
+    );
     assert_eq!(all.len(), 15);
     assert!(
         eventually(Duration::from_secs(60), || group_caught_up(
@@ -136,7 +152,12 @@ async fn a_redelivered_order_notifies_telegram_once() {
         "the sink finished every copy"
     );
     let sent = telegram.messages_to(SAMPLE_GROUP_CHAT);
-    assert_eq!(sent.len(), 5, "one notification per order: {:?}", sent.iter().map(|m| &m.text).collect::<Vec<_>>());
+    assert_eq!(
+        sent.len(),
+        5,
+        "one notification per order: {:?}",
+        sent.iter().map(|m| &m.text).collect::<Vec<_>>()
+    );
     for i in 0..5 {
         assert!(sent.iter().any(|m| m.text.contains(&format!("#100{i}"))));
     }

@@ -36,7 +36,8 @@ pub fn canonical(entity: &str, source_entity: &str, native: &str, fields: Value)
         "mapping": format!("test/{entity}.v1"),
     });
     let schema: apache_avro::Schema =
-        apache_avro::Schema::parse_str(canonical_schema(entity, None).unwrap().schema.text).unwrap();
+        apache_avro::Schema::parse_str(canonical_schema(entity, None).unwrap().schema.text)
+            .unwrap();
     // Optional fields default to null, arrays to empty, as a mapping would leave them.
     if let apache_avro::Schema::Record(r) = &schema {
         for field in &r.fields {
@@ -107,7 +108,9 @@ fn to_avro(value: &Value) -> apache_avro::types::Value {
     match value {
         Value::Null => A::Null,
         Value::Bool(b) => A::Boolean(*b),
-        Value::Number(n) => n.as_i64().map_or_else(|| A::Double(n.as_f64().unwrap()), A::Long),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| A::Double(n.as_f64().unwrap()), A::Long),
         Value::String(s) => A::String(s.clone()),
         Value::Array(items) => A::Array(items.iter().map(to_avro).collect()),
         Value::Object(map) => A::Map(map.iter().map(|(k, v)| (k.clone(), to_avro(v))).collect()),
@@ -142,11 +145,9 @@ sink:
 
 /// A log entry's virtual time in seconds since the epoch.
 pub fn at_secs(request: &LoggedRequest) -> f64 {
-    let t = time::OffsetDateTime::parse(
-        &request.at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
+    let t =
+        time::OffsetDateTime::parse(&request.at, &time::format_description::well_known::Rfc3339)
+            .unwrap();
     t.unix_timestamp_nanos() as f64 / 1e9
 }
 
