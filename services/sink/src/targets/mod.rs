@@ -13,6 +13,9 @@ mod pipedrive;
 mod shopify;
 mod telegram;
 
+#[cfg(test)]
+mod mapping_tests;
+
 use serde_json::{Map, Value};
 use switchboard_connectors::Connection;
 use switchboard_core::ErrorClass;
