@@ -162,3 +162,138 @@ async fn a_redelivered_order_notifies_telegram_once() {
         assert!(sent.iter().any(|m| m.text.contains(&format!("#100{i}"))));
     }
 }
+
+/// A tiny REST API: `POST /things` creates, `PUT /things/{id}` replaces, `GET
+/// /things?switchboard_id=` searches; every call needs the bearer token.
+mod rest {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, put};
+    use axum::{Json, Router};
+    use serde_json::{Value, json};
+
+    #[derive(Clone, Default)]
+    pub struct Api {
+        pub things: Arc<Mutex<BTreeMap<u64, Value>>>,
+        pub creates: Arc<Mutex<usize>>,
+    }
+
+    fn authorized(headers: &HeaderMap) -> Result<(), StatusCode> {
+        match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            Some("Bearer rest-token") => Ok(()),
+            _ => Err(StatusCode::UNAUTHORIZED),
+        }
+    }
+
+    pub async fn serve(api: Api) -> String {
+        let app = Router::new()
+            .route("/things", get(search).post(create))
+            .route("/things/{id}", put(replace))
+            .with_state(api);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    async fn search(
+        State(api): State<Api>,
+        headers: HeaderMap,
+        Query(q): Query<BTreeMap<String, String>>,
+    ) -> Result<Json<Value>, StatusCode> {
+        authorized(&headers)?;
+        let want = q.get("switchboard_id").cloned().unwrap_or_default();
+        let items: Vec<Value> = api
+            .things
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| t["switchboard_id"] == want.as_str())
+            .map(|(id, _)| json!({"id": id}))
+            .collect();
+        Ok(Json(json!({"items": items})))
+    }
+
+    async fn create(
+        State(api): State<Api>,
+        headers: HeaderMap,
+        Json(body): Json<Value>,
+    ) -> Result<(StatusCode, Json<Value>), StatusCode> {
+        authorized(&headers)?;
+        let mut things = api.things.lock().unwrap();
+        let id = things.len() as u64 + 1;
+        things.insert(id, body);
+        *api.creates.lock().unwrap() += 1;
+        Ok((StatusCode::CREATED, Json(json!({"data": {"id": id}}))))
+    }
+
+    async fn replace(
+        State(api): State<Api>,
+        headers: HeaderMap,
+        Path(id): Path<u64>,
+        Json(body): Json<Value>,
+    ) -> Result<StatusCode, StatusCode> {
+        authorized(&headers)?;
+        match api.things.lock().unwrap().get_mut(&id) {
+            Some(thing) => {
+                *thing = body;
+                Ok(StatusCode::NO_CONTENT)
+            }
+            None => Err(StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generic_http_target_upserts_duplicates_once_by_the_switchboard_id() {
+    init_logging();
+    ensure_stack();
+    let api = rest::Api::default();
+    let url = rest::serve(api.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("http-once");
+    let connection = format!(
+        r#"  things:
+    type: http
+    target:
+      base_url: "{url}"
+      path: /things
+      update_path: "/things/{{id}}"
+      search_path: "/things?switchboard_id={{key}}"
+      search_pointer: /items/0/id
+      id_pointer: /data/id
+      bearer: "{bearer}"
+"#,
+        bearer = secret_ref(dir.path(), "bearer", "rest-token")
+    );
+    let flows = "  - {name: c, from: src.persons, mapping: test/c.v1, to: contact, sinks: [{target: things.contacts}]}";
+    let yaml = sink_yaml(&prefix, &connection, flows, "");
+    let contact = |i: usize, name: &str| {
+        canonical(
+            "contact",
+            "persons",
+            &format!("p{i}"),
+            json!({"email": format!("c{i}@example.com"), "first_name": name}),
+        )
+    };
+    let first: Vec<_> = (0..10).map(|i| contact(i, "Old")).collect();
+    let last: Vec<_> = (0..10).map(|i| contact(i, "New")).collect();
+    produce(&prefix, "contact", &first).await;
+    produce(&prefix, "contact", &first).await;
+    produce(&prefix, "contact", &last).await;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+    let done = eventually(Duration::from_secs(60), || {
+        let things = api.things.lock().unwrap();
+        things.len() == 10 && things.values().all(|t| t["first_name"] == "New")
+    })
+    .await;
+    assert!(done, "every contact arrived with its last version");
+    assert_eq!(*api.creates.lock().unwrap(), 10, "each created once");
+}
