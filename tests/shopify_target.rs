@@ -211,3 +211,75 @@ async fn a_422_from_shopify_goes_to_the_dlq_with_its_reason() {
     );
     assert!(shop.customer_by_email("buyer1@example.com").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_an_xref_the_search_finds_what_was_created_and_nothing_is_created_twice() {
+    init_logging();
+    ensure_stack();
+    let shop = ShopifySandbox::start(ShopifyConfig::new(TOKEN))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_ref = secret_ref(dir.path(), "shop", TOKEN);
+    let flows = format!(
+        "{FLOW}\n  - {{name: orders-to-shop, from: src.deals, mapping: test/order.v1, to: order, sinks: [{{target: shop.orders}}]}}"
+    );
+    let order = |i: usize| {
+        canonical(
+            "order",
+            "deals",
+            &format!("order{i}"),
+            json!({"number": format!("{}", 5000 + i), "currency": "USD",
+                   "lines": [{"sku": "SKU-9", "title": "Mug", "quantity": "2", "unit_price": "9.50",
+                              "total": "19.00", "tax_rate": null, "product_id": null}]}),
+        )
+    };
+    let contacts: Vec<_> = (0..5).map(|i| contact(i, None)).collect();
+    let orders: Vec<_> = (0..5).map(order).collect();
+
+    // Two installations with their own topics (and so their own xref) write the same
+    // canonical records: the second has no xref and must find each record by its key.
+    for (round, name) in ["shop-search-a", "shop-search-b"].iter().enumerate() {
+        let prefix = unique_prefix(name);
+        let yaml = sink_yaml(&prefix, &shop_connection(&shop, &token_ref), &flows, "");
+        produce(&prefix, "contact", &contacts).await;
+        produce(&prefix, "order", &orders).await;
+        produce(&prefix, "order", &orders).await;
+        let stop = CancellationToken::new();
+        switchboard_sink::start(load(&yaml), stop.clone())
+            .await
+            .unwrap();
+        let group = format!("{prefix}.sink.shop");
+        for (entity, n) in [("contact", 5), ("order", 10)] {
+            let topic = format!("{prefix}.canonical.{entity}");
+            let all = read_topic(
+                &kafka_bootstrap(),
+                &topic,
+                n,
+                Duration::from_secs(20),
+                Duration::ZERO,
+            );
+            assert_eq!(all.len(), n);
+            assert!(
+                eventually(Duration::from_secs(90), || group_caught_up(
+                    &kafka_bootstrap(),
+                    &group,
+                    &all
+                ))
+                .await,
+                "round {round}: the sink finished {entity}"
+            );
+        }
+        stop.cancel();
+        assert_eq!(
+            shop.customers().len(),
+            5,
+            "round {round}: one customer per contact"
+        );
+        assert_eq!(shop.orders().len(), 5, "round {round}: one order per order");
+    }
+    for i in 0..5 {
+        let id = orders[i]["id"].as_str().unwrap();
+        assert_eq!(shop.control().creates_for(id), 1, "order {i} created once");
+    }
+}

@@ -62,10 +62,27 @@ impl ShopifyWriter {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, ClassifiedError> {
+        let url = format!("{}/admin/api/{}/{path}", self.base, self.version);
+        self.call_url(method, &url, query, body)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// One paced call on a full URL; the answer and its `Link: rel="next"` URL.
+    async fn call_url(
+        &self,
+        method: Method,
+        url: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(Value, Option<String>), ClassifiedError> {
         self.gate.ready().await;
         self.bucket.take().await;
-        let what = format!("shopify {method} {path}");
-        let url = format!("{}/admin/api/{}/{path}", self.base, self.version);
+        let path = url.split('?').next().unwrap_or(url);
+        let what = format!(
+            "shopify {method} {}",
+            path.rsplit("/admin/api/").next().unwrap_or(path)
+        );
         let mut request = self
             .http
             .request(method, url)
@@ -91,12 +108,17 @@ impl ShopifyWriter {
             }
             return Err(error);
         }
+        let next = headers
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::api::next_link);
         if text.trim().is_empty() {
-            return Ok(Value::Null);
+            return Ok((Value::Null, next));
         }
-        serde_json::from_str(&text).map_err(|_| {
+        let value = serde_json::from_str(&text).map_err(|_| {
             ClassifiedError::new(ErrorClass::Transient, format!("{what}: answer is not JSON"))
-        })
+        })?;
+        Ok((value, next))
     }
 
     /// Creates a customer (`{"customer": ...}` fields) and returns its ID.
@@ -201,21 +223,29 @@ impl ShopifyWriter {
         id: &str,
         since: &str,
     ) -> Result<Option<u64>, ClassifiedError> {
-        let page = self
-            .call(
-                Method::GET,
-                "orders.json",
-                &[
-                    ("status", "any"),
-                    ("limit", "250"),
-                    ("created_at_min", since),
-                ],
-                None,
-            )
-            .await?;
-        Ok(list(&page, "orders")
-            .find(|o| o.get("source_identifier").and_then(Value::as_str) == Some(id))
-            .and_then(|o| o.get("id").and_then(Value::as_u64)))
+        let first = format!("{}/admin/api/{}/orders.json", self.base, self.version);
+        let query = [
+            ("status", "any"),
+            ("limit", "250"),
+            ("created_at_min", since),
+            ("fields", "id,source_identifier"),
+        ];
+        let (mut page, mut next) = self.call_url(Method::GET, &first, &query, None).await?;
+        loop {
+            if let Some(found) = list(&page, "orders")
+                .find(|o| o.get("source_identifier").and_then(Value::as_str) == Some(id))
+                .and_then(|o| o.get("id").and_then(Value::as_u64))
+            {
+                return Ok(Some(found));
+            }
+            // Only links into this shop's API are followed.
+            match next.take() {
+                Some(url) if url.starts_with(&format!("{}/admin/api/", self.base)) => {
+                    (page, next) = self.call_url(Method::GET, &url, &[], None).await?;
+                }
+                _ => return Ok(None),
+            }
+        }
     }
 }
 
