@@ -278,8 +278,8 @@ async fn without_an_xref_the_search_finds_what_was_created_and_nothing_is_create
         );
         assert_eq!(shop.orders().len(), 5, "round {round}: one order per order");
     }
-    for i in 0..5 {
-        let id = orders[i]["id"].as_str().unwrap();
+    for (i, order) in orders.iter().enumerate() {
+        let id = order["id"].as_str().unwrap();
         assert_eq!(shop.control().creates_for(id), 1, "order {i} created once");
     }
 }
