@@ -1,19 +1,43 @@
 //! Turning HTTP outcomes into classified errors, the same way for every target.
 //!
-//! 429 is `rate_limit` (wait, never a failure); 401/403 `auth`; 409 `conflict`; 408 and
-//! 5xx `transient`; other 4xx `data`. A network error or timeout is `transient`. Bodies are
-//! cut short and never carry request headers, so no token reaches a log or a DLQ header.
+//! 429 is `rate_limit` (wait, never a failure) with the wait the system announces
+//! ([`System::retry_after`]); 401 `auth`; 403 `auth` except where a system uses it for
+//! refused *fields* (Pipedrive's Contact Sync, §2.5); 409 `conflict`; 408 and 5xx
+//! `transient`; other 4xx (400, 404, 422) `data`. A network error or timeout is `transient`.
+//! Guarantee: an error message never carries a credential: bodies pass through [`redact`]
+//! (secret-looking JSON values masked, the rest cut short) and request headers and URLs are
+//! never included.
 
 use std::time::Duration;
 
+use reqwest::header::HeaderMap;
 use reqwest::{Response, StatusCode};
+use serde_json::Value;
 use switchboard_core::ErrorClass;
 use switchboard_core::error::ClassifiedError;
 
 /// Longest error body kept in a message.
 const MAX_BODY: usize = 500;
+/// Longest wait any rate-limit answer may impose on one call.
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(120);
 
-/// The class of an HTTP status.
+/// The system that answered: decides where its retry hint lives and how a 403 reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    /// Any HTTP API: `Retry-After` in seconds.
+    Generic,
+    /// Shopify Admin REST: `Retry-After`, else the call-limit header (§1.5).
+    Shopify,
+    /// Pipedrive v2: `x-ratelimit-reset` seconds (no `Retry-After`, §2.7); 403 is a data
+    /// error (Contact-Sync fields), or a Cloudflare block after ignored 429s.
+    Pipedrive,
+    /// Exact Online: `X-RateLimit-Minutely-Reset` / `X-RateLimit-Reset` in epoch ms (§3.2).
+    Exact,
+    /// Telegram Bot API: `parameters.retry_after` in the JSON body (§4.3).
+    Telegram,
+}
+
+/// The class of an HTTP status, for a system without special cases.
 pub fn class_of(status: StatusCode) -> ErrorClass {
     match status.as_u16() {
         429 => ErrorClass::RateLimit,
@@ -23,6 +47,72 @@ pub fn class_of(status: StatusCode) -> ErrorClass {
         s if s >= 500 => ErrorClass::Transient,
         _ => ErrorClass::Data,
     }
+}
+
+impl System {
+    /// The class of `status` with `body` as this system means it.
+    pub fn class_of(self, status: StatusCode, body: &str) -> ErrorClass {
+        match (self, status.as_u16()) {
+            // Contact-Sync-only fields answer 403 with a JSON body: the record asks for
+            // something the account cannot do, and a new token would not change that.
+            // Cloudflare's HTML 403 comes after 429s were ignored: slow down.
+            (Self::Pipedrive, 403) if body.trim_start().starts_with('<') => ErrorClass::RateLimit,
+            (Self::Pipedrive, 403) => ErrorClass::Data,
+            // Telegram's 403 is "bot was blocked by the user": the chat refuses, not the token.
+            (Self::Telegram, 403) => ErrorClass::Data,
+            _ => class_of(status),
+        }
+    }
+
+    /// How long to wait before the next call, from the answer's headers and body.
+    pub fn retry_after(self, headers: &HeaderMap, body: &str, now_ms: i64) -> Option<Duration> {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        let secs = |s: f64| Duration::from_secs_f64(s).min(MAX_RATE_WAIT);
+        let retry_after = number("retry-after").map(secs);
+        match self {
+            Self::Generic => retry_after,
+            Self::Shopify => retry_after.or_else(|| {
+                let (used, size) = shopify_call_limit(headers)?;
+                // One marble leaks every half second on the Standard plan.
+                Some(secs(
+                    f64::from((used + 1).saturating_sub(size)).max(1.0) * 0.5,
+                ))
+            }),
+            Self::Pipedrive => retry_after.or_else(|| number("x-ratelimit-reset").map(secs)),
+            Self::Exact => ["x-ratelimit-minutely", "x-ratelimit"]
+                .iter()
+                .find_map(|prefix| {
+                    let remaining = number(&format!("{prefix}-remaining"));
+                    let reset = number(&format!("{prefix}-reset"))?;
+                    // A 429 carries only the group that refused (§3.2).
+                    (remaining.is_none_or(|r| r <= 0.0))
+                        .then(|| Duration::from_millis((reset as i64 - now_ms).max(0) as u64))
+                })
+                .map(|d| d.min(MAX_RATE_WAIT))
+                .or(retry_after),
+            Self::Telegram => serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|b| b.pointer("/parameters/retry_after")?.as_f64())
+                .map(secs)
+                .or(retry_after),
+        }
+    }
+}
+
+/// `X-Shopify-Shop-Api-Call-Limit: used/size`.
+pub fn shopify_call_limit(headers: &HeaderMap) -> Option<(u32, u32)> {
+    let value = headers
+        .get("x-shopify-shop-api-call-limit")?
+        .to_str()
+        .ok()?;
+    let (used, size) = value.split_once('/')?;
+    Some((used.trim().parse().ok()?, size.trim().parse().ok()?))
 }
 
 /// A request that never got an answer.
@@ -50,27 +140,44 @@ impl std::fmt::Display for RedactedReqwest<'_> {
     }
 }
 
-/// Returns the response if it succeeded, else a classified error with the body (cut short)
-/// and the server's retry hint.
+/// Returns the response if it succeeded, else a classified error with the body (redacted,
+/// cut short) and the server's retry hint. The generic reading; see [`check_as`].
 pub async fn check(what: &str, response: Response) -> Result<Response, ClassifiedError> {
+    check_as(System::Generic, what, response).await
+}
+
+/// [`check`] as `system` classifies and hints.
+pub async fn check_as(
+    system: System,
+    what: &str,
+    response: Response,
+) -> Result<Response, ClassifiedError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
-    let retry_after = retry_hint(&response);
-    let mut body = response.text().await.unwrap_or_default();
-    if body.len() > MAX_BODY {
-        let cut = (0..=MAX_BODY)
-            .rev()
-            .find(|&i| body.is_char_boundary(i))
-            .unwrap_or(0);
-        body.truncate(cut);
-        body.push('…');
-    }
-    Err(
-        ClassifiedError::new(class_of(status), format!("{what}: HTTP {status}: {body}"))
-            .retry_after(retry_after),
-    )
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    Err(failure(system, what, status, &headers, &body))
+}
+
+/// The classified error of a failed answer.
+pub fn failure(
+    system: System,
+    what: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+) -> ClassifiedError {
+    let class = system.class_of(status, body);
+    let retry_after = match class {
+        ErrorClass::RateLimit => system
+            .retry_after(headers, body, now_millis())
+            .or(Some(Duration::from_secs(2))),
+        _ => None,
+    };
+    ClassifiedError::new(class, format!("{what}: HTTP {status}: {}", redact(body)))
+        .retry_after(retry_after)
 }
 
 /// `Retry-After` (seconds) or, failing that, a rate-limit reset header in seconds.
@@ -84,9 +191,82 @@ pub fn retry_hint(response: &Response) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
+/// Keys whose values are masked in a JSON body.
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "authorization",
+    "api_key",
+    "apikey",
+    "credential",
+];
+
+/// A body fit for a log line or a DLQ header: JSON values under secret-looking keys become
+/// `***`, bearer tokens in text are masked, and the result is cut at [`MAX_BODY`] bytes.
+pub fn redact(body: &str) -> String {
+    let mut text = match serde_json::from_str::<Value>(body) {
+        Ok(mut value) => {
+            mask(&mut value);
+            value.to_string()
+        }
+        Err(_) => body
+            .split_whitespace()
+            .scan(false, |after_bearer, word| {
+                let out = if *after_bearer { "***" } else { word };
+                *after_bearer = word.eq_ignore_ascii_case("bearer");
+                Some(out.to_owned())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    if text.len() > MAX_BODY {
+        let cut = (0..=MAX_BODY)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+fn mask(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let k = key.to_ascii_lowercase();
+                if SECRET_KEYS.iter().any(|s| k.contains(s)) && !v.is_null() {
+                    *v = Value::from("***");
+                } else {
+                    mask(v);
+                }
+            }
+        }
+        Value::Array(list) => list.iter_mut().for_each(mask),
+        _ => {}
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
 
     #[test]
     fn statuses_map_to_routes() {
@@ -98,5 +278,100 @@ mod tests {
         assert_eq!(class_of(StatusCode::CONFLICT), ErrorClass::Conflict);
         assert_eq!(class_of(StatusCode::BAD_GATEWAY), ErrorClass::Transient);
         assert_eq!(class_of(StatusCode::UNPROCESSABLE_ENTITY), ErrorClass::Data);
+        assert_eq!(class_of(StatusCode::BAD_REQUEST), ErrorClass::Data);
+    }
+
+    #[test]
+    fn pipedrive_contact_sync_403_is_data_not_auth() {
+        let json = r#"{"success":false,"error":"Contact Sync required"}"#;
+        assert_eq!(
+            System::Pipedrive.class_of(StatusCode::FORBIDDEN, json),
+            ErrorClass::Data
+        );
+        assert_eq!(
+            System::Pipedrive.class_of(StatusCode::FORBIDDEN, "<html>cloudflare</html>"),
+            ErrorClass::RateLimit
+        );
+        assert_eq!(
+            System::Generic.class_of(StatusCode::FORBIDDEN, json),
+            ErrorClass::Auth
+        );
+        assert_eq!(
+            System::Pipedrive.class_of(StatusCode::UNAUTHORIZED, json),
+            ErrorClass::Auth
+        );
+    }
+
+    #[test]
+    fn each_system_announces_its_wait_its_own_way() {
+        let none = HeaderMap::new();
+        assert_eq!(
+            System::Shopify.retry_after(&headers(&[("retry-after", "2.0")]), "", 0),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            System::Shopify.retry_after(
+                &headers(&[("x-shopify-shop-api-call-limit", "40/40")]),
+                "",
+                0
+            ),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            System::Pipedrive.retry_after(&headers(&[("x-ratelimit-reset", "2")]), "", 0),
+            Some(Duration::from_secs(2))
+        );
+        let exact = headers(&[
+            ("x-ratelimit-minutely-remaining", "0"),
+            ("x-ratelimit-minutely-reset", "61500"),
+        ]);
+        assert_eq!(
+            System::Exact.retry_after(&exact, "", 60_000),
+            Some(Duration::from_millis(1500))
+        );
+        let body = r#"{"ok":false,"error_code":429,"parameters":{"retry_after":35}}"#;
+        assert_eq!(
+            System::Telegram.retry_after(&none, body, 0),
+            Some(Duration::from_secs(35))
+        );
+        assert_eq!(System::Generic.retry_after(&none, "", 0), None);
+    }
+
+    #[test]
+    fn a_429_without_hint_still_waits_and_others_carry_none() {
+        let e = failure(
+            System::Generic,
+            "x",
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            "",
+        );
+        assert_eq!(e.class, ErrorClass::RateLimit);
+        assert!(e.retry_after.is_some());
+        let e = failure(
+            System::Generic,
+            "x",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &HeaderMap::new(),
+            r#"{"errors":{"email":["is invalid"]},"access_token":"shpat_x"}"#,
+        );
+        assert_eq!(e.class, ErrorClass::Data);
+        assert!(e.message.contains("is invalid"));
+        assert!(!e.message.contains("shpat_x"));
+    }
+
+    #[test]
+    fn redaction_masks_secrets_and_cuts_long_bodies() {
+        let masked = redact(r#"{"refresh_token":"r1","nested":{"clientSecret":"s"},"ok":1}"#);
+        assert!(
+            !masked.contains("r1") && !masked.contains("\"s\""),
+            "{masked}"
+        );
+        assert!(masked.contains(r#""ok":1"#));
+        assert_eq!(
+            redact("Authorization: Bearer abc def"),
+            "Authorization: Bearer *** def"
+        );
+        assert!(redact(&"x".repeat(2000)).len() <= MAX_BODY + 3);
     }
 }

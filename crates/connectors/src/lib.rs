@@ -6,8 +6,10 @@
 pub mod exact;
 pub mod generic;
 pub mod http;
+pub mod pace;
 pub mod pipedrive;
 pub mod shopify;
+pub mod targets;
 pub mod telegram;
 pub mod webhook;
 
@@ -164,11 +166,21 @@ impl Connection {
 
 /// Types every connection in `config` and checks that flows use them as their systems allow.
 pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, ConfigError> {
-    let connections = config
+    let mut connections = config
         .connections
         .iter()
         .map(|(name, raw)| Ok((name.clone(), Connection::from_config(name, raw)?)))
         .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+    for connection in connections.values_mut() {
+        if let Connection::Exact(exact) = connection
+            && let Some(key) = &config.secrets_key
+        {
+            exact.token_store = Some(Box::new(exact::TokenStoreSettings {
+                kafka: config.kafka.clone(),
+                secrets_key: key.clone(),
+            }));
+        }
+    }
     for (name, connection) in &connections {
         if let Connection::Exact(exact) = connection
             && let Some(poll) = &exact.poll
@@ -230,15 +242,15 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
         }
         for (j, sink) in flow.sinks.iter().enumerate() {
             if let Some((conn, entity)) = sink.target.split_once('.') {
-                let ok = matches!(connections.get(conn), Some(Connection::Pipedrive(_)))
-                    && entity == "persons"
-                    && flow.to == "contact";
-                if !ok {
+                let key = format!("flows[{i}].sinks[{j}].target");
+                let Some(connection) = connections.get(conn) else {
                     return Err(ConfigError::invalid(
-                        format!("flows[{i}].sinks[{j}].target"),
-                        "supported targets so far: a pipedrive connection's `persons`, for flows to `contact`",
+                        key,
+                        format!("connection `{conn}` is not defined"),
                     ));
-                }
+                };
+                targets::check_target(config, conn, connection, entity, &flow.to)
+                    .map_err(|message| ConfigError::invalid(key, message))?;
             }
         }
     }
@@ -283,10 +295,15 @@ fn validate_polls(name: &str, connection: &Connection) -> Result<(), ConfigError
             }
             Ok(())
         }
-        Connection::Generic(g) => match &g.poll {
-            Some(poll) => poll.validate(&format!("connections.{name}.poll")),
-            None => Ok(()),
-        },
+        Connection::Generic(g) => {
+            if let Some(target) = &g.target {
+                target.validate(&format!("connections.{name}.target"))?;
+            }
+            match &g.poll {
+                Some(poll) => poll.validate(&format!("connections.{name}.poll")),
+                None => Ok(()),
+            }
+        }
         _ => Ok(()),
     }
 }

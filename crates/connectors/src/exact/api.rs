@@ -32,6 +32,8 @@ pub struct ExactClient {
     tokens: Arc<TokenManager<ExactTokenEndpoint>>,
     limiter: DefaultDirectRateLimiter,
     not_before: Mutex<Option<tokio::time::Instant>>,
+    /// The server's minute windows mapped onto local time.
+    pub(super) windows: crate::pace::WindowClock,
 }
 
 impl ExactClient {
@@ -54,7 +56,24 @@ impl ExactClient {
             tokens,
             limiter: RateLimiter::direct(quota),
             not_before: Mutex::new(None),
+            windows: crate::pace::WindowClock::default(),
         })
+    }
+
+    pub(super) fn tokens(&self) -> &TokenManager<ExactTokenEndpoint> {
+        &self.tokens
+    }
+
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(super) fn division(&self) -> u64 {
+        self.division
     }
 
     /// New and changed rows of `entity` with `Timestamp` above `after`.
@@ -129,7 +148,7 @@ impl ExactClient {
         }
     }
 
-    async fn pace(&self) {
+    pub(super) async fn pace(&self) {
         self.limiter.until_ready().await;
         let wait = *self.not_before.lock().await;
         if let Some(at) = wait {
@@ -139,7 +158,7 @@ impl ExactClient {
 
     /// Reads the rate-limit headers; at zero remaining (or on a 429) holds calls until the
     /// reset they announce.
-    async fn note_limits(&self, headers: &HeaderMap, throttled: bool) {
+    pub(super) async fn note_limits(&self, headers: &HeaderMap, throttled: bool) {
         let number = |name: &str| {
             headers
                 .get(name)
@@ -149,16 +168,20 @@ impl ExactClient {
         let exhausted = |prefix: &str| {
             throttled || number(&format!("{prefix}-Remaining")).is_some_and(|r| r <= 0)
         };
+        if let Some(reset_ms) = number("X-RateLimit-Minutely-Reset") {
+            self.windows.observe(reset_ms);
+        }
         let mut reset_at = None;
         for prefix in ["X-RateLimit-Minutely", "X-RateLimit"] {
             if exhausted(prefix)
                 && let Some(reset_ms) = number(&format!("{prefix}-Reset"))
             {
-                let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-                let wait = Duration::from_millis(
-                    u64::try_from(i128::from(reset_ms) - now_ms).unwrap_or(0),
-                )
-                .min(MAX_RESET_WAIT);
+                // Through the learned server clock: resets are the server's epoch ms,
+                // and its clock may be skewed or (the sandbox's) scaled.
+                let wait = self
+                    .windows
+                    .until(reset_ms, crate::http::now_millis())
+                    .min(MAX_RESET_WAIT);
                 reset_at = Some(tokio::time::Instant::now() + wait);
             }
         }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod model;
 pub mod oauth;
+pub mod write;
 
 use serde::Deserialize;
 use switchboard_core::Secret;
@@ -70,6 +71,47 @@ pub struct ExactConnection {
     /// Request timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Settings for Exact as a sink target.
+    #[serde(default)]
+    pub target: ExactTargetSettings,
+    /// Where rotated tokens are kept: filled from the top-level `kafka` and `secrets_key`
+    /// by [`crate::connections`], never read from the connection's own keys.
+    #[serde(skip)]
+    pub token_store: Option<Box<TokenStoreSettings>>,
+}
+
+/// The Kafka cluster and key of the encrypted token store.
+#[derive(Debug, Clone)]
+pub struct TokenStoreSettings {
+    /// The cluster holding `<prefix>.tokens`.
+    pub kafka: switchboard_core::config::KafkaConfig,
+    /// The AES-256 key (base64).
+    pub secrets_key: Secret,
+}
+
+/// The key a token chain is stored under: the connection and a digest of the configured
+/// refresh token it started from. New configured credentials therefore start a new chain
+/// (the stored one may be the revoked one), while a restart with the same configuration
+/// continues the rotated chain. Every service writing with one Exact connection should use
+/// this key, so they share one chain.
+pub fn token_key(connection: &str, configured_refresh_token: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(configured_refresh_token.expose().as_bytes());
+    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{connection}#{short}")
+}
+
+/// What writing sales invoices needs that a canonical invoice does not carry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExactTargetSettings {
+    /// Sales journal code of new invoices (e.g. `70`).
+    #[serde(default)]
+    pub journal: Option<String>,
+    /// GUID of the Item every invoice line books on (Exact needs one per line; the
+    /// canonical line's SKU goes into its description).
+    #[serde(default)]
+    pub sales_item: Option<String>,
 }
 
 /// OAuth settings.

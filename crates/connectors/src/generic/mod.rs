@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod poll;
+pub mod target;
 pub mod webhook;
 
 use serde::Deserialize;
@@ -20,6 +21,9 @@ pub struct GenericConnection {
     /// How its REST API is polled for changes; without it nothing is polled.
     #[serde(default)]
     pub poll: Option<poll::GenericPoll>,
+    /// How records are written to it as a sink target; without it it is no target.
+    #[serde(default)]
+    pub target: Option<Box<target::GenericTarget>>,
 }
 
 /// What is signed.

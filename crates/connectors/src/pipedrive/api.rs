@@ -16,7 +16,7 @@ use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::PipedriveConnection;
 use super::model::{Envelope, Person, PersonInput, SearchData};
-use crate::http::{check, network_error, retry_hint};
+use crate::http::{System, check, check_as, network_error, retry_hint};
 
 /// The largest page the v2 lists serve.
 pub const MAX_LIMIT: u32 = 500;
@@ -26,7 +26,8 @@ pub const MAX_LIMIT: u32 = 500;
 pub struct PipedriveClient {
     http: Client,
     connection: PipedriveConnection,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    pub(super) limiter: Arc<DefaultDirectRateLimiter>,
+    pub(super) gate: Arc<crate::pace::Gate>,
 }
 
 /// One page of a v2 list.
@@ -54,6 +55,7 @@ impl PipedriveClient {
             http,
             connection,
             limiter: Arc::new(RateLimiter::direct(quota)),
+            gate: Arc::default(),
         })
     }
 
@@ -116,7 +118,7 @@ impl PipedriveClient {
         format!("{}{path}", self.connection.base_url.trim_end_matches('/'))
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(path))
             .header("x-api-token", self.connection.api_token.expose())
@@ -134,7 +136,7 @@ impl PipedriveClient {
             .send()
             .await
             .map_err(|e| network_error("search persons", &e))?;
-        let found: Envelope<SearchData> = check("search persons", response)
+        let found: Envelope<SearchData> = check_as(System::Pipedrive, "search persons", response)
             .await?
             .json()
             .await
@@ -157,7 +159,7 @@ impl PipedriveClient {
             .send()
             .await
             .map_err(|e| network_error("create person", &e))?;
-        let created: Envelope<Person> = check("create person", response)
+        let created: Envelope<Person> = check_as(System::Pipedrive, "create person", response)
             .await?
             .json()
             .await
@@ -177,7 +179,9 @@ impl PipedriveClient {
             .send()
             .await
             .map_err(|e| network_error("update person", &e))?;
-        check("update person", response).await.map(|_| ())
+        check_as(System::Pipedrive, "update person", response)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod api;
 pub mod model;
 pub mod webhook;
+pub mod write;
 
 use serde::Deserialize;
 use switchboard_core::Secret;

@@ -117,7 +117,7 @@ impl ShopifyClient {
 }
 
 /// The `rel="next"` URL of a `Link` header.
-fn next_link(header: &str) -> Option<String> {
+pub(super) fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         params.contains("rel=\"next\"").then(|| {

@@ -7,6 +7,7 @@
 pub mod api;
 mod model;
 pub mod webhook;
+pub mod write;
 
 use serde::Deserialize;
 use switchboard_core::Secret;

@@ -3,6 +3,7 @@
 //! Telegram signs nothing; `setWebhook`'s `secret_token` comes back in the
 //! `X-Telegram-Bot-Api-Secret-Token` header of every delivery, compared in constant time.
 
+pub mod api;
 pub mod webhook;
 
 use serde::Deserialize;
@@ -25,6 +26,10 @@ pub struct TelegramConnection {
     /// The previous secret token, accepted too while `setWebhook` is being re-run.
     #[serde(default)]
     pub previous_webhook_secret_token: Option<Secret>,
+    /// Chat that order notifications go to (an integer ID or `@channel`), for Telegram as
+    /// a sink target.
+    #[serde(default)]
+    pub notify_chat_id: Option<String>,
 }
 
 fn default_base_url() -> String {

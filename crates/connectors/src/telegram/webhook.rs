@@ -85,6 +85,7 @@ mod tests {
             bot_token: None,
             webhook_secret_token: Some(Secret::from_value("s3cret_token-1")),
             previous_webhook_secret_token: None,
+            notify_chat_id: None,
         }
     }
 

@@ -7,7 +7,14 @@
 //! the link, and a redelivery after a crash between create and that write is closed by the
 //! search. Errors are classified here, at the connector boundary.
 
+mod exact;
+mod http;
 mod pipedrive;
+mod shopify;
+mod telegram;
+
+#[cfg(test)]
+mod mapping_tests;
 
 use serde_json::{Map, Value};
 use switchboard_connectors::Connection;
@@ -102,9 +109,37 @@ pub(crate) struct Delivered {
     pub native_id: Option<String>,
 }
 
+impl Delivered {
+    /// Nothing done; the known native ID stays linked.
+    pub(crate) fn skipped(known: Option<&str>) -> Self {
+        Self {
+            outcome: Outcome::Skipped,
+            native_id: known.map(str::to_owned),
+        }
+    }
+}
+
+/// A `data` error: the record itself cannot be written.
+pub(crate) fn data(message: impl Into<String>) -> ClassifiedError {
+    ClassifiedError::new(ErrorClass::Data, message)
+}
+
+/// A canonical decimal string (money, quantities) as a number, for targets that take one.
+pub(crate) fn money(value: Option<&Value>) -> Option<f64> {
+    match value? {
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|v| v.is_finite()),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
 /// A target connection's writer.
 pub(crate) enum Target {
     Pipedrive(pipedrive::PipedriveTarget),
+    Shopify(shopify::ShopifyTarget),
+    Exact(Box<exact::ExactTarget>),
+    Telegram(telegram::TelegramTarget),
+    Http(http::HttpTarget),
 }
 
 impl Target {
@@ -114,10 +149,13 @@ impl Target {
             Connection::Pipedrive(p) => {
                 Ok(Self::Pipedrive(pipedrive::PipedriveTarget::new(p.clone())?))
             }
-            other => anyhow::bail!(
-                "connection `{name}` ({}) cannot be a sink target yet",
-                other.system()
-            ),
+            Connection::Shopify(s) => Ok(Self::Shopify(shopify::ShopifyTarget::new(s)?)),
+            Connection::Exact(e) => Ok(Self::Exact(Box::new(exact::ExactTarget::new(name, e)?))),
+            Connection::Telegram(t) => Ok(Self::Telegram(telegram::TelegramTarget::new(t)?)),
+            Connection::Generic(g) => match &g.target {
+                Some(settings) => Ok(Self::Http(http::HttpTarget::new((**settings).clone())?)),
+                None => anyhow::bail!("connection `{name}` (http) has no `target:` block"),
+            },
         }
     }
 
@@ -125,7 +163,8 @@ impl Target {
     /// expired). Targets with static credentials have nothing to refresh.
     pub(crate) async fn refresh_credentials(&self) {
         match self {
-            Self::Pipedrive(_) => {}
+            Self::Exact(t) => t.refresh_credentials().await,
+            Self::Pipedrive(_) | Self::Shopify(_) | Self::Telegram(_) | Self::Http(_) => {}
         }
     }
 
@@ -139,6 +178,10 @@ impl Target {
     ) -> Result<Delivered, ClassifiedError> {
         match self {
             Self::Pipedrive(t) => t.deliver(entity, record, known).await,
+            Self::Shopify(t) => t.deliver(entity, record, known).await,
+            Self::Exact(t) => t.deliver(entity, record, known).await,
+            Self::Telegram(t) => t.deliver(entity, record, known).await,
+            Self::Http(t) => t.deliver(record, known).await,
         }
     }
 }

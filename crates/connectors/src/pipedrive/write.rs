@@ -1,0 +1,101 @@
+//! Pipedrive as a target for organizations and deals (API v2, §2.5): search, create,
+//! update, each paced by the connection's burst limit and classified the Pipedrive way
+//! (a 403 is a refused field, `data`; 429 waits `x-ratelimit-reset`).
+
+use reqwest::Method;
+use serde_json::Value;
+use switchboard_core::error::{ClassifiedError, ErrorClass};
+
+use super::api::PipedriveClient;
+use crate::http::{System, failure, network_error};
+
+impl PipedriveClient {
+    /// One paced call with a JSON answer.
+    async fn call_json(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value, ClassifiedError> {
+        self.gate.ready().await;
+        self.limiter.until_ready().await;
+        let what = format!("pipedrive {method} {path}");
+        let mut request = self.request(method, path).query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| network_error(&what, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| network_error(&what, &e))?;
+        if !status.is_success() {
+            let error = failure(System::Pipedrive, &what, status, &headers, &text);
+            if let Some(wait) = error.retry_after {
+                self.gate.hold(wait);
+            }
+            return Err(error);
+        }
+        serde_json::from_str(&text).map_err(|_| {
+            ClassifiedError::new(ErrorClass::Transient, format!("{what}: answer is not JSON"))
+        })
+    }
+
+    /// Search hits (`data.items[].item`) of `entity` for `term` in `field`, exact match.
+    pub async fn search(
+        &self,
+        entity: &str,
+        field: &str,
+        term: &str,
+    ) -> Result<Vec<Value>, ClassifiedError> {
+        let answer = self
+            .call_json(
+                Method::GET,
+                &format!("/api/v2/{entity}/search"),
+                &[("term", term), ("fields", field), ("exact_match", "true")],
+                None,
+            )
+            .await?;
+        Ok(answer
+            .pointer("/data/items")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("item").cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Creates a record of `entity` and returns its ID.
+    pub async fn create(&self, entity: &str, body: &Value) -> Result<u64, ClassifiedError> {
+        let answer = self
+            .call_json(Method::POST, &format!("/api/v2/{entity}"), &[], Some(body))
+            .await?;
+        answer
+            .pointer("/data/id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                ClassifiedError::new(
+                    ErrorClass::Transient,
+                    format!("create {entity}: no data.id in the answer"),
+                )
+            })
+    }
+
+    /// Updates record `id` of `entity`.
+    pub async fn update(&self, entity: &str, id: u64, body: &Value) -> Result<(), ClassifiedError> {
+        self.call_json(
+            Method::PATCH,
+            &format!("/api/v2/{entity}/{id}"),
+            &[],
+            Some(body),
+        )
+        .await
+        .map(|_| ())
+    }
+}

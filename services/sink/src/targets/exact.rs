@@ -1,0 +1,310 @@
+//! Exact Online as a target: accounts from organizations, sales invoices from invoices.
+//!
+//! OAuth: the access token comes from core's `TokenManager`, whose rotated refresh tokens
+//! are stored encrypted in `<prefix>.tokens` and acknowledged before use, so a rotation
+//! survives a restart. The chain is keyed by connection and a digest of the configured
+//! refresh token (`exact::token_key`): new credentials in the configuration start a new
+//! chain instead of going on with the stored, possibly revoked one.
+//! `refresh_credentials` drops the access token, so the next call refreshes.
+//!
+//! Check-before-create keys. Accounts: the xref's GUID; else the account whose `Code` is the
+//! Switchboard code of the canonical ID (a stable 15-digit number written on create); else
+//! an account with the same name and the same VAT number or chamber-of-commerce number.
+//! Invoices: the xref's GUID; else the invoice whose `YourRef` is the canonical number.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use switchboard_connectors::exact::api::ExactClient;
+use switchboard_connectors::exact::oauth::ExactTokenEndpoint;
+use switchboard_connectors::exact::write::odata_string;
+use switchboard_connectors::exact::{ExactConnection, TokenStoreSettings, token_key};
+use switchboard_core::ErrorClass;
+use switchboard_core::error::ClassifiedError;
+use switchboard_core::tokens::{TokenManager, TokenStore};
+use tokio::sync::OnceCell;
+
+use super::{Delivered, Outcome, Record, data, money};
+
+const ACCOUNTS: &str = "crm/Accounts";
+const INVOICES: &str = "salesinvoice/SalesInvoices";
+
+/// Token-store settings seen per connection. `Target::new` is called again with a
+/// connection typed from its raw settings alone when credentials change (deliver.rs), which
+/// carry no `kafka`/`secrets_key`; this remembers them from the first construction.
+/// Why not pass the config: `Target::new`'s signature is the sink core's (see the report).
+fn remembered() -> &'static Mutex<HashMap<String, TokenStoreSettings>> {
+    static STORES: OnceLock<Mutex<HashMap<String, TokenStoreSettings>>> = OnceLock::new();
+    STORES.get_or_init(Mutex::default)
+}
+
+pub(crate) struct ExactTarget {
+    name: String,
+    connection: ExactConnection,
+    store: TokenStoreSettings,
+    client: OnceCell<ExactClient>,
+}
+
+impl ExactTarget {
+    pub(crate) fn new(name: &str, connection: &ExactConnection) -> anyhow::Result<Self> {
+        let mut stores = remembered().lock().unwrap_or_else(|e| e.into_inner());
+        let store = match &connection.token_store {
+            Some(store) => {
+                stores.insert(name.to_owned(), (**store).clone());
+                (**store).clone()
+            }
+            None => stores.get(name).cloned().ok_or_else(|| {
+                anyhow::anyhow!("connection `{name}` (exact) needs secrets_key to keep its tokens")
+            })?,
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            connection: connection.clone(),
+            store,
+            client: OnceCell::new(),
+        })
+    }
+
+    async fn client(&self) -> Result<&ExactClient, ClassifiedError> {
+        self.client
+            .get_or_try_init(|| async {
+                let store = TokenStore::new(&self.store.kafka, &self.store.secrets_key)?;
+                switchboard_core::kafka::ensure_topics(&self.store.kafka, &[store.topic_spec()])
+                    .await?;
+                let endpoint = ExactTokenEndpoint::new(
+                    &self.connection.base_url,
+                    self.connection.oauth.clone(),
+                )?;
+                let initial = self.connection.oauth.refresh_token.clone();
+                let key = token_key(&self.name, &initial);
+                let tokens = TokenManager::new(&key, endpoint, store, initial).await?;
+                ExactClient::new(&self.connection, Arc::new(tokens))
+            })
+            .await
+    }
+
+    pub(crate) async fn refresh_credentials(&self) {
+        if let Some(client) = self.client.get() {
+            client.invalidate_token().await;
+        }
+    }
+
+    pub(crate) async fn deliver(
+        &self,
+        entity: &str,
+        record: &Record,
+        known: Option<&str>,
+    ) -> Result<Delivered, ClassifiedError> {
+        if record.deleted() {
+            return Ok(Delivered::skipped(known));
+        }
+        let client = self.client().await?;
+        let (outcome, id) = match entity {
+            "accounts" => account(client, record, known).await?,
+            "sales_invoices" => self.invoice(client, record, known).await?,
+            other => {
+                return Err(data(format!(
+                    "Exact target entity `{other}` is not supported"
+                )));
+            }
+        };
+        Ok(Delivered {
+            outcome,
+            native_id: Some(id),
+        })
+    }
+
+    async fn invoice(
+        &self,
+        client: &ExactClient,
+        record: &Record,
+        known: Option<&str>,
+    ) -> Result<(Outcome, String), ClassifiedError> {
+        let number = record
+            .str("number")
+            .ok_or_else(|| data("invoice has no number, the natural key it is matched on"))?;
+        let update = json!({ "Description": description(record) });
+        let existing = match known {
+            Some(id) => Some(id.to_owned()),
+            None => client
+                .find_one(
+                    INVOICES,
+                    &format!("YourRef eq {}", odata_string(number)),
+                    "InvoiceID",
+                )
+                .await?
+                .and_then(|row| {
+                    row.get("InvoiceID")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                }),
+        };
+        if let Some(id) = existing {
+            // Exact refuses changed lines on an invoice: only the header follows.
+            client.update(INVOICES, &id, &update).await?;
+            return Ok((Outcome::Updated, id));
+        }
+        let organization = record
+            .str("organization_id")
+            .ok_or_else(|| data("invoice has no organization_id: Exact needs the account"))?;
+        let account = client
+            .find_one(ACCOUNTS, &code_filter(organization), "ID")
+            .await?
+            .and_then(|row| row.get("ID").and_then(Value::as_str).map(str::to_owned))
+            .ok_or_else(|| {
+                // Its organization may simply not be delivered yet: try again later.
+                ClassifiedError::new(
+                    ErrorClass::Transient,
+                    "the invoice's organization is not an Exact account yet",
+                )
+            })?;
+        let body = invoice_from_record(record, &account, &self.connection)?;
+        let id = client.create(INVOICES, "InvoiceID", &body).await?;
+        Ok((Outcome::Created, id))
+    }
+}
+
+async fn account(
+    client: &ExactClient,
+    record: &Record,
+    known: Option<&str>,
+) -> Result<(Outcome, String), ClassifiedError> {
+    let body = account_from_record(record)?;
+    let existing = match known {
+        Some(id) => Some(id.to_owned()),
+        None => find_account(client, record).await?,
+    };
+    if let Some(id) = existing {
+        client.update(ACCOUNTS, &id, &body).await?;
+        return Ok((Outcome::Updated, id));
+    }
+    let mut body = body;
+    body["Code"] = Value::from(switchboard_code(&record.id));
+    Ok((
+        Outcome::Created,
+        client.create(ACCOUNTS, "ID", &body).await?,
+    ))
+}
+
+async fn find_account(
+    client: &ExactClient,
+    record: &Record,
+) -> Result<Option<String>, ClassifiedError> {
+    let id_of = |row: Value| row.get("ID").and_then(Value::as_str).map(str::to_owned);
+    if let Some(row) = client
+        .find_one(ACCOUNTS, &code_filter(&record.id), "ID")
+        .await?
+    {
+        return Ok(id_of(row));
+    }
+    let (vat, coc) = (record.str("vat_number"), record.str("chamber_of_commerce"));
+    let (Some(name), true) = (record.str("name"), vat.is_some() || coc.is_some()) else {
+        return Ok(None);
+    };
+    let rows = client
+        .find_all(
+            ACCOUNTS,
+            &format!("Name eq {}", odata_string(name)),
+            "ID,VATNumber,ChamberOfCommerce",
+        )
+        .await?;
+    let same = |row: &Value, key: &str, want: Option<&str>| {
+        want.is_some_and(|w| row.get(key).and_then(Value::as_str).map(str::trim) == Some(w.trim()))
+    };
+    Ok(rows
+        .into_iter()
+        .find(|r| same(r, "VATNumber", vat) || same(r, "ChamberOfCommerce", coc))
+        .and_then(id_of))
+}
+
+/// The account code Switchboard gives the organization with canonical ID `id`: 15 digits
+/// from a digest of the ID, stable across replays (Exact codes are numeric, ≤ 18 digits).
+pub(crate) fn switchboard_code(id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    let mut n = 0u64;
+    for b in &digest[..8] {
+        n = (n << 8) | u64::from(*b);
+    }
+    format!("{}", 100_000_000_000_000 + n % 900_000_000_000_000)
+}
+
+fn code_filter(canonical_id: &str) -> String {
+    // Codes are stored padded to 18 characters; trim() compares the digits (§3.3).
+    format!("trim(Code) eq '{}'", switchboard_code(canonical_id))
+}
+
+/// Mapping organization → Exact account: name, e-mail, phone, website, VAT and
+/// chamber-of-commerce numbers, city and country (`Code` is added on create only).
+pub(crate) fn account_from_record(record: &Record) -> Result<Value, ClassifiedError> {
+    let name = record
+        .str("name")
+        .ok_or_else(|| data("organization has no name: an Exact account needs one"))?;
+    let mut body = json!({ "Name": name });
+    for (field, property) in [
+        ("email", "Email"),
+        ("phone", "Phone"),
+        ("website", "Website"),
+        ("vat_number", "VATNumber"),
+        ("chamber_of_commerce", "ChamberOfCommerce"),
+        ("city", "City"),
+        ("country", "Country"),
+    ] {
+        if let Some(value) = record.str(field) {
+            body[property] = Value::from(value);
+        }
+    }
+    Ok(body)
+}
+
+fn description(record: &Record) -> String {
+    format!("Invoice {}", record.str("number").unwrap_or_default())
+}
+
+/// Mapping invoice → Exact sales invoice: `OrderedBy` the organization's account, the
+/// configured journal, `YourRef` the canonical number, the currency, and one line per
+/// canonical line on the configured sales item (description = title and SKU, quantity and
+/// unit price as numbers).
+pub(crate) fn invoice_from_record(
+    record: &Record,
+    account: &str,
+    connection: &ExactConnection,
+) -> Result<Value, ClassifiedError> {
+    let item = connection
+        .target
+        .sales_item
+        .as_deref()
+        .ok_or_else(|| data("connection has no target.sales_item"))?;
+    let lines: Vec<Value> = record
+        .fields
+        .get("lines")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|line| {
+            let title = line.get("title").and_then(Value::as_str).unwrap_or("line");
+            let description = match line.get("sku").and_then(Value::as_str) {
+                Some(sku) => format!("{title} ({sku})"),
+                None => title.to_owned(),
+            };
+            json!({
+                "Item": item,
+                "Description": description,
+                "Quantity": money(line.get("quantity")).unwrap_or(1.0),
+                "NetPrice": money(line.get("unit_price")).unwrap_or(0.0),
+            })
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(data("invoice has no lines: Exact needs at least one"));
+    }
+    Ok(json!({
+        "OrderedBy": account,
+        "Journal": connection.target.journal.as_deref().unwrap_or("70"),
+        "YourRef": record.str("number").unwrap_or_default(),
+        "Currency": record.str("currency").unwrap_or("EUR"),
+        "Description": description(record),
+        "SalesInvoiceLines": lines,
+    }))
+}

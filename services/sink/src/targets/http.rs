@@ -1,0 +1,56 @@
+//! A generic REST API as a target (`type: http` with `target:`): upsert by configuration.
+//!
+//! Body: the canonical record's fields as JSON plus `switchboard_id`. Check-before-create:
+//! the xref's ID, else the configured search by `match_field`, else create.
+
+use serde_json::Value;
+use switchboard_connectors::generic::target::{GenericTarget, GenericWriter};
+use switchboard_core::error::ClassifiedError;
+
+use super::{Delivered, Outcome, Record};
+
+pub(crate) struct HttpTarget {
+    writer: GenericWriter,
+}
+
+impl HttpTarget {
+    pub(crate) fn new(settings: GenericTarget) -> Result<Self, ClassifiedError> {
+        Ok(Self {
+            writer: GenericWriter::new(settings)?,
+        })
+    }
+
+    pub(crate) async fn deliver(
+        &self,
+        record: &Record,
+        known: Option<&str>,
+    ) -> Result<Delivered, ClassifiedError> {
+        if record.deleted() {
+            return Ok(Delivered::skipped(known));
+        }
+        let mut body = record.fields.clone();
+        body.insert("switchboard_id".to_owned(), Value::from(record.id.clone()));
+        let body = Value::Object(body);
+        let existing = match known {
+            Some(id) => Some(id.to_owned()),
+            None => {
+                let field = &self.writer.settings().match_field;
+                match record.fields.get(field).and_then(Value::as_str) {
+                    Some(key) if !key.is_empty() => self.writer.find(key).await?,
+                    _ => None,
+                }
+            }
+        };
+        let (outcome, id) = match existing {
+            Some(id) => {
+                self.writer.update(&id, &body).await?;
+                (Outcome::Updated, id)
+            }
+            None => (Outcome::Created, self.writer.create(&body).await?),
+        };
+        Ok(Delivered {
+            outcome,
+            native_id: Some(id),
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! Telegram as a target: one notification per order, to the connection's `notify_chat_id`.
+//!
+//! Telegram cannot be searched, so idempotency rests on the xref alone: the sent message's
+//! ID is the order's native ID, and an order with one is not sent again (later changes of
+//! the order are skipped: a notification is about the order arriving). A crash between the
+//! send and the xref write sends the notification once more on redelivery, at most once
+//! per crash; every message carries `[sb:<canonical id prefix>]` so a reader can tell the
+//! two apart as one order.
+
+use switchboard_connectors::telegram::TelegramConnection;
+use switchboard_connectors::telegram::api::TelegramClient;
+use switchboard_core::error::ClassifiedError;
+
+use super::{Delivered, Outcome, Record, data};
+
+pub(crate) struct TelegramTarget {
+    client: TelegramClient,
+    chat_id: String,
+}
+
+impl TelegramTarget {
+    pub(crate) fn new(connection: &TelegramConnection) -> Result<Self, ClassifiedError> {
+        let chat_id = connection
+            .notify_chat_id
+            .clone()
+            .ok_or_else(|| data("telegram notify_chat_id is not configured"))?;
+        Ok(Self {
+            client: TelegramClient::new(connection)?,
+            chat_id,
+        })
+    }
+
+    pub(crate) async fn deliver(
+        &self,
+        entity: &str,
+        record: &Record,
+        known: Option<&str>,
+    ) -> Result<Delivered, ClassifiedError> {
+        if entity != "messages" {
+            return Err(data(format!(
+                "Telegram target entity `{entity}` is not supported"
+            )));
+        }
+        if known.is_some() || record.deleted() {
+            return Ok(Delivered::skipped(known));
+        }
+        let id = self
+            .client
+            .send_message(&self.chat_id, &order_message(record))
+            .await?;
+        Ok(Delivered {
+            outcome: Outcome::Created,
+            native_id: Some(id.to_string()),
+        })
+    }
+}
+
+/// Mapping order → notification text: number, total with currency, line count, marker.
+pub(crate) fn order_message(record: &Record) -> String {
+    let lines = record
+        .fields
+        .get("lines")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
+    let total = record.str("total").unwrap_or("?");
+    let currency = record.str("currency").unwrap_or_default();
+    let marker: String = record.id.chars().take(8).collect();
+    format!(
+        "New order {}: {total} {currency}, {lines} line(s) [sb:{marker}]",
+        record.str("number").unwrap_or("(no number)")
+    )
+}

@@ -1,0 +1,289 @@
+//! The sink writing Exact Online accounts and sales invoices: the minutely limit (60 per
+//! sandbox minute on a clock running 4× faster) judged from the sandbox's request log, and
+//! OAuth with rotating refresh tokens: access tokens expiring every few (real) seconds,
+//! a sink restart in the middle, a revoked refresh token that pauses the connection
+//! without dead-lettering anything, and delivery resuming once new credentials are written
+//! to the `${file:}` secret.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "targets_support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use rdkafka::Message;
+use serde_json::{Value, json};
+use support::*;
+use switchboard_sandbox::{Clock, ExactConfig, ExactSandbox, FaultRule};
+use switchboard_tests::*;
+use tokio_util::sync::CancellationToken;
+
+const ITEM: &str = "4f1b1c2e-0000-4000-8000-000000000001";
+
+struct Books {
+    exact: ExactSandbox,
+    yaml: String,
+    prefix: String,
+    refresh_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn books(test: &str, scale: f64, calls_per_minute: u32) -> Books {
+    init_logging();
+    ensure_stack();
+    let exact = ExactSandbox::start(ExactConfig {
+        clock: Clock::scaled(scale),
+        ..ExactConfig::new("switchboard-app", "app-secret", "http://127.0.0.1/callback")
+    })
+    .await
+    .unwrap();
+    let tokens = exact.issue_tokens();
+    // Authorized more than ten (sandbox) minutes ago: the first refresh is allowed.
+    exact.clock().advance(Duration::from_secs(601));
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix(test);
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let refresh_ref = secret_ref(dir.path(), "refresh", &tokens.refresh_token);
+    let connection = format!(
+        r#"  books:
+    type: exact
+    base_url: "{base}"
+    division: {division}
+    oauth: {{client_id: switchboard-app, client_secret: "{secret}", refresh_token: "{refresh_ref}"}}
+    calls_per_minute: {calls_per_minute}
+    target: {{journal: "70", sales_item: "{ITEM}"}}
+"#,
+        base = exact.base_url(),
+        division = exact.current_division(),
+        secret = secret_ref(dir.path(), "secret", "app-secret"),
+    );
+    let flows = "  - {name: orgs-to-books, from: src.organizations, mapping: test/org.v1, to: organization, sinks: [{target: books.accounts}]}\n  - {name: invoices-to-books, from: src.deals, mapping: test/invoice.v1, to: invoice, sinks: [{target: books.sales_invoices}]}";
+    let extra = format!("secrets_key: \"{}\"", secret_ref(dir.path(), "key", &key));
+    let yaml = sink_yaml(&prefix, &connection, flows, &extra);
+    Books {
+        exact,
+        yaml,
+        prefix,
+        refresh_file: dir.path().join("refresh"),
+        _dir: dir,
+    }
+}
+
+fn organization(i: usize) -> Value {
+    canonical(
+        "organization",
+        "organizations",
+        &format!("o{i}"),
+        json!({"name": format!("Acme {i} BV"), "vat_number": format!("NL{i:09}B01"), "city": "Utrecht"}),
+    )
+}
+
+fn invoice(i: usize) -> Value {
+    let org = switchboard_core::canonical::canonical_id("src", "organizations", &format!("o{i}"));
+    canonical(
+        "invoice",
+        "deals",
+        &format!("i{i}"),
+        json!({"number": format!("INV-{i}"), "currency": "EUR", "organization_id": org,
+               "lines": [{"sku": "SKU-1", "title": "Widget", "quantity": "2", "unit_price": "12.50",
+                          "total": "25.00", "tax_rate": null, "product_id": null}]}),
+    )
+}
+
+fn dlq_size(prefix: &str) -> usize {
+    read_topic(
+        &kafka_bootstrap(),
+        &format!("{prefix}.dlq.books"),
+        10_000,
+        Duration::from_secs(2),
+        Duration::ZERO,
+    )
+    .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exact_accounts_at_sixty_a_minute_keep_goodput_without_429() {
+    const SCALE: f64 = 4.0;
+    // The sandbox minute lasts 15 real seconds: 60 calls in it are 240 a real minute; the
+    // connection allows itself 98% of that.
+    let b = books("exact-rate", SCALE, 235).await;
+    const N: usize = 70;
+    let records: Vec<_> = (0..N).map(organization).collect();
+    produce(&b.prefix, "organization", &records).await;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&b.yaml), stop.clone())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(120), || b.exact.accounts().len() >= N).await,
+        "every account arrived ({} of {N})",
+        b.exact.accounts().len()
+    );
+    let requests = b.exact.control().requests();
+    let report = rate_report(&requests, "/api/v1/");
+    let goodput = report.served as f64 / report.span_secs; // the limit is 1 per sandbox second
+    println!(
+        "exact goodput {:.1}% of 60/min over {:.1} sandbox s, {} of {} calls answered 429 ({report:?})",
+        goodput * 100.0,
+        report.span_secs,
+        report.throttled,
+        report.calls
+    );
+    assert!(report.span_secs >= 30.0, "at least 30 s of sandbox time");
+    assert!(goodput >= 0.95, "goodput {goodput:.3}");
+    assert!(report.throttled as f64 <= 0.01 * report.calls as f64);
+    // Exact sends no Retry-After; a 429 must be followed by nothing before the minute resets.
+    let calls: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v1/"))
+        .collect();
+    for pair in calls.windows(2).filter(|w| w[0].status == 429) {
+        let (a, b) = (at_secs(pair[0]), at_secs(pair[1]));
+        assert!(
+            (b / 60.0).floor() > (a / 60.0).floor(),
+            "a call after a 429 waited for the reset"
+        );
+    }
+    assert_eq!(b.exact.accounts().len(), N, "no account twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_new_credentials() {
+    // 100×: the 10-minute access token lives six real seconds.
+    let b = books("exact-tokens", 100.0, 5000).await;
+    b.exact.control().add_fault(FaultRule {
+        endpoint: "/api/v1/".into(),
+        error_rate: 0.0,
+        status: 0,
+        latency_ms: 60,
+        count: None,
+    });
+    const N: usize = 60;
+    produce(
+        &b.prefix,
+        "organization",
+        &(0..N).map(organization).collect::<Vec<_>>(),
+    )
+    .await;
+
+    let first = CancellationToken::new();
+    let sink = switchboard_sink::start(load(&b.yaml), first.clone())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || b.exact.accounts().len()
+            >= N / 2)
+        .await,
+        "half delivered before the restart"
+    );
+    first.cancel();
+    sink.task.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await; // the access token dies meanwhile
+
+    let second = CancellationToken::new();
+    let _guard = second.clone().drop_guard();
+    let sink = switchboard_sink::start(load(&b.yaml), second.clone())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(90), || b.exact.accounts().len() >= N).await,
+        "every account after the restart ({} of {N})",
+        b.exact.accounts().len()
+    );
+    produce(
+        &b.prefix,
+        "invoice",
+        &(0..5).map(invoice).collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(60), || b.exact.sales_invoices().len()
+            >= 5)
+        .await,
+        "the invoices followed their accounts"
+    );
+    let token_calls: Vec<_> = b
+        .exact
+        .control()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/oauth2/token"))
+        .collect();
+    println!(
+        "token endpoint: {:?}",
+        token_calls.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        token_calls.len() >= 3,
+        "tokens were refreshed (and rotated) several times"
+    );
+    assert!(
+        token_calls.iter().all(|r| r.status == 200),
+        "no refresh was refused"
+    );
+    assert_eq!(b.exact.accounts().len(), N, "no account twice");
+    assert_eq!(dlq_size(&b.prefix), 0, "nothing failed");
+
+    // Revoked: the next expiry makes the refresh fail; the connection pauses and alerts.
+    b.exact.revoke_all_refresh_tokens();
+    b.exact.expire_access_tokens();
+    produce(
+        &b.prefix,
+        "organization",
+        &(N..N + 5).map(organization).collect::<Vec<_>>(),
+    )
+    .await;
+    let status_topic = format!("{}.status", b.prefix);
+    let paused = eventually(Duration::from_secs(30), || {
+        read_topic(
+            &kafka_bootstrap(),
+            &status_topic,
+            10_000,
+            Duration::from_secs(2),
+            Duration::ZERO,
+        )
+        .iter()
+        .any(|m| payload(m)["state"] == "paused_auth")
+    })
+    .await;
+    assert!(paused, "paused_auth in the status topic");
+    let alerts = read_topic(
+        &kafka_bootstrap(),
+        &format!("{}.alerts", b.prefix),
+        10_000,
+        Duration::from_secs(5),
+        Duration::ZERO,
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|m| payload(m)["kind"] == "auth_failed" && payload(m)["status"] == "firing"),
+        "an auth alert fired"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(dlq_size(&b.prefix), 0, "nothing dead-lettered while paused");
+    assert!(
+        b.exact.accounts().len() < N + 5,
+        "nothing delivered while paused"
+    );
+
+    // New credentials: the operator authorizes again and writes the new refresh token.
+    let fresh = b.exact.issue_tokens();
+    b.exact.clock().advance(Duration::from_secs(601));
+    std::fs::write(&b.refresh_file, &fresh.refresh_token).unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || b.exact.accounts().len()
+            >= N + 5)
+        .await,
+        "delivery resumed after new credentials"
+    );
+    assert_eq!(dlq_size(&b.prefix), 0);
+    second.cancel();
+    sink.task.await.unwrap().unwrap();
+}
+
+fn payload(m: &rdkafka::message::OwnedMessage) -> Value {
+    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null)
+}
