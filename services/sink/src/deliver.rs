@@ -23,7 +23,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
-use switchboard_connectors::Connection;
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::config::ConnectionConfig;
 use switchboard_core::error::ClassifiedError;
@@ -49,6 +48,7 @@ const PARKED: &str = "sb.parked";
 /// Delivers one target connection's records, in order per key.
 pub(crate) struct Delivery {
     connection: String,
+    config: Config,
     raw_connection: ConnectionConfig,
     credentials: Option<[u8; 32]>,
     consumer: std::sync::Arc<StreamConsumer>,
@@ -135,6 +135,7 @@ impl Delivery {
         Ok(Self {
             connection: connection.to_owned(),
             credentials: fingerprint(&raw_connection),
+            config: config.clone(),
             raw_connection,
             consumer: std::sync::Arc::new(consumer),
             status: Status::new(
@@ -418,8 +419,13 @@ impl Delivery {
             }
             let now = fingerprint(&self.raw_connection);
             if now.is_some() && now != self.credentials {
-                let connection = Connection::from_config(&self.connection, &self.raw_connection)?;
-                self.target = Target::new(&self.connection, &connection)?;
+                // Typed the way start-up types it (with what connections need from the rest
+                // of the configuration, such as an Exact token store).
+                let connections = switchboard_connectors::connections(&self.config)?;
+                let connection = connections.get(&self.connection).ok_or_else(|| {
+                    anyhow::anyhow!("connection `{}` is not defined", self.connection)
+                })?;
+                self.target = Target::new(&self.connection, connection)?;
                 self.credentials = now;
                 tracing::info!(connection = %self.connection, "credentials changed; resuming");
                 return Ok(true);

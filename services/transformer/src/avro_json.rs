@@ -56,9 +56,9 @@ fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, String> {
         (Schema::TimestampMillis, Json::String(s)) if odata_millis(s).is_some() => {
             Ok(Value::TimestampMillis(odata_millis(s).unwrap_or_default()))
         }
-        (Schema::Date, Json::String(s)) if odata_millis(s).is_some() => {
-            Ok(Value::Date(odata_millis(s).unwrap_or_default().div_euclid(86_400_000) as i32))
-        }
+        (Schema::Date, Json::String(s)) if odata_millis(s).is_some() => Ok(Value::Date(
+            odata_millis(s).unwrap_or_default().div_euclid(86_400_000) as i32,
+        )),
         (Schema::TimestampMillis, Json::String(s)) => {
             match time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
                 Ok(t) => Ok(Value::TimestampMillis(
@@ -280,11 +280,20 @@ mod tests {
 
     #[test]
     fn odata_dates_are_read() {
-        assert_eq!(odata_millis("/Date(1672531200000)/"), Some(1_672_531_200_000));
-        assert_eq!(odata_millis("/Date(1672531200000+0100)/"), Some(1_672_531_200_000));
+        assert_eq!(
+            odata_millis("/Date(1672531200000)/"),
+            Some(1_672_531_200_000)
+        );
+        assert_eq!(
+            odata_millis("/Date(1672531200000+0100)/"),
+            Some(1_672_531_200_000)
+        );
         assert_eq!(odata_millis("2025-01-01"), None);
         let s = Schema::parse_str(r#"{"type":"int","logicalType":"date"}"#).unwrap();
-        assert_eq!(to_avro(&s, &json!("/Date(1735689600000)/")).unwrap(), Value::Date(20089));
+        assert_eq!(
+            to_avro(&s, &json!("/Date(1735689600000)/")).unwrap(),
+            Value::Date(20089)
+        );
     }
 
     #[test]

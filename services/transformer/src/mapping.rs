@@ -237,13 +237,29 @@ mod tests {
             let source = source.unwrap().path();
             for file in std::fs::read_dir(&source).unwrap() {
                 let file = file.unwrap().path();
-                let Some(stem) = file.file_name().unwrap().to_str().unwrap().strip_suffix(".jq") else {
+                let Some(stem) = file
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .strip_suffix(".jq")
+                else {
                     continue;
                 };
                 let name = format!("{}/{stem}", source.file_name().unwrap().to_str().unwrap());
-                let entity = stem.split("-to-").nth(1).unwrap().split('.').next().unwrap();
+                let entity = stem
+                    .split("-to-")
+                    .nth(1)
+                    .unwrap()
+                    .split('.')
+                    .next()
+                    .unwrap();
                 let mapping = Mapping::load(&mappings_dir(), &name).unwrap();
-                let versions = if stem.ends_with(".v1") { vec![None, Some(1)] } else { vec![None] };
+                let versions = if stem.ends_with(".v1") {
+                    vec![None, Some(1)]
+                } else {
+                    vec![None]
+                };
                 for version in versions {
                     let target = Target::load(entity, version).unwrap();
                     mapping

@@ -12,8 +12,7 @@
 //! an account with the same name and the same VAT number or chamber-of-commerce number.
 //! Invoices: the xref's GUID; else the invoice whose `YourRef` is the canonical number.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -31,15 +30,6 @@ use super::{Delivered, Outcome, Record, data, money};
 const ACCOUNTS: &str = "crm/Accounts";
 const INVOICES: &str = "salesinvoice/SalesInvoices";
 
-/// Token-store settings seen per connection. `Target::new` is called again with a
-/// connection typed from its raw settings alone when credentials change (deliver.rs), which
-/// carry no `kafka`/`secrets_key`; this remembers them from the first construction.
-/// Why not pass the config: `Target::new`'s signature is the sink core's (see the report).
-fn remembered() -> &'static Mutex<HashMap<String, TokenStoreSettings>> {
-    static STORES: OnceLock<Mutex<HashMap<String, TokenStoreSettings>>> = OnceLock::new();
-    STORES.get_or_init(Mutex::default)
-}
-
 pub(crate) struct ExactTarget {
     name: String,
     connection: ExactConnection,
@@ -49,16 +39,9 @@ pub(crate) struct ExactTarget {
 
 impl ExactTarget {
     pub(crate) fn new(name: &str, connection: &ExactConnection) -> anyhow::Result<Self> {
-        let mut stores = remembered().lock().unwrap_or_else(|e| e.into_inner());
-        let store = match &connection.token_store {
-            Some(store) => {
-                stores.insert(name.to_owned(), (**store).clone());
-                (**store).clone()
-            }
-            None => stores.get(name).cloned().ok_or_else(|| {
-                anyhow::anyhow!("connection `{name}` (exact) needs secrets_key to keep its tokens")
-            })?,
-        };
+        let store = connection.token_store.as_deref().cloned().ok_or_else(|| {
+            anyhow::anyhow!("connection `{name}` (exact) needs secrets_key to keep its tokens")
+        })?;
         Ok(Self {
             name: name.to_owned(),
             connection: connection.clone(),
