@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # One image with every Switchboard binary: switchboard-ingest-webhook, -ingest-poller,
-# -transformer, -sink, switchboard-sandbox, and the `switchboard` CLI once its package exists
-# (`--workspace --bins` picks up any new binary). Pick one with the container's command, e.g.
+# -transformer, -sink, -console, switchboard-sandbox and the `switchboard` CLI
+# (`--workspace --bins` builds every binary; the build stage copies each one named
+# `switchboard` or `switchboard-*`, which scripts/validate-deploy.sh checks against the
+# manifests' [[bin]] names). Pick one with the container's command, e.g.
 #   docker run --rm switchboard:dev switchboard-ingest-webhook --config /app/config/compose.yaml
 #
 # Stages:
@@ -77,8 +79,8 @@ COPY --chown=root:root config/ /app/config/
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 ENV RUST_LOG=info
-# Admin and webhook ports (see the services' defaults); the sandbox uses 8070-8073.
-EXPOSE 8080 9101 9102 9103
+# Webhook, admin and console ports (see the services' defaults); the sandbox uses 8070-8073.
+EXPOSE 8080 8090 9101 9102 9103
 # Services exit cleanly on SIGTERM: readiness off, drain, commit, stop.
 STOPSIGNAL SIGTERM
 CMD ["switchboard-ingest-webhook", "--config", "/app/config/compose.yaml"]

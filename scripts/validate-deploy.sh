@@ -8,8 +8,9 @@
 #                      in, the CRD kinds from scripts/deploy-check/crds); and the chart's own
 #                      guards (too many replicas, SASL without a Secret) must refuse
 #   docker-compose.yml compose-spec's Go loader (scripts/deploy-check)
-#   Dockerfile         BuildKit's parser and linter (scripts/deploy-check), and the skeleton
-#                      stage's script run here, its output read by `cargo metadata`
+#   Dockerfile         BuildKit's parser and linter (scripts/deploy-check), every [[bin]] of
+#                      crates/ and services/ named so the build stage copies it, and the
+#                      skeleton stage's script run here, its output read by `cargo metadata`
 #
 # Tools are built from the Go module proxy into $SB_CACHE/bin (~/.cache/switchboard/bin),
 # with Go's module cache under $SB_CACHE too, and rebuilt only when their pinned version (or
@@ -80,7 +81,8 @@ for values in default full; do
   log "helm lint, template and kubectl-validate: $values values, $kinds objects OK"
 done
 # The chart refuses what would not work: more consumers than partitions, SASL without a
-# Secret for the password.
+# Secret for the password, the console's Ingress without a read token, alerts through a
+# connection that is not a Telegram bot.
 refuses() {
   local why=$1 && shift
   if "${helm[@]}" template sb "$CHART" --kube-version "$KUBE_VERSION" "$@" >/dev/null 2>"$work/refused.log"; then
@@ -90,10 +92,23 @@ refuses() {
 }
 refuses "transformer.replicaCount" --set transformer.replicaCount=7 --set kafka.partitions=6
 refuses "kafka.security.sasl.existingSecret" --set kafka.security.protocol=SASL_SSL --set kafka.security.sasl.username=u
+refuses "console.ingress.enabled" --set console.ingress.enabled=true
+refuses "console.alerts.telegram" --set console.alerts.telegram=crm --set console.alerts.chatId=1
 log "chart guards refuse bad values"
 
 # ---------------------------------------------------------------- compose + Dockerfile
 "$BIN/sb-deploy-check" . || die "docker-compose.yml / Dockerfile"
+# Every binary the image should ship is one the build stage copies out: it keeps the
+# executables named `switchboard` or `switchboard-*` (the tests crate is excluded).
+bins=$(find crates services -name Cargo.toml -exec sed -n '/^\[\[bin\]\]/,/^name/s/^name *= *"\(.*\)"/\1/p' {} + | sort)
+[[ -n $bins ]] || die "no [[bin]] targets found in crates/ and services/"
+for bin in $bins; do
+  [[ $bin == switchboard || $bin == switchboard-* ]] ||
+    die "binary $bin would not be copied into the image (the Dockerfile keeps switchboard and switchboard-*)"
+done
+grep -q "'switchboard' -o -name 'switchboard-\*'" Dockerfile ||
+  die "the Dockerfile's build stage no longer copies switchboard and switchboard-* binaries"
+log "Dockerfile ships every binary: $(echo $bins | tr ' ' ',')"
 # The Dockerfile's skeleton stage, run here: its stubs must make a workspace cargo reads.
 if command -v cargo >/dev/null; then
   python3 - Dockerfile "$work/skeleton" >"$work/skeleton.sh" <<'EOF'

@@ -114,13 +114,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $config "transformer" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.transformer.port)) "mappings_dir" "/app/mappings") (get $config "transformer" | default dict)) }}
 {{- $_ := set $config "sink" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.sink.port))) (get $config "sink" | default dict)) }}
 {{- $_ := set $config "poller" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.ingestPoller.port))) (get $config "poller" | default dict)) }}
+{{- if $v.console.enabled }}
+{{- $console := deepCopy (get $config "console" | default dict) }}
+{{- if or (hasKey $console "admin_token") (hasKey $console "read_token") }}
+{{- fail "config.console: set the console's tokens with console.auth.existingSecret (mounted only into the console pod), not in config.console" }}
+{{- end }}
+{{- $_ := set $console "listen" (printf "0.0.0.0:%d" (int $v.console.port)) }}
+{{- with $v.console.alerts.telegram }}
+{{- $conn := get ($v.config.connections | default dict) . }}
+{{- if not (and $conn (eq (toString (get $conn "type")) "telegram")) }}
+{{- fail (printf "console.alerts.telegram: %q is not a connection of type telegram in config.connections" .) }}
+{{- end }}
+{{- if not (int64 $v.console.alerts.chatId) }}{{ fail "console.alerts.chatId: set the Telegram chat the alerts go to" }}{{ end }}
+{{- $_ := set $console "alerts" (dict "telegram" . "chat_id" (int64 $v.console.alerts.chatId)) }}
+{{- end }}
+{{- $_ := set $config "console" $console }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
 {{/*
 The pod template of one service. Call with a dict:
   root (the chart's $), component, command (the binary), port, grace (seconds),
-  resources, env (extra env list), preStop (seconds, 0 = none)
+  resources, env (extra env list), preStop (seconds, 0 = none), volumes and volumeMounts
+  (extra lists, this component's only)
 */}}
 {{- define "switchboard.podTemplate" -}}
 {{- $root := .root }}
@@ -210,6 +227,9 @@ spec:
         {{- if $v.registry.basicAuth.existingSecret }}
         - {name: registry-auth, mountPath: /var/run/secrets/switchboard/registry, readOnly: true}
         {{- end }}
+        {{- with .volumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -249,6 +269,9 @@ spec:
         secretName: {{ $v.registry.basicAuth.existingSecret }}
         defaultMode: 0440
         items: [{key: {{ $v.registry.basicAuth.passwordKey }}, path: {{ $v.registry.basicAuth.passwordKey }}}]
+    {{- end }}
+    {{- with .volumes }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
