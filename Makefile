@@ -10,7 +10,7 @@ run:
 
 ## test: unit tests and end-to-end tests on the real Kafka broker and schema registry
 test: stack-up
-	$(CARGO) test --workspace
+	scripts/test.sh
 
 ## bench: first-flow throughput; transformer vs. Kafka ConsumerPerformance; ingest vs. bare
 ## HTTP vs. Kafka ProducerPerformance

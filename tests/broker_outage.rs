@@ -134,11 +134,11 @@ async fn webhook_gets_503_while_kafka_is_down_and_flows_after_it_is_back() {
     // Before the outage: the path works (retrying while ingest prepares its topics).
     let before = body(9_100_000_000_000_000_001, "before@example.com");
     assert!(
-        eventually_status(&shop, &before, "wh-before", Duration::from_secs(60)).await,
+        eventually_status(&shop, &before, "wh-before", Duration::from_secs(180)).await,
         "accepted before the outage"
     );
     assert!(
-        eventually(Duration::from_secs(60), || pipedrive
+        eventually(Duration::from_secs(180), || pipedrive
             .person_by_email("before@example.com")
             .is_some())
         .await
