@@ -6,33 +6,23 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use switchboard_core::avro::AvroCodec;
-use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
-use switchboard_core::config::RegistryConfig;
+use switchboard_core::canonical::Contact;
 use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
 use switchboard_tests::*;
 
 const TOKEN: &str = "eo-crm-token";
 
 fn contact(n: u64) -> Contact {
-    Contact {
-        id: canonical_id("shop", "customers", &n.to_string()),
-        email: Some(format!("eo{n}@example.com")),
-        first_name: Some("Exactly".into()),
-        last_name: Some(format!("Once{n}")),
-        phone: None,
-        deleted: false,
-        source_connection: "shop".into(),
-        source_entity: "customers".into(),
-        source_id: n.to_string(),
-        source_updated_at: None,
-        source_event_id: format!("event-{n}"),
-        mapping: "test".into(),
-    }
+    shop_contact(
+        n,
+        &format!("eo{n}@example.com"),
+        "Exactly",
+        &format!("Once{n}"),
+    )
 }
 
 struct Rig {
+    prefix: String,
     _dir: tempfile::TempDir,
     pipedrive: PipedriveSandbox,
     config_file: std::path::PathBuf,
@@ -54,28 +44,19 @@ impl Rig {
         })
         .await
         .unwrap();
-        let yaml = format!(
-            r#"
-kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
-registry: {{url: "{registry}"}}
-connections:
-  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
-  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token}"}}
-flows:
-  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
-sink: {{admin_listen: "127.0.0.1:0"}}
-"#,
-            bootstrap = kafka_bootstrap(),
-            registry = registry_url(),
-            pipedrive = pipedrive.base_url(),
-            token = secret_ref(dir.path(), "crm", TOKEN),
-            shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+        let yaml = pipedrive_sink_yaml(
+            &prefix,
+            dir.path(),
+            &pipedrive.base_url(),
+            TOKEN,
+            "max_backoff_ms: 30000",
         );
         let config_file = dir.path().join("sink.yaml");
         std::fs::write(&config_file, &yaml).unwrap();
         Self {
             binary: service_binary("switchboard-sink", "switchboard-sink"),
             canonical: format!("{prefix}.canonical.contact"),
+            prefix,
             _dir: dir,
             pipedrive,
             config_file,
@@ -112,32 +93,10 @@ sink: {{admin_listen: "127.0.0.1:0"}}
         )
         .await
         .unwrap();
-        let codec = AvroCodec::new(&RegistryConfig {
-            url: registry_url(),
-            basic_auth: None,
-        })
-        .unwrap();
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", kafka_bootstrap())
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .create()
-            .unwrap();
-        let mut pending = Vec::new();
-        for n in range {
-            let c = contact(n);
-            let value = codec
-                .encode(&self.canonical, CONTACT_V1_SCHEMA, &c)
-                .await
-                .unwrap();
-            for _ in 0..copies {
-                let record = FutureRecord::to(&self.canonical).key(&c.id).payload(&value);
-                pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
-            }
-        }
-        for ack in pending {
-            ack.await.unwrap().map_err(|(e, _)| e).unwrap();
-        }
+        let contacts: Vec<Contact> = range.map(contact).collect();
+        ContactWriter::new(&self.prefix)
+            .send_all(&contacts, copies)
+            .await;
     }
 
     fn assert_each_once(&self, n: u64) {

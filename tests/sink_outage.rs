@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use switchboard_core::avro::AvroCodec;
-use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
-use switchboard_core::config::RegistryConfig;
+use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
 use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
 use switchboard_tests::*;
@@ -21,20 +18,7 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "outage-crm-token";
 
 fn contact(n: u64) -> Contact {
-    Contact {
-        id: canonical_id("shop", "customers", &n.to_string()),
-        email: Some(format!("o{n}@example.com")),
-        first_name: Some("Out".into()),
-        last_name: Some(format!("Age{n}")),
-        phone: None,
-        deleted: false,
-        source_connection: "shop".into(),
-        source_entity: "customers".into(),
-        source_id: n.to_string(),
-        source_updated_at: None,
-        source_event_id: format!("event-{n}"),
-        mapping: "test".into(),
-    }
+    shop_contact(n, &format!("o{n}@example.com"), "Out", &format!("Age{n}"))
 }
 
 fn values(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
@@ -64,58 +48,22 @@ async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once
     .await
     .unwrap();
     // Tiers of 2 + 4 s: a 20 s outage outlasts the whole chain several times over.
-    let yaml = format!(
-        r#"
-kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
-registry: {{url: "{registry}"}}
-connections:
-  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
-  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token}"}}
-flows:
-  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
-sink:
-  admin_listen: "127.0.0.1:0"
-  in_place_attempts: 2
-  max_backoff_ms: 1000
-  retry_tiers_secs: [2, 4]
-  circuit_after_records: 2
-"#,
-        bootstrap = kafka_bootstrap(),
-        registry = registry_url(),
-        pipedrive = pipedrive.base_url(),
-        token = secret_ref(dir.path(), "crm", TOKEN),
-        shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+    let yaml = pipedrive_sink_yaml(
+        &prefix,
+        dir.path(),
+        &pipedrive.base_url(),
+        TOKEN,
+        "in_place_attempts: 2, max_backoff_ms: 1000, retry_tiers_secs: [2, 4], circuit_after_records: 2",
     );
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     switchboard_sink::start(load(&yaml), shutdown.clone())
         .await
         .unwrap();
-    let codec = AvroCodec::new(&RegistryConfig {
-        url: registry_url(),
-        basic_auth: None,
-    })
-    .unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
-    let canonical = format!("{prefix}.canonical.contact");
+    let writer = ContactWriter::new(&prefix);
     let send = |c: Contact| {
-        let (codec, producer, canonical) = (codec.clone(), producer.clone(), canonical.clone());
-        async move {
-            let value = codec
-                .encode(&canonical, CONTACT_V1_SCHEMA, &c)
-                .await
-                .unwrap();
-            producer
-                .send(
-                    FutureRecord::to(&canonical).key(&c.id).payload(&value),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap();
-        }
+        let writer = writer.clone();
+        async move { writer.send(&c, 1).await }
     };
 
     send(contact(0)).await;
@@ -203,56 +151,26 @@ async fn refused_credentials_pause_the_connection_until_they_change() {
         .await
         .unwrap();
     // The configured token file holds a token Pipedrive refuses.
-    let token_ref = secret_ref(dir.path(), "crm", "revoked-token");
-    let token_file = dir.path().join("crm");
-    let yaml = format!(
-        r#"
-kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
-registry: {{url: "{registry}"}}
-connections:
-  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
-  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token_ref}"}}
-flows:
-  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
-sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 500}}
-"#,
-        bootstrap = kafka_bootstrap(),
-        registry = registry_url(),
-        pipedrive = pipedrive.base_url(),
-        shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+    let yaml = pipedrive_sink_yaml(
+        &prefix,
+        dir.path(),
+        &pipedrive.base_url(),
+        "revoked-token",
+        "max_backoff_ms: 500",
     );
+    let token_file = dir.path().join("crm");
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     switchboard_sink::start(load(&yaml), shutdown.clone())
         .await
         .unwrap();
-    let codec = AvroCodec::new(&RegistryConfig {
-        url: registry_url(),
-        basic_auth: None,
-    })
-    .unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
-    let canonical = format!("{prefix}.canonical.contact");
+    let writer = ContactWriter::new(&prefix);
     for n in 0..3 {
-        let c = contact(n);
-        let value = codec
-            .encode(&canonical, CONTACT_V1_SCHEMA, &c)
-            .await
-            .unwrap();
-        producer
-            .send(
-                FutureRecord::to(&canonical).key(&c.id).payload(&value),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        writer.send(&contact(n), 1).await;
     }
     let status = format!("{prefix}.status");
     assert!(
-        eventually(Duration::from_secs(30), || {
+        eventually(Duration::from_secs(120), || {
             values(&kafka_bootstrap(), &status)
                 .last()
                 .is_some_and(|v| v["state"] == "paused_auth")
@@ -280,7 +198,7 @@ sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 500}}
     // The operator rotates the credential: delivery resumes by itself.
     std::fs::write(&token_file, TOKEN).unwrap();
     assert!(
-        eventually(Duration::from_secs(30), || pipedrive.persons().len() == 3).await,
+        eventually(Duration::from_secs(120), || pipedrive.persons().len() == 3).await,
         "delivery resumed with the new credentials"
     );
     let alerts = values(&kafka_bootstrap(), &format!("{prefix}.alerts"));

@@ -13,9 +13,7 @@ use axum::extract::State;
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use switchboard_core::avro::AvroCodec;
-use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_id};
-use switchboard_core::config::RegistryConfig;
+use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
 use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
 use switchboard_tests::*;
@@ -24,20 +22,7 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "parking-crm-token";
 
 fn contact(n: u64, email: &str, first_name: &str) -> Contact {
-    Contact {
-        id: canonical_id("shop", "customers", &n.to_string()),
-        email: Some(email.into()),
-        first_name: Some(first_name.into()),
-        last_name: Some("Parked".into()),
-        phone: None,
-        deleted: false,
-        source_connection: "shop".into(),
-        source_entity: "customers".into(),
-        source_id: n.to_string(),
-        source_updated_at: None,
-        source_event_id: format!("event-{n}-{first_name}"),
-        mapping: "test".into(),
-    }
+    shop_contact(n, email, first_name, "Parked")
 }
 
 /// First names of person `id` in the order Pipedrive reported their changes.
@@ -93,26 +78,12 @@ async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_
         .unwrap();
     assert!(subscribed.status().is_success());
 
-    let yaml = format!(
-        r#"
-kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
-registry: {{url: "{registry}"}}
-connections:
-  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
-  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{token}"}}
-flows:
-  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
-sink:
-  admin_listen: "127.0.0.1:0"
-  in_place_attempts: 2
-  max_backoff_ms: 100
-  retry_tiers_secs: [1, 1]
-"#,
-        bootstrap = kafka_bootstrap(),
-        registry = registry_url(),
-        pipedrive = pipedrive.base_url(),
-        token = secret_ref(dir.path(), "crm", TOKEN),
-        shop_secret = secret_ref(dir.path(), "shop", "unused-shop-secret"),
+    let yaml = pipedrive_sink_yaml(
+        &prefix,
+        dir.path(),
+        &pipedrive.base_url(),
+        TOKEN,
+        "in_place_attempts: 2, max_backoff_ms: 100, retry_tiers_secs: [1, 1]",
     );
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
@@ -120,32 +91,14 @@ sink:
         .await
         .unwrap();
 
-    let codec = AvroCodec::new(&RegistryConfig {
-        url: registry_url(),
-        basic_auth: None,
-    })
-    .unwrap();
+    let writer = ContactWriter::new(&prefix);
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())
-        .set("enable.idempotence", "true")
         .create()
         .unwrap();
-    let canonical = format!("{prefix}.canonical.contact");
     let send = |c: Contact| {
-        let (codec, producer, canonical) = (codec.clone(), producer.clone(), canonical.clone());
-        async move {
-            let value = codec
-                .encode(&canonical, CONTACT_V1_SCHEMA, &c)
-                .await
-                .unwrap();
-            producer
-                .send(
-                    FutureRecord::to(&canonical).key(&c.id).payload(&value),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap();
-        }
+        let writer = writer.clone();
+        async move { writer.send(&c, 1).await }
     };
     // The stuck person's three updates, with other people's records before and between.
     send(contact(1, "kay@example.com", "One")).await;

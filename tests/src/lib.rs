@@ -492,3 +492,122 @@ pub async fn publish_raw_events(
     }
     sent
 }
+
+/// A canonical contact as if the transformer made it from Shopify customer `n`: tests that
+/// feed the sink directly write these.
+pub fn shop_contact(
+    n: u64,
+    email: &str,
+    first_name: &str,
+    last_name: &str,
+) -> switchboard_core::canonical::Contact {
+    switchboard_core::canonical::Contact {
+        id: switchboard_core::canonical::canonical_id("shop", "customers", &n.to_string()),
+        email: Some(email.into()),
+        first_name: Some(first_name.into()),
+        last_name: Some(last_name.into()),
+        phone: None,
+        deleted: false,
+        source_connection: "shop".into(),
+        source_entity: "customers".into(),
+        source_id: n.to_string(),
+        source_updated_at: None,
+        source_event_id: format!("event-{n}-{first_name}-{last_name}"),
+        mapping: "test".into(),
+    }
+}
+
+/// Writes canonical contacts to a topic, Confluent-framed like the transformer does.
+#[derive(Clone)]
+pub struct ContactWriter {
+    codec: switchboard_core::avro::AvroCodec,
+    producer: rdkafka::producer::FutureProducer,
+    /// The canonical topic.
+    pub topic: String,
+}
+
+impl ContactWriter {
+    /// A writer to `<prefix>.canonical.contact`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            codec: switchboard_core::avro::AvroCodec::new(
+                &switchboard_core::config::RegistryConfig {
+                    url: registry_url(),
+                    basic_auth: None,
+                },
+            )
+            .unwrap(),
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", kafka_bootstrap())
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create()
+                .unwrap(),
+            topic: format!("{prefix}.canonical.contact"),
+        }
+    }
+
+    /// Writes `contact` `copies` times and waits for Kafka's acknowledgements.
+    pub async fn send(&self, contact: &switchboard_core::canonical::Contact, copies: usize) {
+        self.send_all(std::slice::from_ref(contact), copies).await;
+    }
+
+    /// Writes each contact `copies` times, pipelined, in order per key, and waits for every
+    /// acknowledgement.
+    pub async fn send_all(&self, contacts: &[switchboard_core::canonical::Contact], copies: usize) {
+        let mut acks = Vec::new();
+        for contact in contacts {
+            let value = self
+                .codec
+                .encode(
+                    &self.topic,
+                    switchboard_core::canonical::CONTACT_V1_SCHEMA,
+                    contact,
+                )
+                .await
+                .unwrap();
+            for _ in 0..copies {
+                let record = rdkafka::producer::FutureRecord::to(&self.topic)
+                    .key(&contact.id)
+                    .payload(&value);
+                acks.push(
+                    self.producer
+                        .send_result(record)
+                        .map_err(|(e, _)| e)
+                        .unwrap(),
+                );
+            }
+        }
+        for ack in acks {
+            ack.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    }
+}
+
+/// A sink configuration: Shopify customers → contacts → persons of the Pipedrive sandbox at
+/// `pipedrive_url`, secrets written into `dir`, plus `sink_settings` (YAML flow-map entries
+/// such as `in_place_attempts: 2`).
+pub fn pipedrive_sink_yaml(
+    prefix: &str,
+    dir: &Path,
+    pipedrive_url: &str,
+    token: &str,
+    sink_settings: &str,
+) -> String {
+    format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
+  crm: {{type: pipedrive, base_url: "{pipedrive_url}", api_token: "{token}"}}
+flows:
+  - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
+sink: {{admin_listen: "127.0.0.1:0", {sink_settings}}}
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        shop_secret = secret_ref(dir, "shop", "unused-shop-secret"),
+        token = secret_ref(dir, "crm", token),
+    )
+}
