@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::message::Headers;
-use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
+use switchboard_sandbox::pipedrive::PipedriveSandbox;
 use switchboard_sandbox::shopify::ShopifyWebhooks;
 use switchboard_tests::*;
 
@@ -100,13 +100,9 @@ async fn a_rolling_restart_of_every_service_under_load_loses_and_doubles_nothing
     ensure_stack();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("rolling");
-    let pipedrive = PipedriveSandbox::start(PipedriveConfig {
-        burst_limit: 1_000_000,
-        search_burst_limit: 1_000_000,
-        ..PipedriveConfig::new(CRM_TOKEN)
-    })
-    .await
-    .unwrap();
+    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(CRM_TOKEN))
+        .await
+        .unwrap();
     let port = |_: &str| SocketAddr::from(([127, 0, 0, 1], free_port()));
     let (ingest_addr, transformer_admin, sink_admin) =
         (port("ingest"), port("transformer"), port("sink"));

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use switchboard_core::canonical::Contact;
-use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
+use switchboard_sandbox::pipedrive::PipedriveSandbox;
 use switchboard_tests::*;
 
 const TOKEN: &str = "eo-crm-token";
@@ -36,14 +36,9 @@ impl Rig {
         ensure_stack();
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique_prefix(test);
-        let pipedrive = PipedriveSandbox::start(PipedriveConfig {
-            burst_limit: 1_000_000,
-            search_burst_limit: 1_000_000,
-            daily_budget: u64::MAX / 2,
-            ..PipedriveConfig::new(TOKEN)
-        })
-        .await
-        .unwrap();
+        let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+            .await
+            .unwrap();
         let yaml = pipedrive_sink_yaml(
             &prefix,
             dir.path(),

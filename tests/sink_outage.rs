@@ -40,13 +40,9 @@ async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once
     ensure_stack();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("outage");
-    let pipedrive = PipedriveSandbox::start(PipedriveConfig {
-        burst_limit: 1_000_000,
-        search_burst_limit: 1_000_000,
-        ..PipedriveConfig::new(TOKEN)
-    })
-    .await
-    .unwrap();
+    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+        .await
+        .unwrap();
     // Tiers of 2 + 4 s: a 20 s outage outlasts the whole chain several times over.
     let yaml = pipedrive_sink_yaml(
         &prefix,

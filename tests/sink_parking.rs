@@ -15,7 +15,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
-use switchboard_sandbox::pipedrive::{PipedriveConfig, PipedriveSandbox};
+use switchboard_sandbox::pipedrive::PipedriveSandbox;
 use switchboard_tests::*;
 use tokio_util::sync::CancellationToken;
 
@@ -43,13 +43,9 @@ async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_
     ensure_stack();
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("parking");
-    let pipedrive = PipedriveSandbox::start(PipedriveConfig {
-        burst_limit: 1_000_000,
-        search_burst_limit: 1_000_000,
-        ..PipedriveConfig::new(TOKEN)
-    })
-    .await
-    .unwrap();
+    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+        .await
+        .unwrap();
     let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
     // Every update of this one person fails with 500 until the fault is cleared.
     pipedrive.control().add_fault(FaultRule {

@@ -20,23 +20,7 @@ async fn every_event_appears_once_on_the_canonical_topic_across_sigkills() {
     init_logging();
     ensure_stack();
     let prefix = unique_prefix("txn-kill");
-    let yaml = format!(
-        r#"
-kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
-registry: {{url: "{registry}"}}
-connections:
-  shop: {{type: shopify}}
-flows:
-  - {{name: shop-contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact}}
-transformer:
-  admin_listen: "127.0.0.1:0"
-  mappings_dir: "{root}/mappings"
-  schemas_dir: "{root}/schemas"
-"#,
-        bootstrap = kafka_bootstrap(),
-        registry = registry_url(),
-        root = workspace_root().display(),
-    );
+    let yaml = shop_contacts_transformer_yaml(&prefix);
     let config = load(&yaml);
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("transformer.yaml");

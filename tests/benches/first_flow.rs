@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_sandbox::{PipedriveConfig, ShopifyWebhooks, StatusCode};
+use switchboard_sandbox::{ShopifyWebhooks, StatusCode};
 use switchboard_tests::*;
 
 #[tokio::main(flavor = "multi_thread")]
@@ -23,12 +23,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(32);
-    let unthrottled = PipedriveConfig {
-        burst_limit: 1_000_000,
-        search_burst_limit: 1_000_000,
-        daily_budget: u64::MAX / 2,
-        ..PipedriveConfig::new(CRM_TOKEN)
-    };
+    let unthrottled = unthrottled_pipedrive(CRM_TOKEN);
     let world = World::new("bench", unthrottled).await;
     let shop = Arc::new(world.start_ingest().await);
     world.start_transformer().await;

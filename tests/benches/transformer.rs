@@ -24,23 +24,7 @@ async fn main() {
         .unwrap_or(100_000);
     ensure_stack();
     let prefix = unique_prefix("bench-txn");
-    let yaml = format!(
-        r#"
-kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
-registry: {{url: "{registry}"}}
-connections:
-  shop: {{type: shopify}}
-flows:
-  - {{name: shop-contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact}}
-transformer:
-  admin_listen: "127.0.0.1:0"
-  mappings_dir: "{root}/mappings"
-  schemas_dir: "{root}/schemas"
-"#,
-        bootstrap = kafka_bootstrap(),
-        registry = registry_url(),
-        root = workspace_root().display(),
-    );
+    let yaml = shop_contacts_transformer_yaml(&prefix);
     let config = load(&yaml);
     let raw = format!("{prefix}.raw.shop.customers");
     ensure_topics(

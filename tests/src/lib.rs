@@ -611,3 +611,36 @@ sink: {{admin_listen: "127.0.0.1:0", {sink_settings}}}
         token = secret_ref(dir, "crm", token),
     )
 }
+
+/// A transformer configuration with one flow, Shopify customers → contacts (mapping v1), and
+/// nothing else: for runs that feed raw events directly.
+pub fn shop_contacts_transformer_yaml(prefix: &str) -> String {
+    format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify}}
+flows:
+  - {{name: shop-contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact}}
+transformer:
+  admin_listen: "127.0.0.1:0"
+  mappings_dir: "{root}/mappings"
+  schemas_dir: "{root}/schemas"
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        root = workspace_root().display(),
+    )
+}
+
+/// A Pipedrive sandbox configuration without its rate limits, for runs that measure or
+/// stress Switchboard rather than Pipedrive's documented limits.
+pub fn unthrottled_pipedrive(token: &str) -> PipedriveConfig {
+    PipedriveConfig {
+        burst_limit: 1_000_000,
+        search_burst_limit: 1_000_000,
+        daily_budget: u64::MAX / 2,
+        ..PipedriveConfig::new(token)
+    }
+}

@@ -39,16 +39,7 @@ pub fn producer(
     kafka: &KafkaConfig,
     delivery_timeout: Duration,
 ) -> Result<FutureProducer, KafkaError> {
-    client_config(kafka)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("compression.type", "zstd")
-        .set(
-            "message.timeout.ms",
-            delivery_timeout.as_millis().to_string(),
-        )
-        .create()
+    idempotent(kafka, delivery_timeout, 5).create()
 }
 
 /// Like [`producer`], but sends at once instead of lingering for a batch: for services that
@@ -58,15 +49,21 @@ pub fn eager_producer(
     kafka: &KafkaConfig,
     delivery_timeout: Duration,
 ) -> Result<FutureProducer, KafkaError> {
-    client_config(kafka)
+    idempotent(kafka, delivery_timeout, 0).create()
+}
+
+fn idempotent(kafka: &KafkaConfig, delivery_timeout: Duration, linger_ms: u32) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "0")
+        .set("linger.ms", linger_ms.to_string())
+        .set("compression.type", "zstd")
         .set(
             "message.timeout.ms",
             delivery_timeout.as_millis().to_string(),
-        )
-        .create()
+        );
+    config
 }
 
 /// A transactional producer for consume–transform–produce. `transactional_id` must be stable

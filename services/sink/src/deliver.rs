@@ -49,7 +49,6 @@ const PARKED: &str = "sb.parked";
 pub(crate) struct Delivery {
     connection: String,
     config: Config,
-    raw_connection: ConnectionConfig,
     credentials: Option<[u8; 32]>,
     consumer: std::sync::Arc<StreamConsumer>,
     producer: FutureProducer,
@@ -124,7 +123,6 @@ impl Delivery {
         let raw_connection = config
             .connections
             .get(connection)
-            .cloned()
             .ok_or_else(|| anyhow::anyhow!("connection `{connection}` is not defined"))?;
         let limiter = config.sink.rates.get(connection).and_then(|rate| {
             let period = Duration::from_secs_f64(1.0 / rate.per_second.max(0.001));
@@ -134,9 +132,8 @@ impl Delivery {
         });
         Ok(Self {
             connection: connection.to_owned(),
-            credentials: fingerprint(&raw_connection),
+            credentials: fingerprint(raw_connection),
             config: config.clone(),
-            raw_connection,
             consumer: std::sync::Arc::new(consumer),
             status: Status::new(
                 connection,
@@ -286,9 +283,8 @@ impl Delivery {
         match self.attempts(message, shutdown).await? {
             Attempts::Interrupted => Ok(Step::Interrupted),
             Attempts::Delivered => {
-                if let Some(key) = &key
-                    && self.blocked.get(key).is_some()
-                {
+                // A delivered record of a blocked key is one of its pending records.
+                if let Some(key) = &key {
                     self.release_one(key).await?;
                 }
                 Ok(Step::Done)
@@ -417,7 +413,11 @@ impl Delivery {
                 _ = shutdown.cancelled() => return Ok(false),
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            let now = fingerprint(&self.raw_connection);
+            let now = self
+                .config
+                .connections
+                .get(&self.connection)
+                .and_then(fingerprint);
             if now.is_some() && now != self.credentials {
                 // Typed the way start-up types it (with what connections need from the rest
                 // of the configuration, such as an Exact token store).
