@@ -226,7 +226,50 @@ pub async fn ensure_topics(
             }
         }
     }
-    Ok(())
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    tokio::task::spawn_blocking(move || await_visible(&admin, &names))
+        .await
+        .map_err(|e| ClassifiedError::new(ErrorClass::Transient, e.to_string()))?
+}
+
+/// Waits until the cluster's metadata shows every topic in `names` with a leader for each
+/// partition. A topic the controller just created can still be unknown to the broker a
+/// consumer asks; a consumer that subscribes then does not see it until its next metadata
+/// refresh (minutes), so its records would sit unread.
+fn await_visible(
+    admin: &AdminClient<DefaultClientContext>,
+    names: &[String],
+) -> Result<(), ClassifiedError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing: Vec<&String> = match admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(5))
+        {
+            Ok(metadata) => names
+                .iter()
+                .filter(|name| {
+                    !metadata.topics().iter().any(|t| {
+                        t.name() == name.as_str()
+                            && t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions().iter().all(|p| p.leader() >= 0)
+                    })
+                })
+                .collect(),
+            Err(_) => names.iter().collect(),
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ClassifiedError::new(
+                ErrorClass::Transient,
+                format!("topics created but not yet visible in metadata: {missing:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn ms(d: Duration) -> String {
