@@ -2,6 +2,7 @@
 //! registry, the raw change-event envelope, canonical records, error classes, telemetry and
 //! shutdown. Nothing here knows a specific SaaS system; connectors and services build on it.
 
+pub mod audit;
 pub mod avro;
 pub mod canonical;
 pub mod config;

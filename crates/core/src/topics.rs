@@ -86,6 +86,17 @@ impl Topics {
         format!("{}.alerts", self.prefix)
     }
 
+    /// `<prefix>.audit`: every API call, keyed by source record ID (`audit::ApiCall`).
+    pub fn audit(&self) -> String {
+        format!("{}.audit", self.prefix)
+    }
+
+    /// `<prefix>.deliveries`: the latest outcome of each canonical record at each target,
+    /// keyed `<canonical id>/<connection>` (compacted; `audit::DeliveryOutcome`).
+    pub fn deliveries(&self) -> String {
+        format!("{}.deliveries", self.prefix)
+    }
+
     /// Consumer group of the transformer.
     pub fn transformer_group(&self) -> String {
         format!("{}.transformer", self.prefix)
