@@ -287,3 +287,46 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
 fn payload(m: &rdkafka::message::OwnedMessage) -> Value {
     serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null)
 }
+
+/// The poller and the sink of one Exact connection rotate one refresh-token chain: once the
+/// poller has used (and so killed) the configured refresh token, a sink started afterwards
+/// goes on with the poller's stored tokens instead of the dead configured one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_poller_and_the_sink_of_one_exact_connection_share_the_rotated_token() {
+    let b = books("exact-shared-chain", 1.0, 60).await;
+    b.exact.generate_accounts(3);
+    let yaml = b.yaml.replacen(
+        "    target: {",
+        "    poll: {entities: [accounts], every_secs: 1}\n    target: {",
+        1,
+    ) + "poller: {admin_listen: \"127.0.0.1:0\"}\n";
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_ingest_poller::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+    let raw = format!("{}.raw.books.accounts", b.prefix);
+    assert!(
+        eventually(Duration::from_secs(60), || topic_size(
+            &kafka_bootstrap(),
+            &raw
+        ) >= 3)
+        .await,
+        "the poller refreshed the configured token and polled"
+    );
+
+    produce(&b.prefix, "organization", &[organization(1)]).await;
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || b
+            .exact
+            .accounts()
+            .iter()
+            .any(|a| a["Name"] == "Acme 1 BV"))
+        .await,
+        "the sink delivered with the poller's rotated tokens"
+    );
+    assert_eq!(dlq_size(&b.prefix), 0);
+}

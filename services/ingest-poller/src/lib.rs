@@ -163,10 +163,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let mut loops = Vec::new();
             for (name, exact, store) in polled {
                 let endpoint = ExactTokenEndpoint::new(&exact.base_url, exact.oauth.clone())?;
-                let tokens = Arc::new(
-                    TokenManager::new(&name, endpoint, store, exact.oauth.refresh_token.clone())
-                        .await?,
-                );
+                // The chain the Exact target of the same connection uses too: one refresh
+                // token rotates for both, so neither kills the other's.
+                let initial = exact.oauth.refresh_token.clone();
+                let key = switchboard_connectors::exact::token_key(&name, &initial);
+                let tokens = Arc::new(TokenManager::new(&key, endpoint, store, initial).await?);
                 let poller = ExactPoller {
                     client: ExactClient::new(&exact, tokens)?,
                     name,
