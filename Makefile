@@ -12,11 +12,12 @@ run:
 test: stack-up
 	scripts/test.sh
 
-## bench: first-flow throughput; transformer vs. Kafka ConsumerPerformance; ingest vs. bare
-## HTTP vs. Kafka ProducerPerformance
+## bench: first-flow throughput; transformer vs. Kafka ConsumerPerformance; sink vs. a bare
+## HTTP client and at Shopify's limit; ingest vs. bare HTTP vs. Kafka ProducerPerformance
 bench: stack-up
 	$(CARGO) bench -p switchboard-tests --bench first_flow
 	$(CARGO) bench -p switchboard-tests --bench transformer
+	$(CARGO) bench -p switchboard-tests --bench sink
 	scripts/bench-ingest.sh
 
 ## deploy-check: helm lint + template (default and full values) validated against Kubernetes
