@@ -15,7 +15,10 @@ use base64::Engine;
 use rdkafka::Message;
 use serde_json::{Value, json};
 use support::*;
-use switchboard_sandbox::{Clock, ExactConfig, ExactSandbox, FaultRule};
+use switchboard_sandbox::telegram::SAMPLE_USER_CHAT;
+use switchboard_sandbox::{
+    Clock, ExactConfig, ExactSandbox, FaultRule, TelegramConfig, TelegramSandbox,
+};
 use switchboard_tests::*;
 use tokio_util::sync::CancellationToken;
 
@@ -329,4 +332,66 @@ async fn the_poller_and_the_sink_of_one_exact_connection_share_the_rotated_token
         "the sink delivered with the poller's rotated tokens"
     );
     assert_eq!(dlq_size(&b.prefix), 0);
+}
+
+/// The chain an operator relies on: a refresh token revoked at Exact → the sink's next call
+/// is refused, its one refresh fails → the connection pauses and fires `auth_failed` →
+/// the console sends it to the operators' Telegram chat, within 5 s of the record that met
+/// the revoked credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_refresh_token_reaches_the_operators_telegram_within_five_seconds() {
+    const BOT: &str = "4242:alert-bot-token";
+    let b = books("exact-auth-alert", 1.0, 60).await;
+    let telegram = TelegramSandbox::start(TelegramConfig::new(BOT))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tg = format!(
+        "connections:\n  tg: {{type: telegram, base_url: \"{}\", bot_token: \"{}\"}}\n",
+        telegram.base_url(),
+        secret_ref(dir.path(), "bot", BOT)
+    );
+    let yaml = b.yaml.replacen("connections:\n", &tg, 1)
+        + &format!(
+            "console: {{listen: \"127.0.0.1:0\", alerts: {{telegram: tg, chat_id: {SAMPLE_USER_CHAT}}}}}\n"
+        );
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+    switchboard_console::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+    produce(&b.prefix, "organization", &[organization(1)]).await;
+    assert!(
+        eventually(Duration::from_secs(60), || b.exact.accounts().len() == 1).await,
+        "delivering before the revocation"
+    );
+
+    b.exact.revoke_all_refresh_tokens();
+    b.exact.expire_access_tokens();
+    let revoked_at = std::time::Instant::now();
+    produce(&b.prefix, "organization", &[organization(2)]).await;
+    let texts = || -> Vec<String> {
+        telegram
+            .messages_to(SAMPLE_USER_CHAT)
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || texts()
+            .iter()
+            .any(|t| t.starts_with("[FIRING] auth_failed on books")))
+        .await,
+        "the auth alert reached Telegram: {:?}",
+        texts()
+    );
+    let took = revoked_at.elapsed();
+    println!("revoked refresh token → Telegram alert in {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(texts().iter().all(|t| !t.contains(BOT)));
+    assert_eq!(b.exact.accounts().len(), 1, "nothing written while paused");
+    assert_eq!(dlq_size(&b.prefix), 0, "nothing dead-lettered");
 }
