@@ -415,6 +415,36 @@ impl ErrorHeaders<'_> {
     }
 }
 
+/// A partition's low and high watermarks. A partition created a moment ago can be in the
+/// metadata before its leader serves it (`NotLeaderForPartition`, `LeaderNotAvailable`):
+/// those answers are retried for up to 10 s, as a service reading its state at start
+/// would otherwise fail on a topic it just created. Blocking.
+pub fn watermarks<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::NotLeaderForPartition
+                            | RDKafkaErrorCode::LeaderNotAvailable
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                    )
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// Reads a compacted state topic from the beginning to its current end and returns the
 /// newest value per key (a deleted key, value `None`, is dropped). Only committed records
 /// count, so state written in an aborted transaction is never loaded. Blocking: call it
@@ -439,9 +469,7 @@ pub fn read_table(
     let mut assignment = TopicPartitionList::new();
     let mut ends = std::collections::HashMap::new();
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-            .map_err(|e| err("watermarks", e))?;
+        let (low, high) = watermarks(&consumer, topic, p.id()).map_err(|e| err("watermarks", e))?;
         if high > low {
             ends.insert(p.id(), high);
             assignment

@@ -277,8 +277,7 @@ impl Dedupe {
         let mut ends = HashMap::new();
         for p in topic.partitions() {
             assignment.add_partition_offset(&self.topic, p.id(), Offset::Beginning)?;
-            let watermarks =
-                consumer.fetch_watermarks(&self.topic, p.id(), Duration::from_secs(10))?;
+            let watermarks = switchboard_core::kafka::watermarks(consumer, &self.topic, p.id())?;
             ends.insert(p.id(), watermarks);
         }
         consumer.assign(&assignment)?;

@@ -143,7 +143,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health.set_ready(false);
         shutdown.cancel();
         admin.await??;
-        tracing::info!("sink stopped");
+        match &result {
+            Ok(()) => tracing::info!("sink stopped"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "sink stopped on an error"),
+        }
         result
     });
     Ok(Started { task })
