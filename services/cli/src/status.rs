@@ -120,7 +120,9 @@ pub async fn run(args: &StatusArgs) -> anyhow::Result<StatusReport> {
         .with_context(|| format!("ask the console at {url}"))?;
     match answer.status().as_u16() {
         200 => {}
-        401 | 403 => anyhow::bail!("the console at {url} refused: set {TOKEN_ENV} to its read token"),
+        401 | 403 => {
+            anyhow::bail!("the console at {url} refused: set {TOKEN_ENV} to its read token")
+        }
         code => anyhow::bail!("the console at {url} answered {code}"),
     }
     let mut report: StatusReport = answer
@@ -151,7 +153,10 @@ mod tests {
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[1].starts_with("crm") && lines[1].contains("degraded"));
         assert!(lines[1].contains("2m ago"), "{text}");
-        assert!(lines[2].contains("never") && lines[2].contains(" - "), "{text}");
+        assert!(
+            lines[2].contains("never") && lines[2].contains(" - "),
+            "{text}"
+        );
         assert_eq!(lines[3], "2 connection(s), 1 not ok");
         assert!(!report.passed());
     }

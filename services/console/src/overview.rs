@@ -153,7 +153,12 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             {
                 "stalled"
             }
-            _ if dlq_depth.unwrap_or(0) > 0 || !firing.is_empty() => "degraded",
+            // An API version nearing its end of support is a warning, not a degradation.
+            _ if dlq_depth.unwrap_or(0) > 0
+                || firing.iter().any(|a| a.kind != "api_version_eol") =>
+            {
+                "degraded"
+            }
             _ => "ok",
         };
         rows.push(ConnectionRow {

@@ -80,11 +80,9 @@ pub fn group(outcomes: impl IntoIterator<Item = DeliveryOutcome>) -> Vec<Partial
 pub fn collect(kafka: &KafkaConfig) -> Result<Vec<PartialFailure>, ClassifiedError> {
     let topic = Topics::new(&kafka.topic_prefix).deliveries();
     let table = read_table(kafka, &topic, Duration::from_secs(30))?;
-    Ok(group(
-        table
-            .values()
-            .filter_map(|v| serde_json::from_slice::<DeliveryOutcome>(v).ok()),
-    ))
+    Ok(group(table.values().filter_map(|v| {
+        serde_json::from_slice::<DeliveryOutcome>(v).ok()
+    })))
 }
 
 #[cfg(test)]
@@ -125,7 +123,10 @@ mod tests {
             .iter()
             .map(|t| (t.connection.as_str(), t.native_id.as_deref()))
             .collect();
-        assert_eq!(delivered, [("crm", Some("crm-1")), ("shop", Some("shop-1"))]);
+        assert_eq!(
+            delivered,
+            [("crm", Some("crm-1")), ("shop", Some("shop-1"))]
+        );
         assert_eq!(a.failed.len(), 1);
         assert_eq!(a.failed[0].reason.as_deref(), Some("data: bad vat"));
         assert_eq!(a.record_id.as_deref(), Some("src-a"));
@@ -133,7 +134,10 @@ mod tests {
 
         // The redrive delivered `a` at exact: the compacted topic keeps the newest outcome.
         outcomes[1] = outcome("a", "exact", Delivered, 20);
-        let ids: Vec<String> = group(outcomes).into_iter().map(|p| p.canonical_id).collect();
+        let ids: Vec<String> = group(outcomes)
+            .into_iter()
+            .map(|p| p.canonical_id)
+            .collect();
         assert_eq!(ids, ["c"]);
     }
 }

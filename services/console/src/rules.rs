@@ -179,7 +179,10 @@ pub fn no_sync(minutes: u64, row: &ConnectionRow, since: i64, now: i64) -> Optio
     let quiet = now - from;
     (quiet > minutes as i64 * 60_000).then(|| match row.last_sync_at {
         Some(_) => format!("no successful sync for {} minutes", quiet / 60_000),
-        None => format!("no successful sync in the {} minutes watched", quiet / 60_000),
+        None => format!(
+            "no successful sync in the {} minutes watched",
+            quiet / 60_000
+        ),
     })
 }
 
@@ -278,10 +281,19 @@ mod tests {
         assert!(step(&mut rules, &[crm.clone()], 0).is_empty());
         assert!(step(&mut rules, &[crm.clone()], 5_000).is_empty());
         crm.dlq_depth = Some(2);
-        assert_eq!(step(&mut rules, &[crm.clone()], 10_000), ["firing dlq_growth crm"]);
-        assert!(step(&mut rules, &[crm.clone()], 40_000).is_empty(), "still firing");
+        assert_eq!(
+            step(&mut rules, &[crm.clone()], 10_000),
+            ["firing dlq_growth crm"]
+        );
+        assert!(
+            step(&mut rules, &[crm.clone()], 40_000).is_empty(),
+            "still firing"
+        );
         // A window after the growth the depth is where it was: resolved.
-        assert_eq!(step(&mut rules, &[crm.clone()], 75_000), ["resolved dlq_growth crm"]);
+        assert_eq!(
+            step(&mut rules, &[crm.clone()], 75_000),
+            ["resolved dlq_growth crm"]
+        );
         // A redrive (depth falls) is no growth.
         crm.dlq_depth = Some(0);
         assert!(step(&mut rules, &[crm], 80_000).is_empty());
@@ -292,7 +304,10 @@ mod tests {
         let mut rules = Rules::new(&config("{no_sync_minutes: 0}"));
         let mut crm = row("crm");
         crm.lag_seconds = 900;
-        assert_eq!(kinds(&rules.transitions(&[crm.clone()], 0)), ["firing lag crm"]);
+        assert_eq!(
+            kinds(&rules.transitions(&[crm.clone()], 0)),
+            ["firing lag crm"]
+        );
         // Not written: offered again.
         assert_eq!(step(&mut rules, &[crm.clone()], 5_000), ["firing lag crm"]);
         assert!(step(&mut rules, &[crm.clone()], 10_000).is_empty());
@@ -312,7 +327,10 @@ mod tests {
         tg.last_sync_at = None;
         let rows = |crm: &ConnectionRow| vec![crm.clone(), idle.clone(), tg.clone()];
         assert!(step(&mut rules, &rows(&crm), 5 * MIN).is_empty());
-        assert_eq!(step(&mut rules, &rows(&crm), 11 * MIN), ["firing no_sync crm"]);
+        assert_eq!(
+            step(&mut rules, &rows(&crm), 11 * MIN),
+            ["firing no_sync crm"]
+        );
         crm.last_sync_at = Some(12 * MIN);
         assert_eq!(
             step(&mut rules, &rows(&crm), 16 * MIN),
@@ -336,7 +354,10 @@ mod tests {
         shop.kind = "shopify".into();
         shop.roles = vec!["source"];
         shop.dlq_depth = None;
-        assert_eq!(step(&mut rules, &[shop], 0), ["firing api_version_eol shop"]);
+        assert_eq!(
+            step(&mut rules, &[shop], 0),
+            ["firing api_version_eol shop"]
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use serde::Serialize;
 use switchboard_core::Config;
-use switchboard_core::audit::ApiCall;
+use switchboard_core::audit::{ApiCall, redact_body, redact_url};
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::config::split_endpoint;
 use switchboard_core::envelope::ChangeEvent;
@@ -167,14 +167,16 @@ pub async fn trace(
         }
     }
     let id = record_id.to_owned();
-    let calls = read(config, &topics.audit(), move |m| m.key() == Some(id.as_bytes()))
-        .await?
-        .iter()
-        .filter_map(|m| {
-            let call: ApiCall = serde_json::from_slice(m.payload()?).ok()?;
-            Some(call_stage(m, call))
-        })
-        .collect();
+    let calls = read(config, &topics.audit(), move |m| {
+        m.key() == Some(id.as_bytes())
+    })
+    .await?
+    .iter()
+    .filter_map(|m| {
+        let call: ApiCall = serde_json::from_slice(m.payload()?).ok()?;
+        Some(call_stage(m, call))
+    })
+    .collect();
     Ok(Trace {
         record_id: record_id.to_owned(),
         canonical_ids,
@@ -182,8 +184,12 @@ pub async fn trace(
     })
 }
 
-/// A target API call as a stage.
-fn call_stage(m: &OwnedMessage, call: ApiCall) -> Stage {
+/// A target API call as a stage. URL and bodies are redacted again: the writer did so
+/// already, but a page must never show a secret even if a writer slipped.
+fn call_stage(m: &OwnedMessage, mut call: ApiCall) -> Stage {
+    call.url = redact_url(&call.url);
+    call.request_body = call.request_body.as_deref().map(redact_body);
+    call.response_body = call.response_body.as_deref().map(redact_body);
     let answer = match (call.status, &call.error) {
         (Some(status), _) => status.to_string(),
         (None, Some(error)) => format!("no answer ({error})"),

@@ -160,8 +160,8 @@ mod tests {
 
     #[test]
     fn unknown_rule_keys_are_refused() {
-        let err = Config::from_yaml(&format!("{BASE}console: {{rules: {{lag_secs: 5}}}}\n"))
-            .unwrap_err();
+        let err =
+            Config::from_yaml(&format!("{BASE}console: {{rules: {{lag_secs: 5}}}}\n")).unwrap_err();
         assert!(err.to_string().contains("lag_secs"), "{err}");
     }
 }
