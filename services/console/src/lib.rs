@@ -74,9 +74,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let (listener, addr) = telemetry::bind(listen)
         .await
         .with_context(|| format!("bind console.listen {listen}"))?;
-    // The rules write to it and the forwarder reads it, whether or not a sink ran yet.
+    // The rules write to it and the forwarder reads it, whether or not a sink ran yet. Not
+    // fatal: on a cluster where the console may not create topics it usually exists already.
     let topics = Topics::new(&config.kafka.topic_prefix);
-    switchboard_core::kafka::ensure_topics(
+    if let Err(e) = switchboard_core::kafka::ensure_topics(
         &config.kafka,
         &[TopicSpec::new(
             topics.alerts(),
@@ -84,7 +85,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         )],
     )
     .await
-    .context("create the alerts topic")?;
+    {
+        tracing::warn!(error = %e, "alerts topic not ensured");
+    }
     let producer = switchboard_core::kafka::eager_producer(&config.kafka, Duration::from_secs(30))
         .context("alerts producer")?;
     let health = Arc::new(Health::default());
