@@ -222,14 +222,15 @@ fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
     )
 }
 
-/// A connection's page: its row, its recent errors (DLQ records) and alerts.
+/// A connection's page: its row, its charts, its recent errors (DLQ records) and alerts.
 pub fn connection(
     o: &Overview,
     c: &ConnectionRow,
+    charts: &str,
     errors: &[switchboard_core::dlq::DlqEntry],
 ) -> String {
     let mut body = format!(
-        "<p>State: <b class=\"{}\">{}</b> {}</p><p>Last successful sync: {}</p>",
+        "<p>State: <b class=\"{}\">{}</b> {}</p><p>Last successful sync: {}</p><h2>Last hour</h2><p>{charts}</p>",
         state_class(&c.state),
         esc(&c.state),
         esc(c.message.as_deref().unwrap_or("")),
@@ -331,4 +332,47 @@ pub fn trace(id: Option<&str>, t: Option<&Trace>) -> String {
         }
     }
     page("Record trace", false, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::audit::{DeliveryOutcome, DeliveryState};
+
+    #[test]
+    fn sparklines_have_one_point_per_value_and_need_two() {
+        assert_eq!(sparkline("lag", "#000", &[1.0]), "");
+        let svg = sparkline("lag", "#000", &[0.0, 5.0, 10.0]);
+        assert!(
+            svg.contains(r#"points="0.0,20.0 60.0,11.0 120.0,2.0""#),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>lag: 10 now, 10 max</title>"), "{svg}");
+    }
+
+    #[test]
+    fn partial_failures_are_escaped_and_link_to_the_trace() {
+        let outcome = |connection: &str, state| DeliveryOutcome {
+            at: 0,
+            canonical_id: "c-1".into(),
+            entity: "order".into(),
+            record_id: Some("a b".into()),
+            connection: connection.into(),
+            state,
+            native_id: Some("n-1".into()),
+            reason: Some("<script>x</script>".into()),
+        };
+        let p = crate::partial::group([
+            outcome("crm", DeliveryState::Delivered),
+            outcome("erp", DeliveryState::DeadLettered),
+        ]);
+        let html = partial_failures(0, Some(&p));
+        assert!(
+            html.contains("&lt;script&gt;") && !html.contains("<script>"),
+            "{html}"
+        );
+        assert!(html.contains(r#"href="/trace?id=a%20b""#), "{html}");
+        assert!(html.contains("crm → n-1"), "{html}");
+        assert!(partial_failures(0, None).contains("Not known yet"));
+    }
 }

@@ -111,7 +111,12 @@ async fn connection_page(
         },
         None => Vec::new(),
     };
-    Html(html::connection(&o, &row, &errors)).into_response()
+    let charts = s
+        .charts
+        .lock()
+        .map(|c| html::charts(&c.series(&name)))
+        .unwrap_or_default();
+    Html(html::connection(&o, &row, &charts, &errors)).into_response()
 }
 
 async fn dlq_page(State(s): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
