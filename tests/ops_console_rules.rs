@@ -88,6 +88,19 @@ async fn a_growing_dlq_and_a_retiring_api_version_alert_on_telegram_and_resolve(
     };
     send(7000, Some("grace@example.com")).await;
     send(7998, None).await;
+    // In the DLQ before the console starts, so its first depth is 1 (not a growth from 0).
+    let kafka = load(&world.yaml).kafka;
+    let mut found = 0;
+    for _ in 0..240 {
+        if let Ok(dlq) = switchboard_core::dlq::Dlq::load(&kafka, "crm").await {
+            found = dlq.entries().len();
+            if found > 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(found, 1, "the first poison record reached the DLQ");
 
     let retiring = (time::OffsetDateTime::now_utc() + time::Duration::days(10)).date();
     let rules = format!(
