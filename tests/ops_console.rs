@@ -347,6 +347,8 @@ async fn admin_actions_need_the_admin_role_and_no_secret_is_shown() {
         .unwrap()
         .iter()
         .map(|s| s["stage"].as_str().unwrap())
+        // API calls from `sb.audit` come in between, once the sink writes them.
+        .filter(|s| *s != "call")
         .collect();
     assert_eq!(stages, ["raw", "canonical", "target"], "{trace}");
     let (_, poison) = call(

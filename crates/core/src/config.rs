@@ -14,6 +14,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
 use serde::Deserialize;
 
+mod rules;
+
+pub use rules::{ConsoleRules, parse_date};
+
 /// The whole configuration every service reads; each service uses the parts it needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +97,9 @@ pub struct ConsoleConfig {
     /// Where alerts from `sb.alerts` are sent.
     #[serde(default)]
     pub alerts: Option<ConsoleAlerts>,
+    /// The conditions the console watches for itself and alerts on.
+    #[serde(default)]
+    pub rules: ConsoleRules,
 }
 
 /// `console.alerts`.
@@ -112,6 +119,7 @@ impl Default for ConsoleConfig {
             admin_token: None,
             read_token: None,
             alerts: None,
+            rules: ConsoleRules::default(),
         }
     }
 }
@@ -539,6 +547,7 @@ impl Config {
                 ),
             ));
         }
+        problems.extend(self.console.rules.problems(self));
         for (name, rate) in &self.sink.rates {
             if !self.connections.contains_key(name) {
                 problems.push(ConfigError::invalid(

@@ -6,6 +6,7 @@
 //!   problem named by key.
 //! - `lag`, `replay`, `dlq`: operations on the running pipeline (consumer lag in messages
 //!   and seconds, group rewinds and selective replays, dead-letter redrive and discard).
+//! - `status`: one line per connection, from the console's `/api/v1/connections`.
 //!
 //! Guarantee: the exit code tells the outcome without parsing output: 0 when everything
 //! passed, 1 when a check found a problem (an incompatible schema, a bad key), 2 when the
@@ -20,6 +21,7 @@ pub mod output;
 pub mod registry;
 pub mod replay;
 pub mod schemas;
+pub mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,9 @@ pub enum Command {
     /// A sink connection's dead-letter queue: list, show, redrive, discard.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// One line per connection (state, last successful sync, lag, DLQ depth, parked keys),
+    /// as the console shows it. Exit 1 when a connection is not `ok`.
+    Status(status::StatusArgs),
 }
 
 /// `switchboard schemas …`
@@ -154,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Lag(args) => Ok(output::emit(cli.output, &lag::run(&args).await?)),
         Command::Replay(args) => Ok(output::emit(cli.output, &replay::run(&args).await?)),
         Command::Dlq(command) => Ok(output::emit(cli.output, &dlq::run(&command).await?)),
+        Command::Status(args) => Ok(output::emit(cli.output, &status::run(&args).await?)),
     }
 }
 

@@ -2,9 +2,9 @@
 //! JavaScript, no front-end toolchain. Every value written into a page goes through
 //! [`esc`], so a record's content can never inject markup.
 
-use std::collections::VecDeque;
-
+use crate::charts::Series;
 use crate::overview::{ConnectionRow, Overview};
+use crate::partial::PartialFailure;
 use crate::trace::Trace;
 
 /// HTML-escapes `s`.
@@ -47,8 +47,9 @@ pub fn ago(now: i64, at: Option<i64>) -> String {
     }
 }
 
-/// An inline SVG line of `points` (oldest first).
-pub fn sparkline(points: &VecDeque<f64>) -> String {
+/// An inline SVG line of `points` (oldest first), scaled to its own maximum, with the
+/// newest value as its tooltip.
+pub fn sparkline(label: &str, colour: &str, points: &[f64]) -> String {
     if points.len() < 2 {
         return String::new();
     }
@@ -59,9 +60,24 @@ pub fn sparkline(points: &VecDeque<f64>) -> String {
         .enumerate()
         .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, 20.0 - v / max * 18.0))
         .collect();
+    let last = points.last().copied().unwrap_or(0.0);
     format!(
-        r##"<svg width="120" height="22" role="img"><polyline fill="none" stroke="#2563eb" points="{}"/></svg>"##,
-        coords.join(" ")
+        r#"<svg class="spark" width="120" height="22" role="img" aria-label="{l}"><title>{l}: {last:.0} now, {max:.0} max</title><polyline fill="none" stroke="{colour}" points="{}"/></svg>"#,
+        coords.join(" "),
+        l = esc(label),
+    )
+}
+
+/// The three sparklines of a connection's last hour.
+pub fn charts(s: &Series) -> String {
+    if s.lag.len() < 2 {
+        return "<small>collecting…</small>".to_owned();
+    }
+    format!(
+        "<small>throughput</small> {}<br><small>errors</small> {}<br><small>lag</small> {}",
+        sparkline("records per minute", "#17803d", &s.throughput),
+        sparkline("records to the DLQ", "#b91c1c", &s.errors),
+        sparkline("messages behind", "#2563eb", &s.lag),
     )
 }
 
@@ -78,19 +94,99 @@ fn opt(n: Option<usize>) -> String {
     n.map_or("-".to_owned(), |n| n.to_string())
 }
 
-/// The dashboard: one row per connection.
-pub fn dashboard(o: &Overview, history: &dyn Fn(&str) -> String) -> String {
+/// The dashboard: one row per connection (with its charts from `charts`), then the flow
+/// instances that need review (`None`: not known yet).
+pub fn dashboard(
+    o: &Overview,
+    charts: &dyn Fn(&str) -> String,
+    partial: Option<&[PartialFailure]>,
+) -> String {
     let mut rows = String::new();
     for c in &o.connections {
-        rows.push_str(&row(o.at, c, &history(&c.name)));
+        rows.push_str(&row(o.at, c, &charts(&c.name)));
     }
     let body = format!(
         r#"<table id="connections"><tr><th>Connection</th><th>State</th><th>Last successful sync</th>
-<th>Lag (messages)</th><th>Lag (seconds)</th><th>Lag, last hour</th><th>DLQ depth</th><th>Parked keys</th><th>Recent alerts</th></tr>{rows}</table>
-<p>Updated {}. JSON: <a href="/api/v1/connections">/api/v1/connections</a>, <a href="/api/v1/lag">/api/v1/lag</a>.</p>"#,
-        esc(&ago(crate::now(), Some(o.at)))
+<th>Lag (messages)</th><th>Lag (seconds)</th><th>Last hour</th><th>DLQ depth</th><th>Parked keys</th><th>Recent alerts</th></tr>{rows}</table>
+<h2>Needs review</h2>{review}
+<p>Updated {}. JSON: <a href="/api/v1/connections">/api/v1/connections</a>, <a href="/api/v1/lag">/api/v1/lag</a>, <a href="/api/v1/partial-failures">/api/v1/partial-failures</a>.</p>"#,
+        esc(&ago(crate::now(), Some(o.at))),
+        review = partial_failures(o.at, partial),
     );
     page("Connections", true, &body)
+}
+
+/// Flow instances delivered to some targets and dead-lettered at another.
+pub fn partial_failures(now: i64, partial: Option<&[PartialFailure]>) -> String {
+    let Some(partial) = partial else {
+        return "<p>Not known yet (sb.deliveries not read).</p>".to_owned();
+    };
+    if partial.is_empty() {
+        return r#"<p id="partial-failures">No flow instance is partly delivered.</p>"#.to_owned();
+    }
+    let mut out = String::from(
+        r#"<table id="partial-failures"><tr><th>Canonical record</th><th>Source record</th><th>Delivered</th><th>Failed</th><th>Other</th><th>When</th></tr>"#,
+    );
+    for p in partial {
+        let delivered: Vec<String> = p
+            .delivered
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} → {}",
+                    esc(&t.connection),
+                    esc(t.native_id.as_deref().unwrap_or("?"))
+                )
+            })
+            .collect();
+        let failed: Vec<String> = p
+            .failed
+            .iter()
+            .map(|t| {
+                format!(
+                    r#"<a href="/dlq/{c}">{c}</a>: {}"#,
+                    esc(t.reason.as_deref().unwrap_or("")),
+                    c = esc(&t.connection)
+                )
+            })
+            .collect();
+        let other: Vec<String> = p
+            .other
+            .iter()
+            .map(|t| format!("{}: {:?}", esc(&t.connection), t.state))
+            .collect();
+        let source = match &p.record_id {
+            Some(id) => format!(
+                r#"<a href="/trace?id={}">{}</a>"#,
+                esc(&percent_encode(id)),
+                esc(id)
+            ),
+            None => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "<tr class=\"partial\"><td>{} {}</td><td>{source}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.entity),
+            esc(&p.canonical_id),
+            delivered.join("<br>"),
+            failed.join("<br>"),
+            other.join("<br>"),
+            esc(&ago(now, Some(p.at))),
+        ));
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// `s` fit for a query value.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
@@ -126,14 +222,15 @@ fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
     )
 }
 
-/// A connection's page: its row, its recent errors (DLQ records) and alerts.
+/// A connection's page: its row, its charts, its recent errors (DLQ records) and alerts.
 pub fn connection(
     o: &Overview,
     c: &ConnectionRow,
+    charts: &str,
     errors: &[switchboard_core::dlq::DlqEntry],
 ) -> String {
     let mut body = format!(
-        "<p>State: <b class=\"{}\">{}</b> {}</p><p>Last successful sync: {}</p>",
+        "<p>State: <b class=\"{}\">{}</b> {}</p><p>Last successful sync: {}</p><h2>Last hour</h2><p>{charts}</p>",
         state_class(&c.state),
         esc(&c.state),
         esc(c.message.as_deref().unwrap_or("")),
@@ -235,4 +332,47 @@ pub fn trace(id: Option<&str>, t: Option<&Trace>) -> String {
         }
     }
     page("Record trace", false, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::audit::{DeliveryOutcome, DeliveryState};
+
+    #[test]
+    fn sparklines_have_one_point_per_value_and_need_two() {
+        assert_eq!(sparkline("lag", "#000", &[1.0]), "");
+        let svg = sparkline("lag", "#000", &[0.0, 5.0, 10.0]);
+        assert!(
+            svg.contains(r#"points="0.0,20.0 60.0,11.0 120.0,2.0""#),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>lag: 10 now, 10 max</title>"), "{svg}");
+    }
+
+    #[test]
+    fn partial_failures_are_escaped_and_link_to_the_trace() {
+        let outcome = |connection: &str, state| DeliveryOutcome {
+            at: 0,
+            canonical_id: "c-1".into(),
+            entity: "order".into(),
+            record_id: Some("a b".into()),
+            connection: connection.into(),
+            state,
+            native_id: Some("n-1".into()),
+            reason: Some("<script>x</script>".into()),
+        };
+        let p = crate::partial::group([
+            outcome("crm", DeliveryState::Delivered),
+            outcome("erp", DeliveryState::DeadLettered),
+        ]);
+        let html = partial_failures(0, Some(&p));
+        assert!(
+            html.contains("&lt;script&gt;") && !html.contains("<script>"),
+            "{html}"
+        );
+        assert!(html.contains(r#"href="/trace?id=a%20b""#), "{html}");
+        assert!(html.contains("crm → n-1"), "{html}");
+        assert!(partial_failures(0, None).contains("Not known yet"));
+    }
 }

@@ -1,45 +1,56 @@
-//! Switchboard's console: an HTML dashboard (one row per connection), a page per
-//! connection, the DLQ with redrive and discard behind a confirmation, the record trace,
-//! a JSON API under `/api/v1`, consumer-lag gauges on `/metrics`, and alerts from
-//! `sb.alerts` to Telegram.
+//! Switchboard's console: an HTML dashboard (one row per connection, with sparklines, and
+//! the flow instances that need review), a page per connection, the DLQ with redrive and
+//! discard behind a confirmation, the record trace (with the API calls from `sb.audit`), a
+//! JSON API under `/api/v1`, consumer-lag gauges on `/metrics`, its own alert rules
+//! ([`rules`]) and alerts from `sb.alerts` to Telegram.
 //!
 //! Guarantee: the console only reads Kafka, except for the admin actions (redrive, discard,
-//! replay), which need the admin token (see [`auth`]); no configured secret is ever written
-//! into a page, an API answer or a log line. The overview is gathered every few seconds in
-//! the background, so a page never waits for Kafka.
+//! replay), which need the admin token (see [`auth`]), and the alerts its rules raise, which
+//! it writes to `sb.alerts`; no configured secret is ever written into a page, an API
+//! answer or a log line. The overview is gathered every few seconds in the background, so a
+//! page never waits for Kafka.
 
 pub mod alerts;
 pub mod auth;
+pub mod charts;
 pub mod html;
 pub mod overview;
+pub mod partial;
 mod routes;
+pub mod rules;
 pub mod trace;
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
 use switchboard_core::Config;
 use switchboard_core::avro::AvroCodec;
+use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::telemetry::{self, Health};
+use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::overview::Overview;
+use crate::charts::Charts;
+use crate::overview::{Alert, Overview};
+use crate::partial::PartialFailure;
+use crate::rules::Rules;
 
-/// How often the overview is gathered.
+/// How often the overview is gathered and the rules evaluated.
 const REFRESH: Duration = Duration::from_secs(5);
-/// Points kept per sparkline (an hour at the refresh interval).
-const HISTORY: usize = 720;
 
 /// What the request handlers share.
 pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) codec: AvroCodec,
     pub(crate) overview: RwLock<Overview>,
-    pub(crate) history: Mutex<HashMap<String, VecDeque<f64>>>,
+    pub(crate) charts: Mutex<Charts>,
+    /// Flow instances that need review; `None` until `sb.deliveries` could be read.
+    pub(crate) partial: RwLock<Option<Vec<PartialFailure>>>,
 }
 
 /// A started console.
@@ -63,12 +74,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let (listener, addr) = telemetry::bind(listen)
         .await
         .with_context(|| format!("bind console.listen {listen}"))?;
+    // The rules write to it and the forwarder reads it, whether or not a sink ran yet. Not
+    // fatal: on a cluster where the console may not create topics it usually exists already.
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    if let Err(e) = switchboard_core::kafka::ensure_topics(
+        &config.kafka,
+        &[TopicSpec::new(
+            topics.alerts(),
+            Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
+        )],
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "alerts topic not ensured");
+    }
+    let producer = switchboard_core::kafka::eager_producer(&config.kafka, Duration::from_secs(30))
+        .context("alerts producer")?;
     let health = Arc::new(Health::default());
     let state = Arc::new(AppState {
         config: config.clone(),
         codec,
         overview: RwLock::new(Overview::default()),
-        history: Mutex::new(HashMap::new()),
+        charts: Mutex::new(Charts::default()),
+        partial: RwLock::new(None),
     });
     let router = routes::router(state.clone()).merge(telemetry::admin_router(health.clone()));
     let server = tokio::spawn(telemetry::serve(listener, router, shutdown.clone()));
@@ -79,7 +107,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         ready_tx,
         shutdown.clone(),
     ));
-    let refresher = tokio::spawn(refresh(state, health.clone(), shutdown.clone()));
+    let rules = Rules::new(&config);
+    let refresher = tokio::spawn(refresh(
+        state,
+        rules,
+        producer,
+        health.clone(),
+        shutdown.clone(),
+    ));
     // Alerts written after start() returns must reach the chat.
     let _ = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
     tracing::info!(%addr, "console listening");
@@ -96,17 +131,31 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     Ok(Started { addr, task })
 }
 
-async fn refresh(state: Arc<AppState>, health: Arc<Health>, shutdown: CancellationToken) {
+/// Every [`REFRESH`]: gathers the overview, samples it for the charts, evaluates the rules
+/// and writes their transitions, and reads the partial failures.
+async fn refresh(
+    state: Arc<AppState>,
+    mut rules: Rules,
+    producer: FutureProducer,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let alerts_topic = Topics::new(&state.config.kafka.topic_prefix).alerts();
     loop {
         let config = state.config.clone();
         match tokio::task::spawn_blocking(move || overview::collect(&config)).await {
             Ok(Ok(o)) => {
-                if let Ok(mut history) = state.history.lock() {
-                    for c in &o.connections {
-                        let points = history.entry(c.name.clone()).or_default();
-                        points.push_back(c.lag as f64);
-                        if points.len() > HISTORY {
-                            points.pop_front();
+                if let Ok(mut charts) = state.charts.lock() {
+                    charts.observe(&o);
+                }
+                for alert in rules.transitions(&o.connections, o.at) {
+                    match write_alert(&producer, &alerts_topic, &alert).await {
+                        Ok(()) => {
+                            tracing::info!(connection = %alert.connection, kind = %alert.kind, status = %alert.status, "rule alert written");
+                            rules.made(&alert);
+                        }
+                        Err(e) => {
+                            tracing::warn!(connection = %alert.connection, kind = %alert.kind, error = %e, "rule alert not written");
                         }
                     }
                 }
@@ -118,11 +167,46 @@ async fn refresh(state: Arc<AppState>, health: Arc<Health>, shutdown: Cancellati
             Ok(Err(e)) => tracing::warn!(error = %e, "overview not gathered"),
             Err(e) => tracing::warn!(error = %e, "overview task failed"),
         }
+        // Apart from the overview: a failure of one must not hide the other.
+        let kafka = state.config.kafka.clone();
+        match tokio::task::spawn_blocking(move || partial::collect(&kafka)).await {
+            Ok(Ok(p)) => {
+                if let Ok(mut current) = state.partial.write() {
+                    *current = Some(p);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "partial failures not read"),
+            Err(e) => tracing::warn!(error = %e, "partial failures task failed"),
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(REFRESH) => {}
         }
     }
+}
+
+/// Writes `alert` to `sb.alerts`, keyed by its connection like the sink's alerts.
+async fn write_alert(
+    producer: &FutureProducer,
+    topic: &str,
+    alert: &Alert,
+) -> Result<(), switchboard_core::error::ClassifiedError> {
+    let payload = serde_json::to_string(alert).map_err(|e| {
+        switchboard_core::error::ClassifiedError::new(
+            switchboard_core::ErrorClass::Data,
+            e.to_string(),
+        )
+    })?;
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(&alert.connection)
+                .payload(&payload),
+            Timeout::After(Duration::from_secs(30)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| switchboard_core::kafka::kafka_error("alert write", &e))
 }
 
 /// Milliseconds since the epoch, now.

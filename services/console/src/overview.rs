@@ -41,6 +41,9 @@ pub struct ConnectionRow {
     pub lag: i64,
     /// Age of the oldest unprocessed record, seconds.
     pub lag_seconds: i64,
+    /// Records its consumer groups have processed so far (the sum of their committed
+    /// offsets): the charts' throughput is its growth.
+    pub processed: i64,
     /// DLQ records nobody decided on yet.
     pub dlq_depth: Option<usize>,
     /// Keys waiting behind a failed record.
@@ -130,6 +133,7 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
         }
         let lag_total = group_lag.iter().map(|r| r.lag).sum();
         let lag_seconds = group_lag.iter().map(|r| r.lag_seconds).max().unwrap_or(0);
+        let processed = group_lag.iter().map(|r| r.committed.max(0)).sum();
         let mine: Vec<Alert> = alerts
             .iter()
             .filter(|a| &a.connection == name)
@@ -149,7 +153,12 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             {
                 "stalled"
             }
-            _ if dlq_depth.unwrap_or(0) > 0 || !firing.is_empty() => "degraded",
+            // An API version nearing its end of support is a warning, not a degradation.
+            _ if dlq_depth.unwrap_or(0) > 0
+                || firing.iter().any(|a| a.kind != "api_version_eol") =>
+            {
+                "degraded"
+            }
             _ => "ok",
         };
         rows.push(ConnectionRow {
@@ -166,6 +175,7 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             last_sync_at,
             lag: lag_total,
             lag_seconds,
+            processed,
             dlq_depth,
             parked_keys,
             alerts: mine.into_iter().rev().take(10).collect(),

@@ -30,6 +30,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/trace", get(trace_page))
         .route("/api/v1/connections", get(api_connections))
         .route("/api/v1/lag", get(api_lag))
+        .route("/api/v1/partial-failures", get(api_partial))
         .route("/api/v1/dlq/{name}", get(api_dlq))
         .route("/api/v1/dlq/{name}/{action}", post(api_dlq_action))
         .route("/api/v1/trace/{id}", get(api_trace))
@@ -67,14 +68,14 @@ async fn dashboard(State(s): Shared, headers: HeaderMap) -> Response {
     let Ok(o) = s.overview.read().map(|o| o.clone()) else {
         return refuse(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let history = |name: &str| {
-        s.history
+    let charts = |name: &str| {
+        s.charts
             .lock()
-            .ok()
-            .and_then(|h| h.get(name).map(html::sparkline))
+            .map(|c| html::charts(&c.series(name)))
             .unwrap_or_default()
     };
-    Html(html::dashboard(&o, &history)).into_response()
+    let partial = s.partial.read().ok().and_then(|p| p.clone());
+    Html(html::dashboard(&o, &charts, partial.as_deref())).into_response()
 }
 
 async fn load_dlq(s: &AppState, name: &str) -> Result<Dlq, Response> {
@@ -110,7 +111,12 @@ async fn connection_page(
         },
         None => Vec::new(),
     };
-    Html(html::connection(&o, &row, &errors)).into_response()
+    let charts = s
+        .charts
+        .lock()
+        .map(|c| html::charts(&c.series(&name)))
+        .unwrap_or_default();
+    Html(html::connection(&o, &row, &charts, &errors)).into_response()
 }
 
 async fn dlq_page(State(s): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
@@ -245,6 +251,15 @@ async fn api_lag(State(s): Shared, headers: HeaderMap) -> Response {
     guard!(require_read(&headers, &s.config.console));
     match s.overview.read() {
         Ok(o) => Json(serde_json::json!({"at": o.at, "partitions": o.lag})).into_response(),
+        Err(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+async fn api_partial(State(s): Shared, headers: HeaderMap) -> Response {
+    guard!(require_read(&headers, &s.config.console));
+    match s.partial.read() {
+        // `null` until `sb.deliveries` could be read: unknown is not "none".
+        Ok(p) => Json(serde_json::json!({"flows": *p})).into_response(),
         Err(_) => refuse(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }

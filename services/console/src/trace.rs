@@ -1,9 +1,12 @@
 //! The record trace: everything Switchboard holds about one source record ID, read from the
-//! topics: its raw change events, the canonical records made from them (`source_id`), the
-//! xref links to native IDs at every target, and its DLQ entries.
+//! topics: its raw change events, the canonical records made from them (`source_id`), every
+//! call made to a target API for it (`sb.audit`, keyed by the source record ID), the xref
+//! links to native IDs at every target, and its DLQ entries.
 //!
-//! Guarantee: read-only, from the topics themselves (no cache), in pipeline order; raw
-//! payloads are shown with secret-looking fields masked and cut to a readable length.
+//! Guarantee: read-only, from the topics themselves (no cache), in pipeline order with the
+//! API calls placed by time among the other stages; raw payloads are shown with
+//! secret-looking fields masked and cut to a readable length (audit records are redacted by
+//! their writer already).
 
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 use serde::Serialize;
 use switchboard_core::Config;
+use switchboard_core::audit::{ApiCall, redact_body, redact_url};
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::config::split_endpoint;
 use switchboard_core::envelope::ChangeEvent;
@@ -25,7 +29,7 @@ const PAYLOAD_MAX: usize = 2000;
 /// One stage of a record's way through Switchboard.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stage {
-    /// `raw`, `canonical`, `target` or `dlq`.
+    /// `raw`, `canonical`, `call`, `target` or `dlq`.
     pub stage: &'static str,
     /// Topic it was read from.
     pub topic: String,
@@ -162,11 +166,63 @@ pub async fn trace(
             stages.push(stage("dlq", &m, summary, detail));
         }
     }
+    let id = record_id.to_owned();
+    let calls = read(config, &topics.audit(), move |m| {
+        m.key() == Some(id.as_bytes())
+    })
+    .await?
+    .iter()
+    .filter_map(|m| {
+        let call: ApiCall = serde_json::from_slice(m.payload()?).ok()?;
+        Some(call_stage(m, call))
+    })
+    .collect();
     Ok(Trace {
         record_id: record_id.to_owned(),
         canonical_ids,
-        stages,
+        stages: merge_calls(stages, calls),
     })
+}
+
+/// A target API call as a stage. URL and bodies are redacted again: the writer did so
+/// already, but a page must never show a secret even if a writer slipped.
+fn call_stage(m: &OwnedMessage, mut call: ApiCall) -> Stage {
+    call.url = redact_url(&call.url);
+    call.request_body = call.request_body.as_deref().map(redact_body);
+    call.response_body = call.response_body.as_deref().map(redact_body);
+    let answer = match (call.status, &call.error) {
+        (Some(status), _) => status.to_string(),
+        (None, Some(error)) => format!("no answer ({error})"),
+        (None, None) => "no answer".to_owned(),
+    };
+    let summary = format!(
+        "{}: {} {} → {answer} in {} ms (attempt {})",
+        call.connection, call.method, call.url, call.duration_ms, call.attempt
+    );
+    Stage {
+        stage: "call",
+        topic: m.topic().to_owned(),
+        position: format!("{}/{}", m.partition(), m.offset()),
+        at: Some(call.at),
+        summary,
+        detail: serde_json::to_value(&call).unwrap_or_default(),
+    }
+}
+
+/// `stages` (pipeline order) with `calls` placed in time order: each call after the last
+/// stage that happened at or before it. Stages without a time (xref links) keep their place,
+/// so calls made before a link was recorded come before it.
+pub fn merge_calls(mut stages: Vec<Stage>, mut calls: Vec<Stage>) -> Vec<Stage> {
+    calls.sort_by_key(|c| c.at);
+    for call in calls {
+        let at = call.at.unwrap_or(i64::MAX);
+        let after = stages
+            .iter()
+            .rposition(|s| s.at.is_some_and(|t| t <= at))
+            .map_or(0, |i| i + 1);
+        stages.insert(after, call);
+    }
+    stages
 }
 
 async fn read(
@@ -239,5 +295,50 @@ fn cut(text: &str) -> String {
     match text.char_indices().nth(PAYLOAD_MAX) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(stage: &'static str, at: Option<i64>) -> Stage {
+        Stage {
+            stage,
+            topic: String::new(),
+            position: String::new(),
+            at,
+            summary: String::new(),
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn calls_are_placed_by_time_among_the_stages() {
+        let stages = vec![
+            at("raw", Some(10)),
+            at("canonical", Some(20)),
+            at("target", None),
+            at("dlq", Some(50)),
+        ];
+        let calls = vec![
+            at("call", Some(60)),
+            at("call", Some(30)),
+            at("call", Some(25)),
+        ];
+        let merged = merge_calls(stages, calls);
+        let order: Vec<(&str, Option<i64>)> = merged.iter().map(|s| (s.stage, s.at)).collect();
+        assert_eq!(
+            order,
+            [
+                ("raw", Some(10)),
+                ("canonical", Some(20)),
+                ("call", Some(25)),
+                ("call", Some(30)),
+                ("target", None),
+                ("dlq", Some(50)),
+                ("call", Some(60)),
+            ]
+        );
     }
 }

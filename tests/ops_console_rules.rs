@@ -1,0 +1,337 @@
+//! The console's own alerts, partial failures and audit trace on the real stack.
+//!
+//! - A connection whose DLQ grows gets a `dlq_growth` alert in the Telegram sandbox, and
+//!   its resolve once the DLQ stopped growing for a window; a pinned API version near its
+//!   end of support gets `api_version_eol`; `switchboard status` shows the same state.
+//! - A flow instance dead-lettered at one target and delivered at another is listed by
+//!   `/api/v1/partial-failures` until the failed target is delivered too; the trace of a
+//!   record shows its API calls from `sb.audit` among the other stages, in time order.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use switchboard_core::audit::{ApiCall, DeliveryOutcome, DeliveryState};
+use switchboard_core::kafka::{Cleanup, TopicSpec, ensure_topics};
+use switchboard_sandbox::telegram::SAMPLE_USER_CHAT;
+use switchboard_sandbox::{
+    PipedriveConfig, ShopifyWebhooks, StatusCode, TelegramConfig, TelegramSandbox,
+};
+use switchboard_tests::*;
+
+const BOT: &str = "4242:bot-secret-token-c3d0";
+
+/// The world's YAML plus a Telegram connection and the console with `rules`.
+fn console_yaml(world: &World, dir: &std::path::Path, telegram_url: &str, rules: &str) -> String {
+    let tg = format!(
+        "connections:\n  tg:\n    type: telegram\n    base_url: \"{telegram_url}\"\n    bot_token: \"{}\"\n",
+        secret_ref(dir, "bot", BOT)
+    );
+    let yaml = world.yaml.replacen("connections:\n", &tg, 1);
+    format!(
+        "{yaml}console:\n  listen: \"127.0.0.1:0\"\n  alerts: {{telegram: tg, chat_id: {SAMPLE_USER_CHAT}}}\n  rules: {rules}\n"
+    )
+}
+
+fn customer(id: u64, email: Option<&str>) -> Vec<u8> {
+    let mut payload = ShopifyWebhooks::customer_payload(
+        id,
+        email.unwrap_or("x@example.com"),
+        "Grace",
+        "Hopper",
+        time::OffsetDateTime::now_utc(),
+    );
+    if email.is_none() {
+        payload["email"] = serde_json::Value::Null;
+    }
+    serde_json::to_vec(&payload).unwrap()
+}
+
+async fn get(url: &str) -> serde_json::Value {
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    r.json().await.unwrap()
+}
+
+fn crm(overview: &serde_json::Value) -> serde_json::Value {
+    overview["connections"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "crm").cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_growing_dlq_and_a_retiring_api_version_alert_on_telegram_and_resolve() {
+    let world = World::new("console-rules", PipedriveConfig::new(CRM_TOKEN)).await;
+    let telegram = TelegramSandbox::start(TelegramConfig::new(BOT))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shop = world.start_ingest().await;
+    world.start_transformer().await;
+    world.start_sink().await;
+    let send = |id: u64, email: Option<&'static str>| {
+        let shop = &shop;
+        async move {
+            let status = shop
+                .send(
+                    "customers/create",
+                    &customer(id, email),
+                    &format!("wh-{id}"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, StatusCode::OK);
+        }
+    };
+    send(7000, Some("grace@example.com")).await;
+    send(7998, None).await;
+    // In the DLQ before the console starts, so its first depth is 1 (not a growth from 0).
+    let kafka = load(&world.yaml).kafka;
+    let mut found = 0;
+    for _ in 0..240 {
+        if let Ok(dlq) = switchboard_core::dlq::Dlq::load(&kafka, "crm").await {
+            found = dlq.entries().len();
+            if found > 0 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(found, 1, "the first poison record reached the DLQ");
+
+    let retiring = (time::OffsetDateTime::now_utc() + time::Duration::days(10)).date();
+    let rules = format!(
+        "{{dlq_window_secs: 8, api_version_warn_days: 30, api_versions: {{shopify: {{'2025-01': '{retiring}'}}}}}}"
+    );
+    let yaml = console_yaml(&world, dir.path(), &telegram.base_url(), &rules);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let console = switchboard_console::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", console.addr);
+    let texts = || -> Vec<String> {
+        telegram
+            .messages_to(SAMPLE_USER_CHAT)
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    };
+    let has = |prefix: &str| texts().iter().any(|t| t.starts_with(prefix));
+
+    // The console has seen the first DLQ entry before the DLQ grows.
+    let mut seen = false;
+    for _ in 0..240 {
+        if crm(&get(&format!("{base}/api/v1/connections")).await)["dlq_depth"] == 1 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(seen, "the first poison record reached the DLQ");
+    assert!(
+        eventually(Duration::from_secs(30), || has(
+            "[FIRING] api_version_eol on shop"
+        ))
+        .await,
+        "{:?}",
+        texts()
+    );
+    assert!(!has("[FIRING] dlq_growth"), "no growth yet: {:?}", texts());
+
+    send(7999, None).await;
+    assert!(
+        eventually(Duration::from_secs(120), || has(
+            "[FIRING] dlq_growth on crm"
+        ))
+        .await,
+        "the DLQ growth reached Telegram: {:?}",
+        texts()
+    );
+    let fired = texts()
+        .into_iter()
+        .find(|t| t.starts_with("[FIRING] dlq_growth on crm"))
+        .unwrap();
+    assert!(fired.contains("from 1 to 2"), "{fired}");
+    assert!(
+        eventually(Duration::from_secs(60), || has(
+            "[RESOLVED] dlq_growth on crm"
+        ))
+        .await,
+        "resolved once the DLQ stopped growing: {:?}",
+        texts()
+    );
+    let all = texts();
+    assert_eq!(
+        all.iter().filter(|t| t.contains("dlq_growth")).count(),
+        2,
+        "one firing, one resolve: {all:?}"
+    );
+    assert!(all.iter().all(|t| !t.contains(BOT)));
+
+    // `switchboard status` shows what the dashboard shows.
+    let report = switchboard_cli::status::run(&switchboard_cli::status::StatusArgs {
+        console: base.clone(),
+    })
+    .await
+    .unwrap();
+    let row = report.connections.iter().find(|c| c.name == "crm").unwrap();
+    assert_eq!((row.state.as_str(), row.dlq_depth), ("degraded", Some(2)));
+    use switchboard_cli::output::Report;
+    assert!(!report.passed(), "a degraded connection fails the command");
+    assert!(
+        report
+            .text()
+            .lines()
+            .any(|l| l.starts_with("crm") && l.contains("degraded"))
+    );
+    shutdown.cancel();
+}
+
+async fn produce(prefix: &str, topic: &str, key: &str, value: &impl serde::Serialize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&format!("{prefix}.{topic}"))
+                .key(key)
+                .payload(&serde_json::to_string(value).unwrap()),
+            Timeout::After(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+}
+
+fn outcome(connection: &str, state: DeliveryState, at: i64) -> DeliveryOutcome {
+    DeliveryOutcome {
+        at,
+        canonical_id: "c-42".into(),
+        entity: "order".into(),
+        record_id: Some("ord-42".into()),
+        connection: connection.into(),
+        state,
+        native_id: (state == DeliveryState::Delivered).then(|| format!("{connection}-native-1")),
+        reason: (state == DeliveryState::DeadLettered).then(|| "data: VAT code unknown".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partial_failures_are_listed_until_redelivered_and_calls_are_traced() {
+    let world = World::new("console-partial", PipedriveConfig::new(CRM_TOKEN)).await;
+    let config = load(&world.yaml);
+    let p = world.prefix.clone();
+    ensure_topics(
+        &config.kafka,
+        &[
+            TopicSpec::new(format!("{p}.deliveries"), Cleanup::Compact),
+            TopicSpec::new(
+                format!("{p}.audit"),
+                Cleanup::Delete(Duration::from_secs(86_400)),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let now = switchboard_core::lag::now_millis();
+    for o in [
+        outcome("crm", DeliveryState::Delivered, now - 3000),
+        outcome("erp", DeliveryState::DeadLettered, now - 2000),
+    ] {
+        produce(&p, "deliveries", &o.key(), &o).await;
+    }
+    for (attempt, status) in [(1, 422), (2, 201)] {
+        let call = ApiCall {
+            at: now - 2500 + attempt as i64 * 100,
+            service: "sink".into(),
+            connection: "crm".into(),
+            record_id: Some("ord-42".into()),
+            canonical_id: Some("c-42".into()),
+            attempt,
+            method: "POST".into(),
+            url: "http://127.0.0.1:9/api/v2/persons?api_token=***".into(),
+            status: Some(status),
+            duration_ms: 12,
+            // A slipped secret: the console masks it again.
+            request_body: Some(format!(
+                "{{\"name\":\"Grace\",\"api_token\":\"{CRM_TOKEN}\"}}"
+            )),
+            response_body: Some("{\"success\":true}".into()),
+            error: None,
+        };
+        produce(&p, "audit", "ord-42", &call).await;
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let console = switchboard_console::start(load(&world.yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", console.addr);
+
+    let listed =
+        || async { get(&format!("{base}/api/v1/partial-failures")).await["flows"].clone() };
+    let mut flows = serde_json::Value::Null;
+    for _ in 0..120 {
+        flows = listed().await;
+        if flows.as_array().is_some_and(|f| !f.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(flows[0]["canonical_id"], "c-42", "{flows}");
+    assert_eq!(flows[0]["delivered"][0]["native_id"], "crm-native-1");
+    assert_eq!(flows[0]["failed"][0]["connection"], "erp");
+    assert_eq!(flows[0]["failed"][0]["reason"], "data: VAT code unknown");
+    let page = reqwest::get(format!("{base}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("c-42") && page.contains("VAT code unknown"),
+        "on the dashboard"
+    );
+
+    let trace = get(&format!("{base}/api/v1/trace/ord-42")).await;
+    let calls: Vec<(i64, i64)> = trace["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stage"] == "call")
+        .map(|s| {
+            (
+                s["detail"]["attempt"].as_i64().unwrap(),
+                s["detail"]["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(calls, [(1, 422), (2, 201)], "{trace}");
+    let page = reqwest::get(format!("{base}/trace?id=ord-42"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("stage-call") && page.contains("Grace"),
+        "{page}"
+    );
+    assert!(!page.contains(CRM_TOKEN) && !trace.to_string().contains(CRM_TOKEN));
+
+    // The redrive delivered it at erp: the instance no longer needs review.
+    let redelivered = outcome("erp", DeliveryState::Delivered, now);
+    produce(&p, "deliveries", &redelivered.key(), &redelivered).await;
+    let mut gone = false;
+    for _ in 0..120 {
+        if listed().await.as_array().is_some_and(Vec::is_empty) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(gone, "the redelivered instance left the list");
+    shutdown.cancel();
+}
