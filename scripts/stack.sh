@@ -221,7 +221,9 @@ EOF
     kafka_java kafka.tools.StorageTool format --standalone -t "$id" -c "$dir/server.properties" \
       "${scram[@]}" >"$dir/format.log" 2>&1 || fail_with_log "formatting $dir/data failed" "$dir"
   fi
-  spawn kafka "$dir/stdout.log" "$JAVA" -Xms256m -Xmx512m -Djava.awt.headless=true \
+  # A full `make test` creates thousands of topics on one broker; 512 MB ran out of heap
+  # at about 4,900 (OutOfMemoryError in the controller, topic creation timing out after).
+  spawn kafka "$dir/stdout.log" "$JAVA" -Xms256m -Xmx2g -Djava.awt.headless=true \
     "-Dsb.stack=$STATE" "-Dkafka.logs.dir=$dir" "-Dlog4j2.configurationFile=$HERE/stack/log4j2.properties" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties"
 }
