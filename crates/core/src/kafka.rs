@@ -242,9 +242,7 @@ fn await_visible(
 ) -> Result<(), ClassifiedError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let missing: Vec<&String> = match admin
-            .inner()
-            .fetch_metadata(None, Duration::from_secs(5))
+        let missing: Vec<&String> = match admin.inner().fetch_metadata(None, Duration::from_secs(5))
         {
             Ok(metadata) => names
                 .iter()
