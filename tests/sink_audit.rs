@@ -1,15 +1,16 @@
 //! The audit trail the console shows, on the real broker and the Pipedrive sandbox: every
 //! call the sink makes to a target lands on `<prefix>.audit`, keyed by the source record ID,
 //! with its attempt, status and duration and without the API token; and each record's
-//! outcome at the target (delivered with its native ID, or dead-lettered with the reason)
-//! lands on `<prefix>.deliveries`.
+//! outcome at the target (delivered with its native ID, dead-lettered with the reason, then
+//! discarded by an operator) lands on `<prefix>.deliveries`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use switchboard_core::audit::{ApiCall, DeliveryOutcome, DeliveryState};
 use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
@@ -45,12 +46,18 @@ async fn start_sink(
     shutdown.drop_guard()
 }
 
-fn read(topic: &str, expected: usize) -> Vec<OwnedMessage> {
+/// The records of `topic` once it holds `expected` of them (or after a minute).
+async fn read(topic: &str, expected: usize) -> Vec<OwnedMessage> {
+    // The sink creates its topics as it starts: wait for them to be there and filled.
+    eventually(Duration::from_secs(60), || {
+        topic_size(&kafka_bootstrap(), topic) >= expected as i64
+    })
+    .await;
     read_topic(
         &kafka_bootstrap(),
         topic,
         expected,
-        Duration::from_secs(60),
+        Duration::from_secs(10),
         Duration::from_secs(1),
     )
 }
@@ -81,7 +88,7 @@ async fn a_throttled_delivery_is_audited_call_by_call_without_the_token() {
     ContactWriter::new(&prefix).send(&ada, 1).await;
 
     // Search and a refused create; after the wait, search and create again.
-    let records = read(&format!("{prefix}.audit"), 4);
+    let records = read(&format!("{prefix}.audit"), 4).await;
     assert_eq!(records.len(), 4, "four calls, each audited once");
     assert_eq!(pipedrive.persons().len(), 1, "delivered after the 429");
     let calls: Vec<ApiCall> = records
@@ -92,7 +99,10 @@ async fn a_throttled_delivery_is_audited_call_by_call_without_the_token() {
         assert_eq!(key(m), "7", "keyed by the source record ID");
         assert_eq!(call.record_id.as_deref(), Some("7"));
         assert_eq!(call.canonical_id.as_deref(), Some(ada.id.as_str()));
-        assert_eq!((call.service.as_str(), call.connection.as_str()), ("sink", "crm"));
+        assert_eq!(
+            (call.service.as_str(), call.connection.as_str()),
+            ("sink", "crm")
+        );
         assert!(call.url.starts_with(&pipedrive.base_url()), "{}", call.url);
         assert!(call.error.is_none());
     }
@@ -144,11 +154,11 @@ async fn deliveries_show_the_refused_record_dead_lettered_and_the_good_one_deliv
     let refused = contact(1, "refused@example.com");
     writer.send(&refused, 1).await;
     // Before the good record goes, so the one-shot refusal is the first record's.
-    assert_eq!(read(&deliveries, 1).len(), 1);
+    assert_eq!(read(&deliveries, 1).await.len(), 1);
     let good = contact(2, "good@example.com");
     writer.send(&good, 1).await;
 
-    let records = read(&deliveries, 2);
+    let records = read(&deliveries, 2).await;
     assert_eq!(records.len(), 2, "one outcome per record");
     let outcome = |c: &Contact| -> DeliveryOutcome {
         let m = records
@@ -161,11 +171,18 @@ async fn deliveries_show_the_refused_record_dead_lettered_and_the_good_one_deliv
     let bad = outcome(&refused);
     assert_eq!(bad.state, DeliveryState::DeadLettered);
     assert_eq!(bad.record_id.as_deref(), Some("1"));
-    assert_eq!((bad.entity.as_str(), bad.connection.as_str()), ("contact", "crm"));
+    assert_eq!(
+        (bad.entity.as_str(), bad.connection.as_str()),
+        ("contact", "crm")
+    );
     assert_eq!(bad.native_id, None);
     let reason = bad.reason.unwrap_or_default();
-    assert!(reason.starts_with("data") && reason.contains("422"), "{reason}");
-    assert_eq!(read(&format!("{prefix}.dlq.crm"), 1).len(), 1);
+    assert!(
+        reason.starts_with("data") && reason.contains("422"),
+        "{reason}"
+    );
+    let dlq = read(&format!("{prefix}.dlq.crm"), 1).await;
+    assert_eq!(dlq.len(), 1);
 
     let delivered = outcome(&good);
     let person = pipedrive.person_by_email("good@example.com").unwrap();
@@ -173,5 +190,49 @@ async fn deliveries_show_the_refused_record_dead_lettered_and_the_good_one_deliv
     assert_eq!(delivered.native_id, Some(person.id.to_string()));
     assert_eq!(delivered.record_id.as_deref(), Some("2"));
     assert_eq!(delivered.reason, None);
-    assert_eq!(pipedrive.persons().len(), 1, "the refused record was not created");
+    assert_eq!(
+        pipedrive.persons().len(),
+        1,
+        "the refused record was not created"
+    );
+
+    // An operator discards the refused record from the DLQ: its outcome says so.
+    let headers = dlq[0]
+        .headers()
+        .cloned()
+        .unwrap_or_else(OwnedHeaders::new)
+        .insert(Header {
+            key: "sb.redrive.action",
+            value: Some("discard"),
+        })
+        .insert(Header {
+            key: "sb.retry.due",
+            value: Some("0"),
+        });
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&format!("{prefix}.retry.crm.0"))
+                .key(dlq[0].key().unwrap())
+                .payload(dlq[0].payload().unwrap())
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let records = read(&deliveries, 3).await;
+    let latest = records
+        .iter()
+        .rfind(|m| key(m) == format!("{}/crm", refused.id))
+        .map(|m| serde_json::from_slice::<DeliveryOutcome>(m.payload().unwrap()).unwrap())
+        .unwrap();
+    assert_eq!(latest.state, DeliveryState::Discarded);
+    assert_eq!(
+        pipedrive.persons().len(),
+        1,
+        "a discarded record is not delivered"
+    );
 }

@@ -509,7 +509,12 @@ mod tests {
         assert!(call.response_body.as_deref().unwrap().contains("Ada"));
         assert!(call.error.is_none());
         let written = serde_json::to_string(call).unwrap();
-        for secret in ["query-secret", "header-secret", "body-secret", "answer-secret"] {
+        for secret in [
+            "query-secret",
+            "header-secret",
+            "body-secret",
+            "answer-secret",
+        ] {
             assert!(!written.contains(secret), "{secret} leaked: {written}");
         }
     }

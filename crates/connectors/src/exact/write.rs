@@ -49,7 +49,7 @@ impl ExactClient {
             if status.as_u16() == 401 {
                 self.tokens().invalidate().await;
             }
-            let mut error = failure(System::Exact, &what, status, &headers, &text);
+            let mut error = failure(System::Exact, &what, status, headers, &text);
             if status.as_u16() == 429 {
                 // The reset through the learned server clock, not the local one.
                 let reset = ["X-RateLimit-Minutely-Reset", "X-RateLimit-Reset"]
