@@ -29,8 +29,20 @@ pub(crate) struct AuditLog {
 
 impl AuditLog {
     pub(crate) fn new(config: &KafkaConfig, topics: &Topics) -> anyhow::Result<Self> {
+        // Like `kafka::producer`, with a small queue: while the broker is away, calls go on
+        // and their records would otherwise pile up in memory (librdkafka allows 1 GiB);
+        // past the bound they are dropped and counted instead.
+        let producer = kafka::client_config(config)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("compression.type", "zstd")
+            .set("message.timeout.ms", "30000")
+            .set("queue.buffering.max.messages", "10000")
+            .set("queue.buffering.max.kbytes", "65536")
+            .create()?;
         Ok(Self {
-            producer: kafka::producer(config, Duration::from_secs(30))?,
+            producer,
             topic: topics.audit().into(),
         })
     }
