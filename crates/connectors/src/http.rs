@@ -7,14 +7,23 @@
 //! Guarantee: an error message never carries a credential: bodies pass through [`redact`]
 //! (secret-looking JSON values masked, the rest cut short) and request headers and URLs are
 //! never included.
+//!
+//! Every call to a SaaS API goes through [`send`], which reads the whole answer once and,
+//! inside an [`audit::Scope`](crate::audit::Scope), records the call (redacted) for the
+//! audit topic.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::header::HeaderMap;
-use reqwest::{Response, StatusCode};
+use reqwest::{Client, Request, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchboard_core::ErrorClass;
+use switchboard_core::audit::{redact_body, redact_url};
 use switchboard_core::error::ClassifiedError;
+
+use crate::audit::{self, Call};
 
 /// Longest error body kept in a message.
 const MAX_BODY: usize = 500;
@@ -115,6 +124,85 @@ pub fn shopify_call_limit(headers: &HeaderMap) -> Option<(u32, u32)> {
     Some((used.trim().parse().ok()?, size.trim().parse().ok()?))
 }
 
+/// An answer read to its end.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON of type `T`; an unreadable body is `transient`, as a garbled answer
+    /// usually is.
+    pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, ClassifiedError> {
+        serde_json::from_slice(&self.body).map_err(|_| {
+            ClassifiedError::new(
+                ErrorClass::Transient,
+                format!("{what}: response could not be decoded"),
+            )
+        })
+    }
+}
+
+/// Sends `request` and reads its whole answer. Inside an audit scope the call is recorded:
+/// method, redacted URL and bodies, status, duration, and for a call that got no answer
+/// only the kind of failure (reqwest's text holds the URL).
+pub async fn send(request: RequestBuilder) -> Result<Answer, reqwest::Error> {
+    let (client, request) = request.build_split();
+    let request = request?;
+    if !audit::active() {
+        return execute(&client, request).await;
+    }
+    let method = request.method().to_string();
+    let url = redact_url(request.url().as_str());
+    let request_body = request
+        .body()
+        .and_then(|b| b.as_bytes())
+        .map(|b| redact_body(&String::from_utf8_lossy(b)));
+    let at = now_millis();
+    let started = Instant::now();
+    let result = execute(&client, request).await;
+    audit::emit(Call {
+        at,
+        method,
+        url,
+        status: result.as_ref().ok().map(|a| a.status.as_u16()),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        request_body,
+        response_body: result
+            .as_ref()
+            .ok()
+            .filter(|a| !a.body.is_empty())
+            .map(|a| redact_body(&a.text())),
+        error: result
+            .as_ref()
+            .err()
+            .map(|e| RedactedReqwest(e).to_string()),
+    });
+    result
+}
+
+async fn execute(client: &Client, request: Request) -> Result<Answer, reqwest::Error> {
+    let response = client.execute(request).await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// A request that never got an answer.
 pub fn network_error(what: &str, e: &reqwest::Error) -> ClassifiedError {
     // Only the kind of failure: reqwest's own text includes the URL, whose query could
@@ -140,25 +228,24 @@ impl std::fmt::Display for RedactedReqwest<'_> {
     }
 }
 
-/// Returns the response if it succeeded, else a classified error with the body (redacted,
+/// Returns the answer if it succeeded, else a classified error with the body (redacted,
 /// cut short) and the server's retry hint. The generic reading; see [`check_as`].
-pub async fn check(what: &str, response: Response) -> Result<Response, ClassifiedError> {
-    check_as(System::Generic, what, response).await
+pub fn check(what: &str, answer: Answer) -> Result<Answer, ClassifiedError> {
+    check_as(System::Generic, what, answer)
 }
 
 /// [`check`] as `system` classifies and hints.
-pub async fn check_as(
-    system: System,
-    what: &str,
-    response: Response,
-) -> Result<Response, ClassifiedError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+pub fn check_as(system: System, what: &str, answer: Answer) -> Result<Answer, ClassifiedError> {
+    if answer.status.is_success() {
+        return Ok(answer);
     }
-    let headers = response.headers().clone();
-    let body = response.text().await.unwrap_or_default();
-    Err(failure(system, what, status, &headers, &body))
+    Err(failure(
+        system,
+        what,
+        answer.status,
+        &answer.headers,
+        &answer.text(),
+    ))
 }
 
 /// The classified error of a failed answer.
@@ -181,10 +268,10 @@ pub fn failure(
 }
 
 /// `Retry-After` (seconds) or, failing that, a rate-limit reset header in seconds.
-pub fn retry_hint(response: &Response) -> Option<Duration> {
+pub fn retry_hint(answer: &Answer) -> Option<Duration> {
     ["retry-after", "x-ratelimit-reset"]
         .iter()
-        .filter_map(|name| response.headers().get(*name))
+        .filter_map(|name| answer.headers.get(*name))
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
@@ -255,10 +342,12 @@ pub fn now_millis() -> i64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+    use std::sync::{Arc, Mutex};
+    use switchboard_core::audit::ApiCall;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -358,6 +447,99 @@ mod tests {
         assert_eq!(e.class, ErrorClass::Data);
         assert!(e.message.contains("is invalid"));
         assert!(!e.message.contains("shpat_x"));
+    }
+
+    /// A scope that collects its calls.
+    fn collecting() -> (crate::audit::Scope, Arc<Mutex<Vec<ApiCall>>>) {
+        let calls: Arc<Mutex<Vec<ApiCall>>> = Arc::default();
+        let into = calls.clone();
+        let scope = crate::audit::Scope {
+            service: "sink".into(),
+            connection: "crm".into(),
+            record_id: Some("42".into()),
+            canonical_id: Some("c-42".into()),
+            attempt: 2,
+            sink: Arc::new(move |call| into.lock().unwrap().push(call)),
+        };
+        (scope, calls)
+    }
+
+    async fn serve() -> String {
+        let app = axum::Router::new().route(
+            "/v1/things",
+            axum::routing::post(|body: String| async move {
+                (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "3")],
+                    format!(r#"{{"echo":{body},"access_token":"answer-secret"}}"#),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_call_in_a_scope_is_recorded_redacted_and_its_answer_still_reads() {
+        let base = serve().await;
+        let (scope, calls) = collecting();
+        let request = Client::new()
+            .post(format!("{base}/v1/things?api_token=query-secret&x=1"))
+            .header("x-api-token", "header-secret")
+            .json(&serde_json::json!({"name": "Ada", "password": "body-secret"}));
+        let answer = scope.run(send(request)).await.unwrap();
+        // The caller still gets the whole answer.
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry_hint(&answer), Some(Duration::from_secs(3)));
+        let body: Value = answer.json("things").unwrap();
+        assert_eq!(body["echo"]["name"], "Ada");
+
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1);
+        let call = &calls[0];
+        assert_eq!(
+            (call.method.as_str(), call.status, call.attempt),
+            ("POST", Some(429), 2)
+        );
+        assert_eq!(call.record_id.as_deref(), Some("42"));
+        assert_eq!(call.url, format!("{base}/v1/things?api_token=***&x=1"));
+        assert!(call.request_body.as_deref().unwrap().contains("Ada"));
+        assert!(call.response_body.as_deref().unwrap().contains("Ada"));
+        assert!(call.error.is_none());
+        let written = serde_json::to_string(call).unwrap();
+        for secret in [
+            "query-secret",
+            "header-secret",
+            "body-secret",
+            "answer-secret",
+        ] {
+            assert!(!written.contains(secret), "{secret} leaked: {written}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_without_answer_records_only_the_kind_of_failure() {
+        let (scope, calls) = collecting();
+        // Nothing listens on port 1 of loopback.
+        let request = Client::new().get("http://127.0.0.1:1/bot123:secret/getMe");
+        assert!(scope.run(send(request)).await.is_err());
+        let call = calls.lock().unwrap()[0].clone();
+        assert_eq!(call.status, None);
+        assert_eq!(call.error.as_deref(), Some("connection failed"));
+        assert_eq!(call.url, "http://127.0.0.1:1/bot***/getMe");
+    }
+
+    #[tokio::test]
+    async fn outside_a_scope_nothing_is_recorded() {
+        let base = serve().await;
+        let (_scope, calls) = collecting();
+        let answer = send(Client::new().post(format!("{base}/v1/things")).body("{}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status.as_u16(), 429);
+        assert!(calls.lock().unwrap().is_empty());
     }
 
     #[test]

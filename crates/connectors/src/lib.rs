@@ -3,6 +3,7 @@
 //! Errors leave a connector classified ([`ErrorClass`](switchboard_core::ErrorClass)), so
 //! the services route on the class and never on a system's status codes.
 
+pub mod audit;
 pub mod exact;
 pub mod generic;
 pub mod http;

@@ -10,6 +10,11 @@
 //! A key with a record in a tier or the DLQ is blocked: its later records follow it there,
 //! in order (see `blocked.rs`). An offset is stored only when the record is done: delivered,
 //! or durably handed on.
+//!
+//! Each attempt runs in an audit scope, so every API call it makes is written to the audit
+//! topic (best-effort); each record's outcome at this target (delivered, retrying,
+//! dead-lettered, discarded) is written to the deliveries topic and acknowledged before the
+//! offset is stored (see `audit.rs`).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -23,6 +28,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
+use switchboard_core::audit::{DeliveryOutcome, DeliveryState};
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::config::ConnectionConfig;
 use switchboard_core::error::ClassifiedError;
@@ -31,6 +37,7 @@ use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass, Secret};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::blocked::{Blocked, BlockedKeys, Location};
 use crate::circuit::Circuit;
 use crate::routes::Routes;
@@ -53,6 +60,8 @@ pub(crate) struct Delivery {
     consumer: std::sync::Arc<StreamConsumer>,
     producer: FutureProducer,
     dlq_topic: String,
+    deliveries_topic: String,
+    audit: AuditLog,
     tiers: Vec<(String, Duration)>,
     codec: AvroCodec,
     target: Target,
@@ -80,7 +89,8 @@ enum Step {
 
 /// The end of a record's attempts.
 enum Attempts {
-    Delivered,
+    /// Delivered; the outcome to publish, unless the record was not for this target.
+    Delivered(Option<DeliveryOutcome>),
     Failed(ClassifiedError, u32),
     Interrupted,
 }
@@ -95,6 +105,7 @@ impl Delivery {
         routes: std::sync::Arc<Routes>,
         input_topics: &[String],
         codec: AvroCodec,
+        audit: AuditLog,
     ) -> anyhow::Result<Self> {
         let consumer = kafka::consumer(&config.kafka, &topics.sink_group(connection))?;
         let tiers: Vec<(String, Duration)> = config
@@ -143,6 +154,8 @@ impl Delivery {
             ),
             producer,
             dlq_topic: topics.dlq(connection),
+            deliveries_topic: topics.deliveries(),
+            audit,
             tiers,
             codec,
             target,
@@ -266,6 +279,8 @@ impl Delivery {
             }
             if action.as_deref() == Some("discard") {
                 self.release_one(key).await?;
+                self.publish_outcome(message, DeliveryState::Discarded, None)
+                    .await?;
                 return Ok(Step::Done);
             }
             if here != Some(blocked.location) {
@@ -277,12 +292,17 @@ impl Delivery {
                 return Ok(Step::Done);
             }
         } else if action.as_deref() == Some("discard") {
+            self.publish_outcome(message, DeliveryState::Discarded, None)
+                .await?;
             return Ok(Step::Done);
         }
 
         match self.attempts(message, shutdown).await? {
             Attempts::Interrupted => Ok(Step::Interrupted),
-            Attempts::Delivered => {
+            Attempts::Delivered(outcome) => {
+                if let Some(outcome) = outcome {
+                    crate::audit::publish(&self.producer, &self.deliveries_topic, &outcome).await?;
+                }
                 // A delivered record of a blocked key is one of its pending records.
                 if let Some(key) = &key {
                     self.release_one(key).await?;
@@ -342,18 +362,23 @@ impl Delivery {
     ) -> anyhow::Result<Attempts> {
         let mut attempts = 0u32;
         let mut refreshed = false;
+        // Every try counts for the audit, rate-limited ones too, after those of earlier tiers.
+        let mut tries = header(message, "sb.error.attempts")
+            .and_then(|a| a.parse::<u32>().ok())
+            .unwrap_or(0);
         loop {
             if let Some(limiter) = &self.limiter {
                 limiter.until_ready().await;
             }
-            let error = match self.attempt(message).await {
-                Ok(()) => {
+            tries += 1;
+            let error = match self.attempt(message, tries).await {
+                Ok(outcome) => {
                     self.circuit.success();
                     if self.status.state() != State::Ok {
                         self.status.set(State::Ok, "delivering again").await?;
                     }
                     self.status.success().await?;
-                    return Ok(Attempts::Delivered);
+                    return Ok(Attempts::Delivered(outcome));
                 }
                 Err(e) => e,
             };
@@ -365,7 +390,10 @@ impl Delivery {
                 ErrorClass::Auth if !refreshed => {
                     // Once: a token may just have expired; the target refreshes it.
                     refreshed = true;
-                    self.target.refresh_credentials().await;
+                    self.audit
+                        .scope(&self.connection, None, tries)
+                        .run(self.target.refresh_credentials())
+                        .await;
                     Duration::ZERO
                 }
                 ErrorClass::Auth => {
@@ -433,21 +461,25 @@ impl Delivery {
         }
     }
 
-    async fn attempt(&self, message: &BorrowedMessage<'_>) -> Result<(), ClassifiedError> {
-        let bytes = message
-            .payload()
-            .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "record has no value"))?;
-        let record = Record::from_json(self.codec.decode(bytes).await?)?;
+    /// Delivers the record once (attempt number `attempt`); the outcome to publish, or
+    /// `None` when the record is not for this target.
+    async fn attempt(
+        &self,
+        message: &BorrowedMessage<'_>,
+        attempt: u32,
+    ) -> Result<Option<DeliveryOutcome>, ClassifiedError> {
+        let record = self.decode(message).await?;
         let Some((entity, canonical)) =
             self.routes
                 .entity(&self.connection, &original_topic(message), &record.source())
         else {
-            return Ok(());
+            return Ok(None);
         };
         let known = self.xref.native_id(entity, &record.id);
         let delivered = self
-            .target
-            .deliver(entity, &record, known.as_deref())
+            .audit
+            .scope(&self.connection, Some(&record), attempt)
+            .run(self.target.deliver(entity, &record, known.as_deref()))
             .await?;
         if delivered.outcome == crate::targets::Outcome::Created {
             crash_after_create_for_tests();
@@ -462,7 +494,47 @@ impl Delivery {
         metrics::gauge!("switchboard_sink_last_success_timestamp_seconds", "connection" => self.connection.clone())
             .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
         tracing::info!(connection = %self.connection, entity, record_id = record.str("source_id").unwrap_or_default(), canonical_id = %record.id, event_id = record.str("source_event_id").unwrap_or_default(), native_id = ?delivered.native_id, outcome = outcome.as_str(), "delivered");
-        Ok(())
+        Ok(Some(crate::audit::outcome(
+            &self.connection,
+            canonical,
+            &record,
+            DeliveryState::Delivered,
+            delivered.native_id,
+            None,
+        )))
+    }
+
+    async fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Record, ClassifiedError> {
+        let bytes = message
+            .payload()
+            .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "record has no value"))?;
+        Record::from_json(self.codec.decode(bytes).await?)
+    }
+
+    /// Writes where the record in `message` stands now, and waits for Kafka's ack. A record
+    /// that cannot be read or is not for this target has no outcome here.
+    async fn publish_outcome(
+        &self,
+        message: &BorrowedMessage<'_>,
+        state: DeliveryState,
+        reason: Option<String>,
+    ) -> anyhow::Result<()> {
+        let record = match self.decode(message).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::debug!(connection = %self.connection, error = %e.message, "no outcome for an unreadable record");
+                return Ok(());
+            }
+        };
+        let Some((_, canonical)) =
+            self.routes
+                .entity(&self.connection, &original_topic(message), &record.source())
+        else {
+            return Ok(());
+        };
+        let outcome =
+            crate::audit::outcome(&self.connection, canonical, &record, state, None, reason);
+        crate::audit::publish(&self.producer, &self.deliveries_topic, &outcome).await
     }
 
     /// Hands a record on to a retry tier or the DLQ and waits for Kafka's acknowledgement.
@@ -546,7 +618,17 @@ impl Delivery {
             .send(record, Timeout::After(Duration::from_secs(30)))
             .await
             .map_err(|(e, _)| kafka_error(&format!("write to {topic}"), &e))?;
-        Ok(())
+        // A parked record shares its canonical ID (the key) with the failed record it waits
+        // behind, whose outcome, with the reason, already stands for both.
+        let Some((error, _)) = failure else {
+            return Ok(());
+        };
+        let state = match to {
+            Location::Tier(_) => DeliveryState::Retrying,
+            Location::Dlq => DeliveryState::DeadLettered,
+        };
+        let reason = format!("{}: {}", error.class, error.message);
+        self.publish_outcome(message, state, Some(reason)).await
     }
 }
 

@@ -12,6 +12,7 @@
 //! blocks its partition, which keeps per-key order); `data` and `conflict` go to the DLQ at
 //! once with the target's (redacted) answer.
 
+mod audit;
 mod blocked;
 mod circuit;
 mod deliver;
@@ -90,6 +91,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         ));
         loops.push((name.clone(), target, input_topics));
     }
+    specs.push(TopicSpec::new(
+        topics.audit(),
+        Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
+    ));
+    specs.push(TopicSpec::new(topics.deliveries(), Cleanup::Compact));
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
 
@@ -110,6 +116,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             if !switchboard_core::service::prepare(&config.kafka, &specs, &codec, &shutdown).await {
                 return Ok(());
             }
+            let audit = audit::AuditLog::new(&config.kafka, &topics)?;
             let mut running = BTreeMap::new();
             for (name, target, input_topics) in loops {
                 let mut delivery = deliver::Delivery::new(
@@ -120,6 +127,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     routes.clone(),
                     &input_topics,
                     codec.clone(),
+                    audit.clone(),
                 )?;
                 let token = shutdown.clone();
                 running.insert(
@@ -137,6 +145,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     first_error.get_or_insert(e);
                 }
             }
+            audit.flush(Duration::from_secs(5)).await;
             first_error.map_or(Ok(()), Err)
         }
         .await;

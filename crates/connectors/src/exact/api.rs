@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use super::model::{Envelope, Page};
 use super::oauth::ExactTokenEndpoint;
 use super::{ExactConnection, SyncEntity};
-use crate::http::{check, network_error};
+use crate::http::{check, network_error, send};
 
 /// Longest wait for a rate-limit reset before giving up the call as transient.
 const MAX_RESET_WAIT: Duration = Duration::from_secs(65);
@@ -115,17 +115,17 @@ impl ExactClient {
         loop {
             self.pace().await;
             let token = self.tokens.access_token().await?;
-            let response = self
-                .http
-                .get(url)
-                .bearer_auth(token.expose())
-                .header("accept", "application/json")
-                .send()
-                .await
-                .map_err(|e| network_error("exact GET", &e))?;
-            self.note_limits(response.headers(), response.status().as_u16() == 429)
+            let answer = send(
+                self.http
+                    .get(url)
+                    .bearer_auth(token.expose())
+                    .header("accept", "application/json"),
+            )
+            .await
+            .map_err(|e| network_error("exact GET", &e))?;
+            self.note_limits(&answer.headers, answer.status.as_u16() == 429)
                 .await;
-            match response.status().as_u16() {
+            match answer.status.as_u16() {
                 429 if throttled < 3 => {
                     throttled += 1;
                     metrics::counter!("switchboard_poll_throttled_total", "system" => "exact")
@@ -139,11 +139,7 @@ impl ExactClient {
                 }
                 _ => {}
             }
-            let envelope: Envelope = check("exact GET", response)
-                .await?
-                .json()
-                .await
-                .map_err(|e| network_error("exact GET", &e))?;
+            let envelope: Envelope = check("exact GET", answer)?.json("exact GET")?;
             return Ok(envelope.d);
         }
     }

@@ -9,7 +9,7 @@ use switchboard_core::error::{ClassifiedError, ErrorClass};
 use switchboard_core::tokens::{TokenEndpoint, TokenSet};
 
 use super::ExactOAuth;
-use crate::http::network_error;
+use crate::http::{network_error, send};
 
 /// The token endpoint of one Exact connection.
 pub struct ExactTokenEndpoint {
@@ -57,22 +57,22 @@ struct TokenError {
 
 impl TokenEndpoint for ExactTokenEndpoint {
     async fn refresh(&self, refresh_token: &Secret) -> Result<TokenSet, ClassifiedError> {
-        let response = self
-            .http
-            .post(&self.url)
-            .header("accept", "application/json")
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.expose()),
-                ("client_id", self.oauth.client_id.as_str()),
-                ("client_secret", self.oauth.client_secret.expose()),
-            ])
-            .send()
-            .await
-            .map_err(|e| network_error("exact token refresh", &e))?;
-        let status = response.status();
+        let answer = send(
+            self.http
+                .post(&self.url)
+                .header("accept", "application/json")
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.expose()),
+                    ("client_id", self.oauth.client_id.as_str()),
+                    ("client_secret", self.oauth.client_secret.expose()),
+                ]),
+        )
+        .await
+        .map_err(|e| network_error("exact token refresh", &e))?;
+        let status = answer.status;
         if !status.is_success() {
-            let body: TokenError = response.json().await.unwrap_or_default();
+            let body: TokenError = answer.json("exact token refresh").unwrap_or_default();
             // 400 access_denied "not expired" means we refreshed too early (a bug or a
             // clock problem); invalid_grant means the refresh token is dead. Both need a
             // human or a restart, never a blind retry loop.
@@ -89,10 +89,7 @@ impl TokenEndpoint for ExactTokenEndpoint {
                 ),
             ));
         }
-        let set: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| network_error("exact token refresh", &e))?;
+        let set: TokenResponse = answer.json("exact token refresh")?;
         let expires_in = match set.expires_in {
             StringOrNumber::Text(t) => t.trim().parse().unwrap_or(600),
             StringOrNumber::Number(n) => n,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::api::ExactClient;
-use crate::http::{System, failure, network_error};
+use crate::http::{System, failure, network_error, send};
 
 impl ExactClient {
     /// One call on `{base}/api/v1/{division}/{path}`; the `d` of the answer (or null).
@@ -40,19 +40,16 @@ impl ExactClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| network_error(&what, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        self.note_limits(&headers, status.as_u16() == 429).await;
-        let text = response
-            .text()
-            .await
-            .map_err(|e| network_error(&what, &e))?;
+        let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
+        let status = answer.status;
+        let headers = &answer.headers;
+        self.note_limits(headers, status.as_u16() == 429).await;
+        let text = answer.text();
         if !status.is_success() {
             if status.as_u16() == 401 {
                 self.tokens().invalidate().await;
             }
-            let mut error = failure(System::Exact, &what, status, &headers, &text);
+            let mut error = failure(System::Exact, &what, status, headers, &text);
             if status.as_u16() == 429 {
                 // The reset through the learned server clock, not the local one.
                 let reset = ["X-RateLimit-Minutely-Reset", "X-RateLimit-Reset"]

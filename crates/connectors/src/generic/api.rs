@@ -9,7 +9,7 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::poll::{GenericPoll, PollAuth, PollEntity, TimeFormat};
-use crate::http::{check, network_error, retry_hint};
+use crate::http::{check, network_error, retry_hint, send};
 use crate::webhook::{id_string, rfc3339_millis};
 
 /// A client for one generic connection's poll.
@@ -92,26 +92,21 @@ impl GenericClient {
                 }
                 None => request,
             };
-            let response = request
-                .send()
+            let answer = send(request)
                 .await
                 .map_err(|e| network_error("poll GET", &e))?;
-            if response.status().as_u16() == 429 {
-                let wait = retry_hint(&response).unwrap_or(Duration::from_secs(2));
+            if answer.status.as_u16() == 429 {
+                let wait = retry_hint(&answer).unwrap_or(Duration::from_secs(2));
                 tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
                 continue;
             }
-            let next_link = response
-                .headers()
+            let next_link = answer
+                .headers
                 .get("link")
                 .and_then(|v| v.to_str().ok())
                 .filter(|_| entity.link_pagination)
                 .and_then(next_link);
-            let body: Value = check("poll GET", response)
-                .await?
-                .json()
-                .await
-                .map_err(|e| network_error("poll GET", &e))?;
+            let body: Value = check("poll GET", answer)?.json("poll GET")?;
             return parse_page(entity, &body, next_link);
         }
         Err(ClassifiedError::new(

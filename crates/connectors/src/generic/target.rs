@@ -17,7 +17,7 @@ use switchboard_core::Secret;
 use switchboard_core::config::ConfigError;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
-use crate::http::{System, failure, network_error};
+use crate::http::{System, failure, network_error, send};
 use crate::pace::Gate;
 
 /// The `target:` block of a generic connection.
@@ -184,15 +184,16 @@ impl GenericWriter {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| network_error(&what, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| network_error(&what, &e))?;
-        if !status.is_success() {
-            let error = failure(System::Generic, &what, status, &headers, &text);
+        let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
+        let text = answer.text();
+        if !answer.status.is_success() {
+            let error = failure(
+                System::Generic,
+                &what,
+                answer.status,
+                &answer.headers,
+                &text,
+            );
             if let Some(wait) = error.retry_after {
                 self.gate.hold(wait);
             }

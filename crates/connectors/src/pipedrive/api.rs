@@ -16,7 +16,7 @@ use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::PipedriveConnection;
 use super::model::{Envelope, Person, PersonInput, SearchData};
-use crate::http::{System, check, check_as, network_error, retry_hint};
+use crate::http::{System, check, check_as, network_error, retry_hint, send};
 
 /// The largest page the v2 lists serve.
 pub const MAX_LIMIT: u32 = 500;
@@ -80,14 +80,14 @@ impl PipedriveClient {
         let what = format!("list {entity}");
         for _ in 0..10 {
             self.limiter.until_ready().await;
-            let response = self
-                .request(reqwest::Method::GET, &format!("/api/v2/{entity}"))
-                .query(&query)
-                .send()
-                .await
-                .map_err(|e| network_error(&what, &e))?;
-            if response.status().as_u16() == 429 {
-                let wait = retry_hint(&response).unwrap_or(Duration::from_secs(2));
+            let answer = send(
+                self.request(reqwest::Method::GET, &format!("/api/v2/{entity}"))
+                    .query(&query),
+            )
+            .await
+            .map_err(|e| network_error(&what, &e))?;
+            if answer.status.as_u16() == 429 {
+                let wait = retry_hint(&answer).unwrap_or(Duration::from_secs(2));
                 tracing::debug!(
                     entity,
                     wait_ms = wait.as_millis() as u64,
@@ -96,11 +96,7 @@ impl PipedriveClient {
                 tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
                 continue;
             }
-            let body: Value = check(&what, response)
-                .await?
-                .json()
-                .await
-                .map_err(|e| network_error(&what, &e))?;
+            let body: Value = check(&what, answer)?.json(&what)?;
             return parse_page(&body).ok_or_else(|| {
                 ClassifiedError::new(
                     ErrorClass::Data,
@@ -126,21 +122,18 @@ impl PipedriveClient {
 
     /// The ID of the person whose e-mail is exactly `email`, if any.
     pub async fn find_person_by_email(&self, email: &str) -> Result<Option<u64>, ClassifiedError> {
-        let response = self
-            .request(reqwest::Method::GET, "/api/v2/persons/search")
-            .query(&[
-                ("term", email),
-                ("fields", "email"),
-                ("exact_match", "true"),
-            ])
-            .send()
-            .await
-            .map_err(|e| network_error("search persons", &e))?;
-        let found: Envelope<SearchData> = check_as(System::Pipedrive, "search persons", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| network_error("search persons", &e))?;
+        let answer = send(
+            self.request(reqwest::Method::GET, "/api/v2/persons/search")
+                .query(&[
+                    ("term", email),
+                    ("fields", "email"),
+                    ("exact_match", "true"),
+                ]),
+        )
+        .await
+        .map_err(|e| network_error("search persons", &e))?;
+        let found: Envelope<SearchData> =
+            check_as(System::Pipedrive, "search persons", answer)?.json("search persons")?;
         // exact_match matches whole terms; compare again so a near hit never links.
         Ok(found
             .data
@@ -153,17 +146,14 @@ impl PipedriveClient {
 
     /// Creates a person and returns its ID.
     pub async fn create_person(&self, person: &PersonInput) -> Result<u64, ClassifiedError> {
-        let response = self
-            .request(reqwest::Method::POST, "/api/v2/persons")
-            .json(person)
-            .send()
-            .await
-            .map_err(|e| network_error("create person", &e))?;
-        let created: Envelope<Person> = check_as(System::Pipedrive, "create person", response)
-            .await?
-            .json()
-            .await
-            .map_err(|e| network_error("create person", &e))?;
+        let answer = send(
+            self.request(reqwest::Method::POST, "/api/v2/persons")
+                .json(person),
+        )
+        .await
+        .map_err(|e| network_error("create person", &e))?;
+        let created: Envelope<Person> =
+            check_as(System::Pipedrive, "create person", answer)?.json("create person")?;
         Ok(created.data.id)
     }
 
@@ -173,15 +163,13 @@ impl PipedriveClient {
         id: u64,
         person: &PersonInput,
     ) -> Result<(), ClassifiedError> {
-        let response = self
-            .request(reqwest::Method::PATCH, &format!("/api/v2/persons/{id}"))
-            .json(person)
-            .send()
-            .await
-            .map_err(|e| network_error("update person", &e))?;
-        check_as(System::Pipedrive, "update person", response)
-            .await
-            .map(|_| ())
+        let answer = send(
+            self.request(reqwest::Method::PATCH, &format!("/api/v2/persons/{id}"))
+                .json(person),
+        )
+        .await
+        .map_err(|e| network_error("update person", &e))?;
+        check_as(System::Pipedrive, "update person", answer).map(|_| ())
     }
 }
 

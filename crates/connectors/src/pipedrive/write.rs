@@ -7,7 +7,7 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::api::PipedriveClient;
-use crate::http::{System, failure, network_error};
+use crate::http::{System, failure, network_error, send};
 
 impl PipedriveClient {
     /// One paced call with a JSON answer.
@@ -25,15 +25,16 @@ impl PipedriveClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| network_error(&what, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| network_error(&what, &e))?;
-        if !status.is_success() {
-            let error = failure(System::Pipedrive, &what, status, &headers, &text);
+        let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
+        let text = answer.text();
+        if !answer.status.is_success() {
+            let error = failure(
+                System::Pipedrive,
+                &what,
+                answer.status,
+                &answer.headers,
+                &text,
+            );
             if let Some(wait) = error.retry_after {
                 self.gate.hold(wait);
             }

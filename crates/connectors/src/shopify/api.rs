@@ -11,7 +11,7 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::ShopifyConnection;
-use crate::http::{check, network_error, retry_hint};
+use crate::http::{check, network_error, retry_hint, send};
 
 /// A read client for one shop.
 pub struct ShopifyClient {
@@ -80,28 +80,24 @@ impl ShopifyClient {
         })?;
         for _ in 0..5 {
             self.limiter.until_ready().await;
-            let response = self
-                .http
-                .get(url)
-                .query(query)
-                .header("X-Shopify-Access-Token", token.expose())
-                .send()
-                .await
-                .map_err(|e| network_error("shopify GET", &e))?;
-            if response.status().as_u16() == 429 {
-                tokio::time::sleep(retry_hint(&response).unwrap_or(Duration::from_secs(2))).await;
+            let answer = send(
+                self.http
+                    .get(url)
+                    .query(query)
+                    .header("X-Shopify-Access-Token", token.expose()),
+            )
+            .await
+            .map_err(|e| network_error("shopify GET", &e))?;
+            if answer.status.as_u16() == 429 {
+                tokio::time::sleep(retry_hint(&answer).unwrap_or(Duration::from_secs(2))).await;
                 continue;
             }
-            let next = response
-                .headers()
+            let next = answer
+                .headers
                 .get("link")
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body: Value = check("shopify GET", response)
-                .await?
-                .json()
-                .await
-                .map_err(|e| network_error("shopify GET", &e))?;
+            let body: Value = check("shopify GET", answer)?.json("shopify GET")?;
             let items = body
                 .as_object()
                 .and_then(|o| o.values().find_map(Value::as_array))

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::ShopifyConnection;
-use crate::http::{System, failure, network_error, shopify_call_limit};
+use crate::http::{System, failure, network_error, send, shopify_call_limit};
 use crate::pace::{Gate, LeakyBucket};
 
 /// Marbles kept free in the bucket, for other callers of the same shop.
@@ -91,18 +91,15 @@ impl ShopifyWriter {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| network_error(&what, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        if let Some((used, size)) = shopify_call_limit(&headers) {
+        let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
+        let status = answer.status;
+        let headers = &answer.headers;
+        if let Some((used, size)) = shopify_call_limit(headers) {
             self.bucket.observe(used, size);
         }
-        let text = response
-            .text()
-            .await
-            .map_err(|e| network_error(&what, &e))?;
+        let text = answer.text();
         if !status.is_success() {
-            let error = failure(System::Shopify, &what, status, &headers, &text);
+            let error = failure(System::Shopify, &what, status, headers, &text);
             if let Some(wait) = error.retry_after {
                 self.gate.hold(wait);
             }

@@ -11,7 +11,7 @@ use switchboard_core::Secret;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::TelegramConnection;
-use crate::http::{System, failure, network_error};
+use crate::http::{System, failure, network_error, send};
 use crate::pace::Gate;
 
 /// A bot that sends messages.
@@ -47,25 +47,20 @@ impl TelegramClient {
             .parse::<i64>()
             .map_or_else(|_| Value::from(chat_id), Value::from);
         let url = format!("{}/bot{}/sendMessage", self.base, self.token.expose());
-        let response = self
-            .http
-            .post(url)
-            .json(&json!({"chat_id": chat, "text": text, "disable_notification": false}))
-            .send()
-            .await
-            .map_err(|e| network_error("telegram sendMessage", &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| network_error("telegram sendMessage", &e))?;
-        if !status.is_success() {
+        let answer = send(
+            self.http
+                .post(url)
+                .json(&json!({"chat_id": chat, "text": text, "disable_notification": false})),
+        )
+        .await
+        .map_err(|e| network_error("telegram sendMessage", &e))?;
+        let body = answer.text();
+        if !answer.status.is_success() {
             let error = failure(
                 System::Telegram,
                 "telegram sendMessage",
-                status,
-                &headers,
+                answer.status,
+                &answer.headers,
                 &body,
             );
             if let Some(wait) = error.retry_after {
