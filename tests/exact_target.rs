@@ -94,6 +94,20 @@ fn invoice(i: usize) -> Value {
     )
 }
 
+/// Every JSON value on `topic`.
+fn topic_values(topic: &str) -> Vec<Value> {
+    read_topic(
+        &kafka_bootstrap(),
+        topic,
+        10_000,
+        Duration::from_secs(2),
+        Duration::ZERO,
+    )
+    .iter()
+    .filter_map(|m| m.payload().and_then(|p| serde_json::from_slice(p).ok()))
+    .collect()
+}
+
 fn dlq_size(prefix: &str) -> usize {
     read_topic(
         &kafka_bootstrap(),
@@ -337,7 +351,7 @@ async fn the_poller_and_the_sink_of_one_exact_connection_share_the_rotated_token
 /// The chain an operator relies on: a refresh token revoked at Exact → the sink's next call
 /// is refused, its one refresh fails → the connection pauses and fires `auth_failed` →
 /// the console sends it to the operators' Telegram chat, within 5 s of the record that met
-/// the revoked credentials.
+/// the revoked credentials; new credentials resolve it, and the chat hears that too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_refresh_token_reaches_the_operators_telegram_within_five_seconds() {
     const BOT: &str = "4242:alert-bot-token";
@@ -391,7 +405,50 @@ async fn a_revoked_refresh_token_reaches_the_operators_telegram_within_five_seco
     let took = revoked_at.elapsed();
     println!("revoked refresh token → Telegram alert in {took:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert!(texts().iter().all(|t| !t.contains(BOT)));
     assert_eq!(b.exact.accounts().len(), 1, "nothing written while paused");
     assert_eq!(dlq_size(&b.prefix), 0, "nothing dead-lettered");
+    // Paused within 1 s of the first refused call, by the audit's and the status's clocks.
+    let refused_at = topic_values(&format!("{}.audit", b.prefix))
+        .iter()
+        .filter(|c| c["status"] == 401)
+        .filter_map(|c| c["at"].as_i64())
+        .min()
+        .expect("the refused call is audited");
+    let paused_at = topic_values(&format!("{}.status", b.prefix))
+        .iter()
+        .filter(|s| s["state"] == "paused_auth")
+        .filter_map(|s| s["at"].as_i64())
+        .min()
+        .expect("paused_auth in the status topic");
+    println!(
+        "first refused call → paused_auth in {} ms",
+        paused_at - refused_at
+    );
+    assert!(
+        (0..=1000).contains(&(paused_at - refused_at)),
+        "paused {} ms after the refused call",
+        paused_at - refused_at
+    );
+
+    // The operator authorizes again: delivery resumes and the chat hears it resolved.
+    let fresh = b.exact.issue_tokens();
+    b.exact.clock().advance(Duration::from_secs(601));
+    std::fs::write(&b.refresh_file, &fresh.refresh_token).unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || b.exact.accounts().len() == 2).await,
+        "delivery resumed with the new credentials"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || texts()
+            .iter()
+            .any(|t| t.starts_with("[RESOLVED] auth_failed on books")))
+        .await,
+        "the resolve reached Telegram: {:?}",
+        texts()
+    );
+    let all = texts();
+    assert!(
+        all.iter()
+            .all(|t| !t.contains(BOT) && !t.contains(&fresh.refresh_token))
+    );
 }

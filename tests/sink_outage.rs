@@ -43,7 +43,7 @@ async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once
     let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
         .await
         .unwrap();
-    // Tiers of 2 + 4 s: a 20 s outage outlasts the whole chain several times over.
+    // Tiers of 2 + 4 s: a one-minute outage outlasts the whole chain ten times over.
     let yaml = pipedrive_sink_yaml(
         &prefix,
         dir.path(),
@@ -65,12 +65,12 @@ async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once
     send(contact(0)).await;
     assert!(eventually(Duration::from_secs(60), || pipedrive.persons().len() == 1).await);
 
-    pipedrive.control().outage(Duration::from_secs(20));
+    pipedrive.control().outage(Duration::from_secs(60));
     for n in 1..=20 {
         send(contact(n)).await;
     }
     assert!(
-        eventually(Duration::from_secs(120), || pipedrive.persons().len() == 21).await,
+        eventually(Duration::from_secs(180), || pipedrive.persons().len() == 21).await,
         "every record arrived after the outage"
     );
     let dlq = format!("{prefix}.dlq.crm");

@@ -382,19 +382,29 @@ impl Delivery {
                 }
                 Err(e) => e,
             };
+            let error = if error.class == ErrorClass::Auth && !refreshed {
+                // Once: a token may just have expired. The target refreshes it right now,
+                // so credentials that are refused for good pause the connection at once,
+                // not after the rate limiter lets the next call through.
+                refreshed = true;
+                match self
+                    .audit
+                    .scope(&self.connection, None, tries)
+                    .run(self.target.refresh_credentials())
+                    .await
+                {
+                    Err(refused) if refused.class == ErrorClass::Auth => refused,
+                    // Fresh credentials, or a refresh that failed transiently: the next
+                    // attempt tells.
+                    _ => continue,
+                }
+            } else {
+                error
+            };
             let wait = match error.class {
                 ErrorClass::RateLimit => {
                     metrics::counter!("switchboard_sink_throttled_total", "connection" => self.connection.clone()).increment(1);
                     error.retry_after.unwrap_or(Duration::from_secs(1))
-                }
-                ErrorClass::Auth if !refreshed => {
-                    // Once: a token may just have expired; the target refreshes it.
-                    refreshed = true;
-                    self.audit
-                        .scope(&self.connection, None, tries)
-                        .run(self.target.refresh_credentials())
-                        .await;
-                    Duration::ZERO
                 }
                 ErrorClass::Auth => {
                     self.status.set(State::PausedAuth, &error.message).await?;

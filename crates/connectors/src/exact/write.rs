@@ -150,6 +150,12 @@ impl ExactClient {
     pub async fn invalidate_token(&self) {
         self.tokens().invalidate().await;
     }
+
+    /// Makes sure a valid access token is at hand, refreshing it if it was invalidated or
+    /// is about to expire; an `auth` error means the refresh token was refused.
+    pub async fn refresh_token(&self) -> Result<(), ClassifiedError> {
+        self.tokens().access_token().await.map(|_| ())
+    }
 }
 
 /// `'text'` as an OData string literal (quotes doubled).

@@ -68,10 +68,10 @@ impl ExactTarget {
             .await
     }
 
-    pub(crate) async fn refresh_credentials(&self) {
-        if let Some(client) = self.client.get() {
-            client.invalidate_token().await;
-        }
+    pub(crate) async fn refresh_credentials(&self) -> Result<(), ClassifiedError> {
+        let client = self.client().await?;
+        client.invalidate_token().await;
+        client.refresh_token().await
     }
 
     pub(crate) async fn deliver(

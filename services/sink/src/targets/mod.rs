@@ -159,12 +159,13 @@ impl Target {
         }
     }
 
-    /// Makes the next call fetch fresh credentials (an access token that may just have
-    /// expired). Targets with static credentials have nothing to refresh.
-    pub(crate) async fn refresh_credentials(&self) {
+    /// Fetches fresh credentials now (the access token may just have expired); an `auth`
+    /// error means the credentials themselves are refused. Targets with static credentials
+    /// have nothing to refresh.
+    pub(crate) async fn refresh_credentials(&self) -> Result<(), ClassifiedError> {
         match self {
             Self::Exact(t) => t.refresh_credentials().await,
-            Self::Pipedrive(_) | Self::Shopify(_) | Self::Telegram(_) | Self::Http(_) => {}
+            Self::Pipedrive(_) | Self::Shopify(_) | Self::Telegram(_) | Self::Http(_) => Ok(()),
         }
     }
 
