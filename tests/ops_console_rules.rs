@@ -216,6 +216,7 @@ fn outcome(connection: &str, state: DeliveryState, at: i64) -> DeliveryOutcome {
         state,
         native_id: (state == DeliveryState::Delivered).then(|| format!("{connection}-native-1")),
         reason: (state == DeliveryState::DeadLettered).then(|| "data: VAT code unknown".into()),
+        source_at: None,
     }
 }
 

@@ -94,6 +94,10 @@ pub struct DeliveryOutcome {
     pub native_id: Option<String>,
     /// Why it is not delivered (error class and redacted reason), if it is not.
     pub reason: Option<String>,
+    /// When the source changed the record (its `source_updated_at`), epoch ms, if known:
+    /// `at - source_at` of a delivery is the record's latency from source to target.
+    #[serde(default)]
+    pub source_at: Option<i64>,
 }
 
 impl DeliveryOutcome {

@@ -361,6 +361,7 @@ mod tests {
             state,
             native_id: Some("n-1".into()),
             reason: Some("<script>x</script>".into()),
+            source_at: None,
         };
         let p = crate::partial::group([
             outcome("crm", DeliveryState::Delivered),

@@ -99,6 +99,7 @@ mod tests {
             state,
             native_id: (state == DeliveryState::Delivered).then(|| format!("{connection}-1")),
             reason: (state == DeliveryState::DeadLettered).then(|| "data: bad vat".to_owned()),
+            source_at: None,
         }
     }
 

@@ -119,6 +119,10 @@ pub(crate) fn outcome(
         state,
         native_id,
         reason,
+        source_at: record
+            .fields
+            .get("source_updated_at")
+            .and_then(serde_json::Value::as_i64),
     }
 }
 
