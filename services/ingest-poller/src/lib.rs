@@ -201,7 +201,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown.cancel();
         publisher.flush(Duration::from_secs(10));
         admin.await??;
-        tracing::info!("poller stopped");
+        match &result {
+            Ok(()) => tracing::info!("poller stopped"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "poller stopped on an error"),
+        }
         result
     });
     Ok(Started { task })

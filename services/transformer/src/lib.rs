@@ -159,7 +159,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health.set_ready(false);
         shutdown.cancel();
         admin.await??;
-        tracing::info!("transformer stopped");
+        match &result {
+            Ok(()) => tracing::info!("transformer stopped"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "transformer stopped on an error"),
+        }
         result
     });
     Ok(Started { task })
