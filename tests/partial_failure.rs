@@ -225,6 +225,34 @@ async fn a_target_that_dead_letters_flags_the_instance_until_a_redrive_completes
         page.contains("50.0 % / 50.0 %"),
         "shop's rates on the dashboard"
     );
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str, labels: &[&str]| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let ratio = "switchboard_connection_success_ratio";
+    assert_eq!(
+        gauge(ratio, &["connection=\"shop\"", "window=\"5m\""]),
+        Some(0.5)
+    );
+    assert_eq!(
+        gauge(ratio, &["connection=\"crm\"", "window=\"1h\""]),
+        Some(1.0)
+    );
+    let p95_seconds = gauge(
+        "switchboard_connection_latency_p95_seconds",
+        &["connection=\"crm\""],
+    );
+    assert!(p95_seconds.is_some_and(|s| s >= 0.0), "{metrics}");
     assert_eq!(pipedrive.persons().len(), 1, "Pipedrive was written once");
     assert_eq!(shop.customers().len(), 1);
 }

@@ -1,7 +1,8 @@
 //! Switchboard's console: an HTML dashboard (one row per connection, with sparklines, and
 //! the flow instances that need review), a page per connection, the DLQ with redrive and
 //! discard behind a confirmation, the record trace (with the API calls from `sb.audit`), a
-//! JSON API under `/api/v1`, consumer-lag gauges on `/metrics`, its own alert rules
+//! JSON API under `/api/v1`, consumer-lag gauges on `/metrics`, success rates and p95
+//! latency per target from `sb.deliveries` ([`rates`]), its own alert rules
 //! ([`rules`]) and alerts from `sb.alerts` to Telegram.
 //!
 //! Guarantee: the console only reads Kafka, except for the admin actions (redrive, discard,
@@ -70,8 +71,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     start(config, shutdown).await?.task.await?
 }
 
-/// Starts the console: HTTP server, overview refresher, rates feed and alert forwarder. Returns once
-/// it listens and the alert consumer has joined its group.
+/// Starts the console: HTTP server, overview refresher, rates feed and alert forwarder.
+/// Returns once it listens and the alert consumer has joined its group.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let codec = AvroCodec::new(&config.registry)?;
     let listen = config.console.listen;
