@@ -20,6 +20,26 @@ use tokio_util::sync::CancellationToken;
 
 const SHOP_TOKEN: &str = "shpat_partial_test";
 const ADMIN: &str = "partial-admin-secret-51c2";
+/// The connection rows of `/api/v1/connections`, by name.
+async fn rows(http: &reqwest::Client, base: &str) -> std::collections::HashMap<String, Value> {
+    let answer: Value = http
+        .get(format!("{base}/api/v1/connections"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["connections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c["name"].as_str().unwrap_or_default().to_owned(), c))
+        .collect()
+}
+
 const FLOW: &str = "  - {name: contacts-everywhere, from: src.persons, mapping: test/contact.v1, to: contact, sinks: [{target: crm.persons}, {target: shop.customers}]}";
 
 async fn partial_failures(http: &reqwest::Client, base: &str) -> Vec<Value> {
@@ -70,12 +90,18 @@ async fn a_target_that_dead_letters_flags_the_instance_until_a_redrive_completes
         1,
         StatusCode::UNPROCESSABLE_ENTITY,
     ));
-    let record = canonical(
+    let mut record = canonical(
         "contact",
         "persons",
         "p1",
         json!({"email": "split@example.com", "first_name": "Split", "last_name": "Brain", "phone": null}),
     );
+    // The source changed it now, so the latency the console reports is this test's.
+    let changed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    record["source_updated_at"] = json!(changed_at);
     let canonical_id = record["id"].as_str().unwrap().to_owned();
     produce(&prefix, "contact", &[record]).await;
 
@@ -149,6 +175,84 @@ async fn a_target_that_dead_letters_flags_the_instance_until_a_redrive_completes
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(cleared, "the completed instance no longer needs review");
+
+    // Rates from sb.deliveries: every outcome counts once in its window. Pipedrive delivered
+    // its one record (1 of 1); Shopify dead-lettered it, then delivered it after the redrive
+    // (1 of 2).
+    let mut now = rows(&http, &base).await;
+    for _ in 0..60 {
+        if now["shop"]["success_rate_5m"].as_f64() == Some(0.5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        now = rows(&http, &base).await;
+    }
+    let (crm, shop_row) = (&now["crm"], &now["shop"]);
+    assert_eq!(crm["success_rate_5m"].as_f64(), Some(1.0), "{crm}");
+    assert_eq!(crm["success_rate_1h"].as_f64(), Some(1.0), "{crm}");
+    let p95 = crm["p95_latency_ms"]
+        .as_i64()
+        .expect("crm has a p95 latency");
+    assert!(
+        (0..120_000).contains(&p95),
+        "latency since the test's change: {crm}"
+    );
+    assert_eq!(
+        shop_row["success_rate_5m"].as_f64(),
+        Some(0.5),
+        "{shop_row}"
+    );
+    assert_eq!(
+        shop_row["success_rate_1h"].as_f64(),
+        Some(0.5),
+        "{shop_row}"
+    );
+    assert!(shop_row["p95_latency_ms"].as_i64().is_some(), "{shop_row}");
+    let page = http
+        .get(format!("{base}/"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("100.0 % / 100.0 %"),
+        "crm's rates on the dashboard"
+    );
+    assert!(
+        page.contains("50.0 % / 50.0 %"),
+        "shop's rates on the dashboard"
+    );
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str, labels: &[&str]| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let ratio = "switchboard_connection_success_ratio";
+    assert_eq!(
+        gauge(ratio, &["connection=\"shop\"", "window=\"5m\""]),
+        Some(0.5)
+    );
+    assert_eq!(
+        gauge(ratio, &["connection=\"crm\"", "window=\"1h\""]),
+        Some(1.0)
+    );
+    let p95_seconds = gauge(
+        "switchboard_connection_latency_p95_seconds",
+        &["connection=\"crm\""],
+    );
+    assert!(p95_seconds.is_some_and(|s| s >= 0.0), "{metrics}");
     assert_eq!(pipedrive.persons().len(), 1, "Pipedrive was written once");
     assert_eq!(shop.customers().len(), 1);
 }

@@ -112,6 +112,9 @@ mod tests {
                 dlq_depth: Some(dlq),
                 parked_keys: None,
                 alerts: Vec::new(),
+                success_rate_5m: None,
+                success_rate_1h: None,
+                p95_latency_ms: None,
             }],
             ..Overview::default()
         }

@@ -94,6 +94,35 @@ fn opt(n: Option<usize>) -> String {
     n.map_or("-".to_owned(), |n| n.to_string())
 }
 
+/// "98.5 %", or "—" when unknown.
+pub fn percent(rate: Option<f64>) -> String {
+    rate.map_or("—".to_owned(), |r| format!("{:.1} %", r * 100.0))
+}
+
+/// "p95 1.2 s" (or "p95 850 ms" below a second), or "—" when unknown.
+pub fn p95(ms: Option<i64>) -> String {
+    match ms {
+        None => "—".to_owned(),
+        Some(ms) if ms < 1000 => format!("p95 {ms} ms"),
+        Some(ms) => format!("p95 {:.1} s", ms as f64 / 1000.0),
+    }
+}
+
+/// A target's success rates (5 min / 1 h) and p95 latency; empty for a source.
+fn rates(c: &ConnectionRow) -> (String, String) {
+    if !c.roles.contains(&"target") {
+        return (String::new(), String::new());
+    }
+    (
+        format!(
+            "{} / {}",
+            percent(c.success_rate_5m),
+            percent(c.success_rate_1h)
+        ),
+        p95(c.p95_latency_ms),
+    )
+}
+
 /// The dashboard: one row per connection (with its charts from `charts`), then the flow
 /// instances that need review (`None`: not known yet).
 pub fn dashboard(
@@ -107,7 +136,7 @@ pub fn dashboard(
     }
     let body = format!(
         r#"<table id="connections"><tr><th>Connection</th><th>State</th><th>Last successful sync</th>
-<th>Lag (messages)</th><th>Lag (seconds)</th><th>Last hour</th><th>DLQ depth</th><th>Parked keys</th><th>Recent alerts</th></tr>{rows}</table>
+<th>Success (5 min / 1 h)</th><th>Latency</th><th>Lag (messages)</th><th>Lag (seconds)</th><th>Last hour</th><th>DLQ depth</th><th>Parked keys</th><th>Recent alerts</th></tr>{rows}</table>
 <h2>Needs review</h2>{review}
 <p>Updated {}. JSON: <a href="/api/v1/connections">/api/v1/connections</a>, <a href="/api/v1/lag">/api/v1/lag</a>, <a href="/api/v1/partial-failures">/api/v1/partial-failures</a>.</p>"#,
         esc(&ago(crate::now(), Some(o.at))),
@@ -203,10 +232,11 @@ fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
             )
         })
         .collect();
+    let (rate, latency) = rates(c);
     format!(
         r#"<tr class="connection" data-connection="{n}"><td><a href="/connections/{n}">{n}</a> <small>{kind} · {roles}</small></td>
 <td class="state {cls}">{state}</td><td class="last-sync" data-at="{at}">last successful sync: {ago}</td>
-<td>{lag}</td><td>{lag_s}</td><td>{spark}</td><td><a href="/dlq/{n}">{dlq}</a></td><td>{parked}</td><td>{alerts}</td></tr>"#,
+<td class="success-rate">{rate}</td><td class="latency">{latency}</td><td>{lag}</td><td>{lag_s}</td><td>{spark}</td><td><a href="/dlq/{n}">{dlq}</a></td><td>{parked}</td><td>{alerts}</td></tr>"#,
         n = esc(&c.name),
         kind = esc(&c.kind),
         roles = esc(&c.roles.join("+")),
@@ -219,6 +249,8 @@ fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
         dlq = opt(c.dlq_depth),
         parked = opt(c.parked_keys),
         alerts = alerts.join("<br>"),
+        rate = esc(&rate),
+        latency = esc(&latency),
     )
 }
 
@@ -236,6 +268,14 @@ pub fn connection(
         esc(c.message.as_deref().unwrap_or("")),
         esc(&ago(o.at, c.last_sync_at))
     );
+    let (rate, latency) = rates(c);
+    if !rate.is_empty() {
+        body.push_str(&format!(
+            r#"<p>Success rate (5 min / 1 h): <span class="success-rate">{}</span>. Source to target: <span class="latency">{}</span> (last 5 min).</p>"#,
+            esc(&rate),
+            esc(&latency)
+        ));
+    }
     body.push_str("<h2>Recent errors</h2>");
     body.push_str(&dlq_table(errors, None));
     body.push_str("<h2>Alerts</h2><ul>");
@@ -338,6 +378,16 @@ pub fn trace(id: Option<&str>, t: Option<&Trace>) -> String {
 mod tests {
     use super::*;
     use switchboard_core::audit::{DeliveryOutcome, DeliveryState};
+
+    #[test]
+    fn rates_and_latency_read_as_percent_and_seconds_or_a_dash() {
+        assert_eq!(percent(Some(0.985)), "98.5 %");
+        assert_eq!(percent(Some(1.0)), "100.0 %");
+        assert_eq!(percent(None), "—");
+        assert_eq!(p95(Some(1_234)), "p95 1.2 s");
+        assert_eq!(p95(Some(850)), "p95 850 ms");
+        assert_eq!(p95(None), "—");
+    }
 
     #[test]
     fn sparklines_have_one_point_per_value_and_need_two() {

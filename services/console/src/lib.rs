@@ -1,7 +1,8 @@
 //! Switchboard's console: an HTML dashboard (one row per connection, with sparklines, and
 //! the flow instances that need review), a page per connection, the DLQ with redrive and
 //! discard behind a confirmation, the record trace (with the API calls from `sb.audit`), a
-//! JSON API under `/api/v1`, consumer-lag gauges on `/metrics`, its own alert rules
+//! JSON API under `/api/v1`, consumer-lag gauges on `/metrics`, success rates and p95
+//! latency per target from `sb.deliveries` ([`rates`]), its own alert rules
 //! ([`rules`]) and alerts from `sb.alerts` to Telegram.
 //!
 //! Guarantee: the console only reads Kafka, except for the admin actions (redrive, discard,
@@ -16,6 +17,7 @@ pub mod charts;
 pub mod html;
 pub mod overview;
 pub mod partial;
+pub mod rates;
 mod routes;
 pub mod rules;
 pub mod trace;
@@ -38,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::charts::Charts;
 use crate::overview::{Alert, Overview};
 use crate::partial::PartialFailure;
+use crate::rates::Rates;
 use crate::rules::Rules;
 
 /// How often the overview is gathered and the rules evaluated.
@@ -51,6 +54,8 @@ pub(crate) struct AppState {
     pub(crate) charts: Mutex<Charts>,
     /// Flow instances that need review; `None` until `sb.deliveries` could be read.
     pub(crate) partial: RwLock<Option<Vec<PartialFailure>>>,
+    /// Success rates and latency per target, fed from `sb.deliveries` by [`rates::feed`].
+    pub(crate) rates: Arc<Mutex<Rates>>,
 }
 
 /// A started console.
@@ -66,8 +71,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     start(config, shutdown).await?.task.await?
 }
 
-/// Starts the console: HTTP server, overview refresher and alert forwarder. Returns once
-/// it listens and the alert consumer has joined its group.
+/// Starts the console: HTTP server, overview refresher, rates feed and alert forwarder.
+/// Returns once it listens and the alert consumer has joined its group.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let codec = AvroCodec::new(&config.registry)?;
     let listen = config.console.listen;
@@ -97,6 +102,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         overview: RwLock::new(Overview::default()),
         charts: Mutex::new(Charts::default()),
         partial: RwLock::new(None),
+        rates: Arc::new(Mutex::new(Rates::default())),
     });
     let router = routes::router(state.clone()).merge(telemetry::admin_router(health.clone()));
     let server = tokio::spawn(telemetry::serve(listener, router, shutdown.clone()));
@@ -105,6 +111,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         config.clone(),
         config.console.clone(),
         ready_tx,
+        shutdown.clone(),
+    ));
+    let rates = tokio::spawn(rates::feed(
+        config.kafka.clone(),
+        state.rates.clone(),
         shutdown.clone(),
     ));
     let rules = Rules::new(&config);
@@ -124,6 +135,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             tracing::error!(error = %e, "alert forwarding stopped");
         }
         refresher.await?;
+        rates.await?;
         server.await??;
         health.set_ready(false);
         alerts.map_err(anyhow::Error::from)
@@ -144,7 +156,10 @@ async fn refresh(
     loop {
         let config = state.config.clone();
         match tokio::task::spawn_blocking(move || overview::collect(&config)).await {
-            Ok(Ok(o)) => {
+            Ok(Ok(mut o)) => {
+                if let Ok(mut rates) = state.rates.lock() {
+                    rates::fill(&mut o, &mut rates);
+                }
                 if let Ok(mut charts) = state.charts.lock() {
                     charts.observe(&o);
                 }

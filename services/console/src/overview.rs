@@ -50,6 +50,14 @@ pub struct ConnectionRow {
     pub parked_keys: Option<usize>,
     /// Alerts about it, newest first.
     pub alerts: Vec<Alert>,
+    /// Targets: delivered / (delivered + retrying + dead-lettered) outcomes of the last five
+    /// minutes, from `sb.deliveries` (see [`crate::rates`]); `None` without outcomes.
+    pub success_rate_5m: Option<f64>,
+    /// Targets: the same over the last hour.
+    pub success_rate_1h: Option<f64>,
+    /// Targets: nearest-rank p95 of source-to-target latency of the last five minutes'
+    /// deliveries, ms; `None` without any.
+    pub p95_latency_ms: Option<i64>,
 }
 
 /// One event from `sb.alerts`.
@@ -179,6 +187,10 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             dlq_depth,
             parked_keys,
             alerts: mine.into_iter().rev().take(10).collect(),
+            // Filled by the refresher from the rates it keeps (`rates::fill`).
+            success_rate_5m: None,
+            success_rate_1h: None,
+            p95_latency_ms: None,
         });
         all_lag.extend(group_lag);
     }

@@ -249,6 +249,9 @@ mod tests {
             dlq_depth: Some(0),
             parked_keys: Some(0),
             alerts: Vec::new(),
+            success_rate_5m: None,
+            success_rate_1h: None,
+            p95_latency_ms: None,
         }
     }
 
