@@ -336,3 +336,66 @@ async fn partial_failures_are_listed_until_redelivered_and_calls_are_traced() {
     assert!(gone, "the redelivered instance left the list");
     shutdown.cancel();
 }
+
+/// The retry backlog the dashboard shows is the records waiting in the connection's tiers:
+/// a record that failed its in-place attempts with a 500 sits in a one-hour tier, and the
+/// crm row counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_waiting_in_a_retry_tier_is_the_retry_backlog() {
+    let world = World::new("console-backlog", unthrottled_pipedrive(CRM_TOKEN)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipedrive_sink_yaml(
+        &world.prefix,
+        dir.path(),
+        &world.pipedrive.base_url(),
+        CRM_TOKEN,
+        "in_place_attempts: 1, retry_tiers_secs: [3600], circuit_after_records: 100",
+    );
+    let config = load(&yaml);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    switchboard_sink::start(config.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let writer = ContactWriter::new(&world.prefix);
+    writer
+        .send(&shop_contact(1, "ok@example.com", "Ada", "Ok"), 1)
+        .await;
+    assert!(
+        eventually(Duration::from_secs(60), || world.pipedrive.persons().len()
+            == 1)
+        .await
+    );
+    let backlog = || {
+        switchboard_console::overview::collect(&config)
+            .unwrap()
+            .connections
+            .into_iter()
+            .find(|c| c.name == "crm")
+            .unwrap()
+            .retry_backlog
+    };
+    assert_eq!(backlog(), Some(0));
+
+    world
+        .pipedrive
+        .control()
+        .add_fault(switchboard_sandbox::control::FaultRule::fail_next(
+            "POST /api/v2/persons",
+            1,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ));
+    writer
+        .send(&shop_contact(2, "later@example.com", "Ada", "Later"), 1)
+        .await;
+    let mut seen = None;
+    for _ in 0..60 {
+        seen = backlog();
+        if seen == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(seen, Some(1), "the record waiting in the one-hour tier");
+    assert_eq!(world.pipedrive.persons().len(), 1);
+}

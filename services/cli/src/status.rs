@@ -45,6 +45,9 @@ pub struct ConnectionStatus {
     /// Keys parked behind a failed record (targets only).
     #[serde(default)]
     pub parked_keys: Option<usize>,
+    /// Records waiting in the retry tiers (targets only).
+    #[serde(default)]
+    pub retry_backlog: Option<i64>,
 }
 
 /// The status report.
@@ -66,18 +69,21 @@ impl Report for StatusReport {
 
     fn text(&self) -> String {
         let mut out = format!(
-            "{:<20} {:<14} {:<20} {:>8} {:>8} {:>6} {:>7}\n",
-            "CONNECTION", "STATE", "LAST SYNC", "LAG", "LAG(s)", "DLQ", "PARKED"
+            "{:<20} {:<14} {:<20} {:>8} {:>8} {:>6} {:>6} {:>7}\n",
+            "CONNECTION", "STATE", "LAST SYNC", "LAG", "LAG(s)", "RETRY", "DLQ", "PARKED"
         );
-        let opt = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
+        fn opt(n: Option<impl ToString>) -> String {
+            n.map_or("-".to_owned(), |n| n.to_string())
+        }
         for c in &self.connections {
             out.push_str(&format!(
-                "{:<20} {:<14} {:<20} {:>8} {:>8} {:>6} {:>7}\n",
+                "{:<20} {:<14} {:<20} {:>8} {:>8} {:>6} {:>6} {:>7}\n",
                 c.name,
                 c.state,
                 ago(self.asked_at, c.last_sync_at),
                 c.lag,
                 c.lag_seconds,
+                opt(c.retry_backlog),
                 opt(c.dlq_depth),
                 opt(c.parked_keys)
             ));
@@ -142,7 +148,7 @@ mod tests {
         let answer = r#"{"at": 100000, "connections": [
             {"name": "crm", "kind": "pipedrive", "roles": ["target"], "state": "degraded",
              "last_sync_at": 40000, "lag": 3, "lag_seconds": 2, "dlq_depth": 1, "parked_keys": 0,
-             "alerts": []},
+             "retry_backlog": 7, "alerts": []},
             {"name": "shop", "kind": "shopify", "roles": ["source"], "state": "ok",
              "last_sync_at": null, "lag": 0, "lag_seconds": 0, "dlq_depth": null,
              "parked_keys": null, "alerts": []}]}"#;
@@ -153,6 +159,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[1].starts_with("crm") && lines[1].contains("degraded"));
         assert!(lines[1].contains("2m ago"), "{text}");
+        assert!(lines[1].contains(" 7 "), "the retry backlog: {text}");
         assert!(
             lines[2].contains("never") && lines[2].contains(" - "),
             "{text}"

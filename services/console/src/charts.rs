@@ -111,6 +111,7 @@ mod tests {
                 processed,
                 dlq_depth: Some(dlq),
                 parked_keys: None,
+                retry_backlog: None,
                 alerts: Vec::new(),
                 success_rate_5m: None,
                 success_rate_1h: None,

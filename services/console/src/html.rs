@@ -90,7 +90,7 @@ fn state_class(state: &str) -> &'static str {
     }
 }
 
-fn opt(n: Option<usize>) -> String {
+fn opt(n: Option<impl std::fmt::Display>) -> String {
     n.map_or("-".to_owned(), |n| n.to_string())
 }
 
@@ -136,7 +136,7 @@ pub fn dashboard(
     }
     let body = format!(
         r#"<table id="connections"><tr><th>Connection</th><th>State</th><th>Last successful sync</th>
-<th>Success (5 min / 1 h)</th><th>Latency</th><th>Lag (messages)</th><th>Lag (seconds)</th><th>Last hour</th><th>DLQ depth</th><th>Parked keys</th><th>Recent alerts</th></tr>{rows}</table>
+<th>Success (5 min / 1 h)</th><th>Latency</th><th>Lag (messages)</th><th>Lag (seconds)</th><th>Last hour</th><th>Retry backlog</th><th>DLQ depth</th><th>Parked keys</th><th>Recent alerts</th></tr>{rows}</table>
 <h2>Needs review</h2>{review}
 <p>Updated {}. JSON: <a href="/api/v1/connections">/api/v1/connections</a>, <a href="/api/v1/lag">/api/v1/lag</a>, <a href="/api/v1/partial-failures">/api/v1/partial-failures</a>.</p>"#,
         esc(&ago(crate::now(), Some(o.at))),
@@ -236,7 +236,7 @@ fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
     format!(
         r#"<tr class="connection" data-connection="{n}"><td><a href="/connections/{n}">{n}</a> <small>{kind} · {roles}</small></td>
 <td class="state {cls}">{state}</td><td class="last-sync" data-at="{at}">last successful sync: {ago}</td>
-<td class="success-rate">{rate}</td><td class="latency">{latency}</td><td>{lag}</td><td>{lag_s}</td><td>{spark}</td><td><a href="/dlq/{n}">{dlq}</a></td><td>{parked}</td><td>{alerts}</td></tr>"#,
+<td class="success-rate">{rate}</td><td class="latency">{latency}</td><td>{lag}</td><td>{lag_s}</td><td>{spark}</td><td class="retry-backlog">{retry}</td><td><a href="/dlq/{n}">{dlq}</a></td><td>{parked}</td><td>{alerts}</td></tr>"#,
         n = esc(&c.name),
         kind = esc(&c.kind),
         roles = esc(&c.roles.join("+")),
@@ -248,6 +248,7 @@ fn row(now: i64, c: &ConnectionRow, spark: &str) -> String {
         lag_s = c.lag_seconds,
         dlq = opt(c.dlq_depth),
         parked = opt(c.parked_keys),
+        retry = opt(c.retry_backlog),
         alerts = alerts.join("<br>"),
         rate = esc(&rate),
         latency = esc(&latency),

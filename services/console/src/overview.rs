@@ -48,6 +48,9 @@ pub struct ConnectionRow {
     pub dlq_depth: Option<usize>,
     /// Keys waiting behind a failed record.
     pub parked_keys: Option<usize>,
+    /// Records waiting in the connection's retry tiers (`sb.retry.<conn>.<n>`) that the sink
+    /// has not consumed yet.
+    pub retry_backlog: Option<i64>,
     /// Alerts about it, newest first.
     pub alerts: Vec<Alert>,
     /// Targets: delivered / (delivered + retrying + dead-lettered) outcomes of the last five
@@ -124,11 +127,15 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             .get(name)
             .and_then(|v| serde_json::from_slice(v).ok());
         let mut last_sync_at = None;
-        let (mut dlq_depth, mut parked_keys) = (None, None);
+        let (mut dlq_depth, mut parked_keys, mut retry_backlog) = (None, None, None);
         if is_target {
             roles.push("target");
             let sink_group = topics.sink_group(name);
             group_lag.extend(lag::group_lag(kafka, &sink_group, &[], now)?);
+            let tiers: Vec<String> = (0..config.sink.retry_tiers_secs.len())
+                .map(|tier| topics.retry(name, tier))
+                .collect();
+            retry_backlog = Some(lag::backlog(kafka, &sink_group, &tiers)?);
             last_sync_at = st.as_ref().and_then(|s| s["last_success_at"].as_i64());
             dlq_depth = Some(open_dlq(config, name)?);
             parked_keys =
@@ -186,6 +193,7 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             processed,
             dlq_depth,
             parked_keys,
+            retry_backlog,
             alerts: mine.into_iter().rev().take(10).collect(),
             // Filled by the refresher from the rates it keeps (`rates::fill`).
             success_rate_5m: None,

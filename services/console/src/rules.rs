@@ -248,6 +248,7 @@ mod tests {
             processed: 0,
             dlq_depth: Some(0),
             parked_keys: Some(0),
+            retry_backlog: None,
             alerts: Vec::new(),
             success_rate_5m: None,
             success_rate_1h: None,
