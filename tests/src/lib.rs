@@ -183,18 +183,25 @@ pub fn read_topic(
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
+    let deadline = Instant::now() + timeout;
+    // A service creates its topics after its `start` returned: until the topic exists, its
+    // metadata has no partitions, and assigning none would read nothing for the whole wait.
     let mut assignment = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        assignment
-            .add_partition_offset(topic, p.id(), Offset::Beginning)
+    while assignment.count() == 0 && Instant::now() < deadline {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
             .unwrap();
+        for p in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        if assignment.count() == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     consumer.assign(&assignment).unwrap();
     let mut records = Vec::new();
-    let deadline = Instant::now() + timeout;
     let mut settle_until: Option<Instant> = None;
     loop {
         let now = Instant::now();

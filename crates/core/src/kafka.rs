@@ -52,7 +52,9 @@ pub fn eager_producer(
     idempotent(kafka, delivery_timeout, 0).create()
 }
 
-fn idempotent(kafka: &KafkaConfig, delivery_timeout: Duration, linger_ms: u32) -> ClientConfig {
+/// The settings every Switchboard producer shares: idempotent, `acks=all`, zstd, a bounded
+/// delivery time, and `linger_ms` of batching.
+pub fn idempotent(kafka: &KafkaConfig, delivery_timeout: Duration, linger_ms: u32) -> ClientConfig {
     let mut config = client_config(kafka);
     config
         .set("enable.idempotence", "true")

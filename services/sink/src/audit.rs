@@ -32,12 +32,7 @@ impl AuditLog {
         // Like `kafka::producer`, with a small queue: while the broker is away, calls go on
         // and their records would otherwise pile up in memory (librdkafka allows 1 GiB);
         // past the bound they are dropped and counted instead.
-        let producer = kafka::client_config(config)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "20")
-            .set("compression.type", "zstd")
-            .set("message.timeout.ms", "30000")
+        let producer = kafka::idempotent(config, Duration::from_secs(30), 20)
             .set("queue.buffering.max.messages", "10000")
             .set("queue.buffering.max.kbytes", "65536")
             .create()?;
