@@ -94,20 +94,6 @@ fn invoice(i: usize) -> Value {
     )
 }
 
-/// Every JSON value on `topic`.
-fn topic_values(topic: &str) -> Vec<Value> {
-    read_topic(
-        &kafka_bootstrap(),
-        topic,
-        10_000,
-        Duration::from_secs(2),
-        Duration::ZERO,
-    )
-    .iter()
-    .filter_map(|m| m.payload().and_then(|p| serde_json::from_slice(p).ok()))
-    .collect()
-}
-
 fn dlq_size(prefix: &str) -> usize {
     read_topic(
         &kafka_bootstrap(),
@@ -408,13 +394,13 @@ async fn a_revoked_refresh_token_reaches_the_operators_telegram_within_five_seco
     assert_eq!(b.exact.accounts().len(), 1, "nothing written while paused");
     assert_eq!(dlq_size(&b.prefix), 0, "nothing dead-lettered");
     // Paused within 1 s of the first refused call, by the audit's and the status's clocks.
-    let refused_at = topic_values(&format!("{}.audit", b.prefix))
+    let refused_at = topic_json(&format!("{}.audit", b.prefix))
         .iter()
         .filter(|c| c["status"] == 401)
         .filter_map(|c| c["at"].as_i64())
         .min()
         .expect("the refused call is audited");
-    let paused_at = topic_values(&format!("{}.status", b.prefix))
+    let paused_at = topic_json(&format!("{}.status", b.prefix))
         .iter()
         .filter(|s| s["state"] == "paused_auth")
         .filter_map(|s| s["at"].as_i64())

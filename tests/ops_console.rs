@@ -14,9 +14,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use switchboard_sandbox::telegram::SAMPLE_USER_CHAT;
-use switchboard_sandbox::{
-    PipedriveConfig, ShopifyWebhooks, StatusCode, TelegramConfig, TelegramSandbox,
-};
+use switchboard_sandbox::{PipedriveConfig, StatusCode, TelegramConfig, TelegramSandbox};
 use switchboard_tests::*;
 
 const ADMIN: &str = "console-admin-secret-7d1f";
@@ -119,20 +117,6 @@ async fn alerts_reach_telegram_within_five_seconds_once_and_resolve() {
     shutdown.cancel();
 }
 
-fn customer(id: u64, email: Option<&str>) -> Vec<u8> {
-    let mut payload = ShopifyWebhooks::customer_payload(
-        id,
-        email.unwrap_or("x@example.com"),
-        "Grace",
-        "Hopper",
-        time::OffsetDateTime::now_utc(),
-    );
-    if email.is_none() {
-        payload["email"] = serde_json::Value::Null;
-    }
-    serde_json::to_vec(&payload).unwrap()
-}
-
 /// Starts a flow with traffic: `n` customers delivered, and one without e-mail in the DLQ.
 pub async fn traffic(world: &World, n: u64) {
     let shop = world.start_ingest().await;
@@ -143,7 +127,7 @@ pub async fn traffic(world: &World, n: u64) {
         let status = shop
             .send(
                 "customers/create",
-                &customer(7000 + i, Some(&email)),
+                &customer_body(7000 + i, Some(&email), "Grace", "Hopper"),
                 &format!("wh-{i}"),
             )
             .await
@@ -151,7 +135,11 @@ pub async fn traffic(world: &World, n: u64) {
         assert_eq!(status, StatusCode::OK);
     }
     let status = shop
-        .send("customers/create", &customer(7999, None), "wh-poison")
+        .send(
+            "customers/create",
+            &customer_body(7999, None, "Grace", "Hopper"),
+            "wh-poison",
+        )
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);

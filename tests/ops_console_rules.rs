@@ -16,9 +16,7 @@ use rdkafka::util::Timeout;
 use switchboard_core::audit::{ApiCall, DeliveryOutcome, DeliveryState};
 use switchboard_core::kafka::{Cleanup, TopicSpec, ensure_topics};
 use switchboard_sandbox::telegram::SAMPLE_USER_CHAT;
-use switchboard_sandbox::{
-    PipedriveConfig, ShopifyWebhooks, StatusCode, TelegramConfig, TelegramSandbox,
-};
+use switchboard_sandbox::{PipedriveConfig, StatusCode, TelegramConfig, TelegramSandbox};
 use switchboard_tests::*;
 
 const BOT: &str = "4242:bot-secret-token-c3d0";
@@ -33,20 +31,6 @@ fn console_yaml(world: &World, dir: &std::path::Path, telegram_url: &str, rules:
     format!(
         "{yaml}console:\n  listen: \"127.0.0.1:0\"\n  alerts: {{telegram: tg, chat_id: {SAMPLE_USER_CHAT}}}\n  rules: {rules}\n"
     )
-}
-
-fn customer(id: u64, email: Option<&str>) -> Vec<u8> {
-    let mut payload = ShopifyWebhooks::customer_payload(
-        id,
-        email.unwrap_or("x@example.com"),
-        "Grace",
-        "Hopper",
-        time::OffsetDateTime::now_utc(),
-    );
-    if email.is_none() {
-        payload["email"] = serde_json::Value::Null;
-    }
-    serde_json::to_vec(&payload).unwrap()
 }
 
 async fn get(url: &str) -> serde_json::Value {
@@ -78,7 +62,7 @@ async fn a_growing_dlq_and_a_retiring_api_version_alert_on_telegram_and_resolve(
             let status = shop
                 .send(
                     "customers/create",
-                    &customer(id, email),
+                    &customer_body(id, email, "Grace", "Hopper"),
                     &format!("wh-{id}"),
                 )
                 .await

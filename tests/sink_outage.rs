@@ -21,19 +21,6 @@ fn contact(n: u64) -> Contact {
     shop_contact(n, &format!("o{n}@example.com"), "Out", &format!("Age{n}"))
 }
 
-fn values(bootstrap: &str, topic: &str) -> Vec<serde_json::Value> {
-    read_topic(
-        bootstrap,
-        topic,
-        usize::MAX,
-        Duration::from_secs(2),
-        Duration::ZERO,
-    )
-    .iter()
-    .filter_map(|m| m.payload().map(|p| serde_json::from_slice(p).unwrap()))
-    .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once() {
     init_logging();
@@ -74,17 +61,14 @@ async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once
         "every record arrived after the outage"
     );
     let dlq = format!("{prefix}.dlq.crm");
-    assert!(
-        values(&kafka_bootstrap(), &dlq).is_empty(),
-        "an outage is not bad data"
-    );
-    let states: Vec<String> = values(&kafka_bootstrap(), &format!("{prefix}.status"))
+    assert!(topic_json(&dlq).is_empty(), "an outage is not bad data");
+    let states: Vec<String> = topic_json(&format!("{prefix}.status"))
         .iter()
         .map(|v| v["state"].as_str().unwrap().to_owned())
         .collect();
     assert!(states.contains(&"circuit_open".to_owned()), "{states:?}");
     assert_eq!(states.last().map(String::as_str), Some("ok"), "{states:?}");
-    let alerts: Vec<(String, String)> = values(&kafka_bootstrap(), &format!("{prefix}.alerts"))
+    let alerts: Vec<(String, String)> = topic_json(&format!("{prefix}.alerts"))
         .iter()
         .map(|v| {
             (
@@ -167,14 +151,14 @@ async fn refused_credentials_pause_the_connection_until_they_change() {
     let status = format!("{prefix}.status");
     assert!(
         eventually(Duration::from_secs(120), || {
-            values(&kafka_bootstrap(), &status)
+            topic_json(&status)
                 .last()
                 .is_some_and(|v| v["state"] == "paused_auth")
         })
         .await,
         "the connection paused"
     );
-    let alerts = values(&kafka_bootstrap(), &format!("{prefix}.alerts"));
+    let alerts = topic_json(&format!("{prefix}.alerts"));
     assert_eq!(alerts.len(), 1);
     assert_eq!(
         (alerts[0]["kind"].as_str(), alerts[0]["status"].as_str()),
@@ -186,7 +170,7 @@ async fn refused_credentials_pause_the_connection_until_they_change() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        values(&kafka_bootstrap(), &format!("{prefix}.dlq.crm")).is_empty(),
+        topic_json(&format!("{prefix}.dlq.crm")).is_empty(),
         "nothing dead-lettered"
     );
     assert!(pipedrive.persons().is_empty());
@@ -197,6 +181,6 @@ async fn refused_credentials_pause_the_connection_until_they_change() {
         eventually(Duration::from_secs(120), || pipedrive.persons().len() == 3).await,
         "delivery resumed with the new credentials"
     );
-    let alerts = values(&kafka_bootstrap(), &format!("{prefix}.alerts"));
+    let alerts = topic_json(&format!("{prefix}.alerts"));
     assert_eq!(alerts.last().unwrap()["status"], "resolved");
 }

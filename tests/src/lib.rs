@@ -218,6 +218,37 @@ pub fn read_topic(
     records
 }
 
+/// Every JSON record now on `topic` (status, alerts, audit and the like; tombstones
+/// skipped); panics on a record that is not JSON.
+pub fn topic_json(topic: &str) -> Vec<serde_json::Value> {
+    read_topic(
+        &kafka_bootstrap(),
+        topic,
+        usize::MAX,
+        Duration::from_secs(2),
+        Duration::ZERO,
+    )
+    .iter()
+    .filter_map(|m| m.payload().map(|p| serde_json::from_slice(p).unwrap()))
+    .collect()
+}
+
+/// A Shopify customer webhook body for customer `id`, changed now; without an e-mail it is
+/// the poison record the mapping refuses.
+pub fn customer_body(id: u64, email: Option<&str>, first_name: &str, last_name: &str) -> Vec<u8> {
+    let mut payload = ShopifyWebhooks::customer_payload(
+        id,
+        email.unwrap_or("x@example.com"),
+        first_name,
+        last_name,
+        time::OffsetDateTime::now_utc(),
+    );
+    if email.is_none() {
+        payload["email"] = serde_json::Value::Null;
+    }
+    serde_json::to_vec(&payload).unwrap()
+}
+
 /// Whether `group` has committed past every record in `records` (all of one topic). Offsets
 /// are compared per partition, because transaction markers also take offsets.
 pub fn group_caught_up(bootstrap: &str, group: &str, records: &[OwnedMessage]) -> bool {

@@ -248,6 +248,21 @@ pub fn check_as(system: System, what: &str, answer: Answer) -> Result<Answer, Cl
     ))
 }
 
+/// [`check_as`], and a rate-limit answer closes `gate` for as long as `system` asks, so the
+/// connection's next call waits instead of meeting another refusal.
+pub fn check_paced(
+    system: System,
+    what: &str,
+    answer: Answer,
+    gate: &crate::pace::Gate,
+) -> Result<Answer, ClassifiedError> {
+    check_as(system, what, answer).inspect_err(|e| {
+        if let Some(wait) = e.retry_after {
+            gate.hold(wait);
+        }
+    })
+}
+
 /// The classified error of a failed answer.
 pub fn failure(
     system: System,

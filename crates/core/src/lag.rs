@@ -72,30 +72,7 @@ pub fn group_lag(
     topics: &[String],
     now_ms: i64,
 ) -> Result<Vec<PartitionLag>, ClassifiedError> {
-    let consumer: BaseConsumer = client_config(kafka)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| kafka_error("consumer", &e))?;
-    let metadata = consumer
-        .fetch_metadata(None, TIMEOUT)
-        .map_err(|e| kafka_error("metadata", &e))?;
-    let mut wanted = TopicPartitionList::new();
-    for t in metadata.topics() {
-        let internal = t.name().starts_with("__");
-        if internal || (!topics.is_empty() && !topics.iter().any(|w| w == t.name())) {
-            continue;
-        }
-        for p in t.partitions() {
-            wanted.add_partition(t.name(), p.id());
-        }
-    }
-    if wanted.count() == 0 {
-        return Ok(Vec::new());
-    }
-    let committed = consumer
-        .committed_offsets(wanted, TIMEOUT)
-        .map_err(|e| kafka_error("committed offsets", &e))?;
+    let (consumer, committed) = committed(kafka, group, topics)?;
     let mut rows = Vec::new();
     for e in committed.elements() {
         let Offset::Offset(at) = e.offset() else {
@@ -132,30 +109,10 @@ pub fn backlog(
     group: &str,
     topics: &[String],
 ) -> Result<i64, ClassifiedError> {
-    let consumer: BaseConsumer = client_config(kafka)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| kafka_error("consumer", &e))?;
-    let metadata = consumer
-        .fetch_metadata(None, TIMEOUT)
-        .map_err(|e| kafka_error("metadata", &e))?;
-    let mut wanted = TopicPartitionList::new();
-    for t in metadata
-        .topics()
-        .iter()
-        .filter(|t| topics.iter().any(|w| w == t.name()))
-    {
-        for p in t.partitions() {
-            wanted.add_partition(t.name(), p.id());
-        }
-    }
-    if wanted.count() == 0 {
+    if topics.is_empty() {
         return Ok(0);
     }
-    let committed = consumer
-        .committed_offsets(wanted, TIMEOUT)
-        .map_err(|e| kafka_error("committed offsets", &e))?;
+    let (consumer, committed) = committed(kafka, group, topics)?;
     let mut total = 0;
     for e in committed.elements() {
         let (start, end) = consumer
@@ -168,6 +125,41 @@ pub fn backlog(
         total += (end - from).max(0);
     }
     Ok(total)
+}
+
+/// `group`'s committed offsets on every partition of `topics` (all non-internal topics when
+/// empty), and the client that asked, for watermarks. A partition it never committed on is
+/// listed with an offset that is not `Offset::Offset`.
+fn committed(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+) -> Result<(BaseConsumer, TopicPartitionList), ClassifiedError> {
+    let consumer: BaseConsumer = client_config(kafka)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| kafka_error("consumer", &e))?;
+    let metadata = consumer
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| kafka_error("metadata", &e))?;
+    let mut wanted = TopicPartitionList::new();
+    for t in metadata.topics() {
+        let internal = t.name().starts_with("__");
+        if internal || (!topics.is_empty() && !topics.iter().any(|w| w == t.name())) {
+            continue;
+        }
+        for p in t.partitions() {
+            wanted.add_partition(t.name(), p.id());
+        }
+    }
+    if wanted.count() == 0 {
+        return Ok((consumer, wanted));
+    }
+    let committed = consumer
+        .committed_offsets(wanted, TIMEOUT)
+        .map_err(|e| kafka_error("committed offsets", &e))?;
+    Ok((consumer, committed))
 }
 
 /// Lag of every group (whose name starts with `prefix`, if given).

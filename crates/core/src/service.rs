@@ -34,6 +34,16 @@ where
     run(config, crate::shutdown::on_signal()).await
 }
 
+/// Logs how service `name` stopped: at `info` when it was asked to, at `error` with the
+/// cause when it failed (a service started in-process, as the tests do, has no other
+/// witness of its failure).
+pub fn log_stopped(name: &str, result: &anyhow::Result<()>) {
+    match result {
+        Ok(()) => tracing::info!("{name} stopped"),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "{name} stopped on an error"),
+    }
+}
+
 /// Waits until Kafka and the registry answer and the service's topics exist, retrying with
 /// backoff (services may start before the broker, as they do on Kubernetes). Returns `false`
 /// if shutdown came first.

@@ -201,10 +201,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown.cancel();
         publisher.flush(Duration::from_secs(10));
         admin.await??;
-        match &result {
-            Ok(()) => tracing::info!("poller stopped"),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "poller stopped on an error"),
-        }
+        switchboard_core::service::log_stopped("poller", &result);
         result
     });
     Ok(Started { task })

@@ -152,10 +152,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health.set_ready(false);
         shutdown.cancel();
         admin.await??;
-        match &result {
-            Ok(()) => tracing::info!("sink stopped"),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "sink stopped on an error"),
-        }
+        switchboard_core::service::log_stopped("sink", &result);
         result
     });
     Ok(Started { task })

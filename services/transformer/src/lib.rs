@@ -159,10 +159,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health.set_ready(false);
         shutdown.cancel();
         admin.await??;
-        match &result {
-            Ok(()) => tracing::info!("transformer stopped"),
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "transformer stopped on an error"),
-        }
+        switchboard_core::service::log_stopped("transformer", &result);
         result
     });
     Ok(Started { task })

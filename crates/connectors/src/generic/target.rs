@@ -17,7 +17,7 @@ use switchboard_core::Secret;
 use switchboard_core::config::ConfigError;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
-use crate::http::{System, failure, network_error, send};
+use crate::http::{System, check_paced, network_error, send};
 use crate::pace::Gate;
 
 /// The `target:` block of a generic connection.
@@ -185,21 +185,8 @@ impl GenericWriter {
             request = request.json(body);
         }
         let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
-        let text = answer.text();
-        if !answer.status.is_success() {
-            let error = failure(
-                System::Generic,
-                &what,
-                answer.status,
-                &answer.headers,
-                &text,
-            );
-            if let Some(wait) = error.retry_after {
-                self.gate.hold(wait);
-            }
-            return Err(error);
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        let answer = check_paced(System::Generic, &what, answer, &self.gate)?;
+        Ok(serde_json::from_slice(&answer.body).unwrap_or(Value::Null))
     }
 
     /// The ID of the record whose match field is `key`, if search is configured.

@@ -7,7 +7,7 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::api::PipedriveClient;
-use crate::http::{System, failure, network_error, send};
+use crate::http::{System, check_paced, network_error, send};
 
 impl PipedriveClient {
     /// One paced call with a JSON answer.
@@ -26,21 +26,8 @@ impl PipedriveClient {
             request = request.json(body);
         }
         let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
-        let text = answer.text();
-        if !answer.status.is_success() {
-            let error = failure(
-                System::Pipedrive,
-                &what,
-                answer.status,
-                &answer.headers,
-                &text,
-            );
-            if let Some(wait) = error.retry_after {
-                self.gate.hold(wait);
-            }
-            return Err(error);
-        }
-        serde_json::from_str(&text).map_err(|_| {
+        let answer = check_paced(System::Pipedrive, &what, answer, &self.gate)?;
+        serde_json::from_slice(&answer.body).map_err(|_| {
             ClassifiedError::new(ErrorClass::Transient, format!("{what}: answer is not JSON"))
         })
     }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::ShopifyConnection;
-use crate::http::{System, failure, network_error, send, shopify_call_limit};
+use crate::http::{System, check_paced, network_error, send, shopify_call_limit};
 use crate::pace::{Gate, LeakyBucket};
 
 /// Marbles kept free in the bucket, for other callers of the same shop.
@@ -92,20 +92,13 @@ impl ShopifyWriter {
             request = request.json(body);
         }
         let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
-        let status = answer.status;
-        let headers = &answer.headers;
-        if let Some((used, size)) = shopify_call_limit(headers) {
+        if let Some((used, size)) = shopify_call_limit(&answer.headers) {
             self.bucket.observe(used, size);
         }
+        let answer = check_paced(System::Shopify, &what, answer, &self.gate)?;
         let text = answer.text();
-        if !status.is_success() {
-            let error = failure(System::Shopify, &what, status, headers, &text);
-            if let Some(wait) = error.retry_after {
-                self.gate.hold(wait);
-            }
-            return Err(error);
-        }
-        let next = headers
+        let next = answer
+            .headers
             .get("link")
             .and_then(|v| v.to_str().ok())
             .and_then(super::api::next_link);

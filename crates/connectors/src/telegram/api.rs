@@ -11,7 +11,7 @@ use switchboard_core::Secret;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::TelegramConnection;
-use crate::http::{System, failure, network_error, send};
+use crate::http::{System, check_paced, network_error, send};
 use crate::pace::Gate;
 
 /// A bot that sends messages.
@@ -54,21 +54,8 @@ impl TelegramClient {
         )
         .await
         .map_err(|e| network_error("telegram sendMessage", &e))?;
-        let body = answer.text();
-        if !answer.status.is_success() {
-            let error = failure(
-                System::Telegram,
-                "telegram sendMessage",
-                answer.status,
-                &answer.headers,
-                &body,
-            );
-            if let Some(wait) = error.retry_after {
-                self.gate.hold(wait);
-            }
-            return Err(error);
-        }
-        serde_json::from_str::<Value>(&body)
+        let answer = check_paced(System::Telegram, "telegram sendMessage", answer, &self.gate)?;
+        serde_json::from_slice::<Value>(&answer.body)
             .ok()
             .and_then(|b| b.pointer("/result/message_id")?.as_i64())
             .ok_or_else(|| {
