@@ -290,7 +290,30 @@ pub struct SinkConfig {
     /// system's documented limit.
     #[serde(default)]
     pub rates: BTreeMap<String, RateConfig>,
+    /// Records delivered at once per target connection. Records of one key always go one
+    /// at a time, in order; only different keys overlap.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Per target connection, a `concurrency` other than the default.
+    #[serde(default)]
+    pub concurrency_by_connection: BTreeMap<String, u32>,
 }
+
+impl SinkConfig {
+    /// Records delivered at once at `connection` (at least 1).
+    pub fn concurrency_of(&self, connection: &str) -> usize {
+        let n = self
+            .concurrency_by_connection
+            .get(connection)
+            .copied()
+            .unwrap_or(self.concurrency);
+        usize::try_from(n.max(1)).unwrap_or(1)
+    }
+}
+
+/// Most records in flight per target connection: beyond this the broker-side ordering
+/// bookkeeping grows for no gain (targets rate-limit well below it).
+pub const MAX_SINK_CONCURRENCY: u32 = 64;
 
 /// A token bucket.
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +327,9 @@ pub struct RateConfig {
 }
 
 fn default_burst() -> u32 {
+    1
+}
+fn default_concurrency() -> u32 {
     1
 }
 fn default_in_place_attempts() -> u32 {
@@ -396,6 +422,8 @@ impl Default for SinkConfig {
             retry_tiers_secs: default_retry_tiers_secs(),
             circuit_after_records: default_circuit_after_records(),
             rates: BTreeMap::new(),
+            concurrency: default_concurrency(),
+            concurrency_by_connection: BTreeMap::new(),
         }
     }
 }
@@ -561,6 +589,29 @@ impl Config {
                 ));
             }
         }
+        let concurrency = std::iter::once(("sink.concurrency".to_owned(), self.sink.concurrency))
+            .chain(
+                self.sink
+                    .concurrency_by_connection
+                    .iter()
+                    .map(|(name, n)| (format!("sink.concurrency_by_connection.{name}"), *n)),
+            );
+        for (key, n) in concurrency {
+            if !(1..=MAX_SINK_CONCURRENCY).contains(&n) {
+                problems.push(ConfigError::invalid(
+                    key,
+                    format!("give 1 to {MAX_SINK_CONCURRENCY} records in flight, not {n}"),
+                ));
+            }
+        }
+        for name in self.sink.concurrency_by_connection.keys() {
+            if !self.connections.contains_key(name) {
+                problems.push(ConfigError::invalid(
+                    format!("sink.concurrency_by_connection.{name}"),
+                    format!("connection `{name}` is not defined under `connections`"),
+                ));
+            }
+        }
         problems
     }
 
@@ -647,6 +698,30 @@ mod tests {
         assert_eq!(
             config.validate().unwrap_err().to_string(),
             "config key `flows[0].from`: connection `nope` is not defined under `connections`"
+        );
+    }
+
+    #[test]
+    fn sink_concurrency_has_a_default_an_override_and_bounds() {
+        let yaml = format!(
+            "{BASE}connections:\n  shop: {{type: shopify}}\nsink: {{concurrency: 2, concurrency_by_connection: {{shop: 8}}}}\n"
+        );
+        let config = Config::from_yaml(&yaml).unwrap();
+        assert_eq!(config.sink.concurrency_of("shop"), 8);
+        assert_eq!(config.sink.concurrency_of("crm"), 2);
+        assert_eq!(Config::from_yaml(BASE).unwrap().sink.concurrency_of("x"), 1);
+
+        let yaml = format!(
+            "{BASE}connections:\n  shop: {{type: shopify}}\nsink: {{concurrency_by_connection: {{shop: 0, nope: 2}}}}\n"
+        );
+        let config: Config = Figment::new().merge(Yaml::string(&yaml)).extract().unwrap();
+        let problems: Vec<String> = config.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "config key `sink.concurrency_by_connection.shop`: give 1 to 64 records in flight, not 0",
+                "config key `sink.concurrency_by_connection.nope`: connection `nope` is not defined under `connections`",
+            ]
         );
     }
 

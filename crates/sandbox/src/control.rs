@@ -103,6 +103,9 @@ pub struct Counters {
     pub by_status: BTreeMap<u16, usize>,
     /// Records created, per record key (e.g. an e-mail): more than 1 is a duplicate.
     pub creates: BTreeMap<String, usize>,
+    /// Most API calls being served at once (latency included): how much concurrency a
+    /// client used.
+    pub peak_in_flight: usize,
 }
 
 /// What the fault layer decided for one call.
@@ -120,6 +123,7 @@ struct ControlState {
     outage_until: Option<OffsetDateTime>,
     log: Vec<LoggedRequest>,
     counters: Counters,
+    in_flight: usize,
 }
 
 /// Faults, log and counters of one emulator; cheap to clone.
@@ -227,6 +231,14 @@ impl Control {
         });
     }
 
+    /// One API call starts being served; it ends when the guard is dropped.
+    fn enter(&self) -> InFlight {
+        let mut state = self.state();
+        state.in_flight += 1;
+        state.counters.peak_in_flight = state.counters.peak_in_flight.max(state.in_flight);
+        InFlight(self.clone())
+    }
+
     /// Counts a created record under `key`.
     pub fn count_create(&self, key: &str) {
         *self
@@ -330,6 +342,16 @@ async fn clock_change(State(c): State<Control>, Json(change): Json<ClockChange>)
     clock_status(State(c)).await
 }
 
+/// A call being served (counted in `peak_in_flight`), also when its client goes away.
+struct InFlight(Control);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.in_flight = state.in_flight.saturating_sub(1);
+    }
+}
+
 /// Renders an injected error status the way one system shapes its errors.
 pub type ErrorBody = fn(StatusCode) -> Response;
 
@@ -356,6 +378,7 @@ async fn apply(
         .uri()
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
+    let _in_flight = control.enter();
     let decision = control.decide(&method, &path);
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
@@ -416,5 +439,16 @@ mod tests {
         assert_eq!(c.by_status[&429], 1);
         assert_eq!(control.creates_for("k"), 1);
         assert_eq!(control.requests()[1].path, "/a?x=2");
+    }
+
+    #[test]
+    fn peak_in_flight_counts_calls_served_at_once() {
+        let control = Control::new(Clock::real());
+        let first = control.enter();
+        let second = control.enter();
+        drop(first);
+        let _third = control.enter();
+        drop(second);
+        assert_eq!(control.counters().peak_in_flight, 2);
     }
 }

@@ -6,8 +6,12 @@
 //! K is released when it reaches zero. The table is a compacted topic
 //! (`sb.sink.<sink>.blocked`), written and acknowledged before the offset of the record
 //! that changed it is stored, and loaded at start. Other keys never wait.
+//!
+//! Records of one key are handled by one lane at a time (see `dispatch.rs`), so the changes
+//! of one key never race; the map is shared only so that lanes can read it.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -40,7 +44,7 @@ pub(crate) struct Blocked {
 pub(crate) struct BlockedKeys {
     topic: String,
     producer: FutureProducer,
-    keys: HashMap<String, Blocked>,
+    keys: Mutex<HashMap<String, Blocked>>,
 }
 
 impl BlockedKeys {
@@ -57,27 +61,31 @@ impl BlockedKeys {
         Ok(Self {
             topic: topic.to_owned(),
             producer,
-            keys,
+            keys: Mutex::new(keys),
         })
     }
 
     /// The state of `key`, if blocked.
     pub(crate) fn get(&self, key: &str) -> Option<Blocked> {
-        self.keys.get(key).copied()
+        self.keys().get(key).copied()
     }
 
     /// Keys blocked now.
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.keys().len()
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, Blocked>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sets (or, with `None`, releases) `key`, durably.
     pub(crate) async fn set(
-        &mut self,
+        &self,
         key: &str,
         state: Option<Blocked>,
     ) -> Result<(), ClassifiedError> {
-        if self.keys.get(key).copied() == state {
+        if self.get(key) == state {
             return Ok(());
         }
         let payload = state.map(|s| serde_json::json!(s).to_string());
@@ -89,9 +97,10 @@ impl BlockedKeys {
             .send(record, Timeout::After(Duration::from_secs(30)))
             .await
             .map_err(|(e, _)| kafka_error("blocked-keys write", &e))?;
+        let mut keys = self.keys();
         match state {
-            Some(s) => self.keys.insert(key.to_owned(), s),
-            None => self.keys.remove(key),
+            Some(s) => keys.insert(key.to_owned(), s),
+            None => keys.remove(key),
         };
         Ok(())
     }

@@ -8,14 +8,22 @@
 //! creating it again.
 //!
 //! Routes by error class: `rate_limit` waits as the target says and is not a failure;
-//! `transient` and `auth` retry in place with exponential backoff and jitter (the record
-//! blocks its partition, which keeps per-key order); `data` and `conflict` go to the DLQ at
-//! once with the target's (redacted) answer.
+//! `transient` retries in place with exponential backoff and jitter, then through the retry
+//! tiers; `auth` refreshes once, then pauses the connection; `data` and `conflict` go to the
+//! DLQ at once with the target's (redacted) answer. A key with a record off the normal path
+//! is blocked: its later records wait behind it, in order.
+//!
+//! Each connection delivers up to `sink.concurrency` records at once, of different keys;
+//! one key's records go one at a time, in order (`dispatch.rs`).
 
 mod audit;
 mod blocked;
 mod circuit;
+mod credentials;
 mod deliver;
+mod dispatch;
+mod handoff;
+mod offsets;
 mod routes;
 mod status;
 mod targets;
@@ -119,20 +127,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let audit = audit::AuditLog::new(&config.kafka, &topics)?;
             let mut running = BTreeMap::new();
             for (name, target, input_topics) in loops {
-                let mut delivery = deliver::Delivery::new(
+                let delivery = deliver::Delivery::new(
                     &config,
                     &topics,
                     &name,
                     target,
                     routes.clone(),
-                    &input_topics,
                     codec.clone(),
                     audit.clone(),
+                )?;
+                let consumer =
+                    switchboard_core::kafka::consumer(&config.kafka, &topics.sink_group(&name))?;
+                let dispatch = dispatch::Dispatch::new(
+                    Arc::new(delivery),
+                    consumer,
+                    &input_topics,
+                    config.sink.concurrency_of(&name),
                 )?;
                 let token = shutdown.clone();
                 running.insert(
                     name,
-                    tokio::spawn(async move { delivery.run(&token).await }),
+                    tokio::spawn(async move { dispatch.run(&token).await }),
                 );
             }
             health.set_ready(true);
