@@ -1,6 +1,7 @@
 //! Exactly once at the target: the sink process is SIGKILLed ten times during a 10,000-record
 //! run, canonical records are duplicated on the topic, and the sink dies between a create and
-//! its xref link (a fault hook); every person still exists exactly once in Pipedrive.
+//! its xref link (a fault hook); every person still exists exactly once in Pipedrive. The
+//! sink runs four lanes, so a kill also catches records finished out of order.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,7 +45,8 @@ impl Rig {
             dir.path(),
             &pipedrive.base_url(),
             TOKEN,
-            "max_backoff_ms: 30000",
+            // Four records in flight: a kill leaves later records finished before earlier ones.
+            "max_backoff_ms: 30000, concurrency: 4",
         );
         let config_file = dir.path().join("sink.yaml");
         std::fs::write(&config_file, &yaml).unwrap();
@@ -149,7 +151,9 @@ async fn a_crash_between_create_and_xref_link_does_not_create_twice() {
     let mut crashing = rig.spawn(Some(5));
     let status = crashing.wait().unwrap();
     assert!(!status.success(), "the fault hook aborted the sink");
-    assert_eq!(rig.pipedrive.total_creates(), 5);
+    // The other three lanes may have created theirs at the same moment, unlinked too.
+    let created = rig.pipedrive.total_creates();
+    assert!((5..=8).contains(&created), "{created} created before the abort");
     let mut sink = rig.spawn(None);
     let done = eventually(Duration::from_secs(120), || {
         rig.pipedrive.persons().len() as u64 == N

@@ -1,0 +1,158 @@
+//! Concurrency within one target connection, on the real broker and the Pipedrive sandbox:
+//! with `sink.concurrency: 4` the target sees calls overlap, never more than four at once,
+//! while each person's updates still arrive in the order they were written, each person is
+//! created once, and the group commits past every record.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use switchboard_core::canonical::Contact;
+use switchboard_sandbox::control::FaultRule;
+use switchboard_sandbox::pipedrive::PipedriveSandbox;
+use switchboard_tests::*;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "concurrency-crm-token";
+const PEOPLE: u64 = 30;
+const VERSIONS: u64 = 4;
+
+/// First names of each person, in the order Pipedrive reported them (create, then changes).
+type Seen = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
+
+async fn receive(State(seen): State<Seen>, Json(body): Json<serde_json::Value>) {
+    if let (Some(id), Some(name)) = (
+        body["data"]["id"].as_u64(),
+        body["data"]["first_name"].as_str(),
+    ) {
+        seen.lock()
+            .unwrap()
+            .entry(id)
+            .or_default()
+            .push(name.to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
+    init_logging();
+    ensure_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("concurrency");
+    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+        .await
+        .unwrap();
+    // Every API call takes 30 ms: one lane alone would never have two in flight.
+    pipedrive.control().add_fault(FaultRule {
+        endpoint: "*".into(),
+        error_rate: 0.0,
+        status: 0,
+        latency_ms: 30,
+        count: None,
+    });
+
+    let seen = Seen::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let subscribed = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
+        .header("x-api-token", TOKEN)
+        .json(&serde_json::json!({"subscription_url": hook, "event_action": "*", "event_object": "person",
+            "http_auth_user": "u", "http_auth_password": "p"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(subscribed.status().is_success());
+
+    let yaml = pipedrive_sink_yaml(
+        &prefix,
+        dir.path(),
+        &pipedrive.base_url(),
+        TOKEN,
+        "concurrency: 4",
+    );
+    let config = load(&yaml);
+    let writer = ContactWriter::new(&prefix);
+    switchboard_core::kafka::ensure_topics(
+        &config.kafka,
+        &[switchboard_core::kafka::TopicSpec::new(
+            writer.topic.clone(),
+            switchboard_core::kafka::Cleanup::Compact,
+        )],
+    )
+    .await
+    .unwrap();
+    // Every version of every person on the topic before the sink starts, interleaved:
+    // V1 of everyone, then V2 of everyone, and so on.
+    let contacts: Vec<Contact> = (1..=VERSIONS)
+        .flat_map(|v| {
+            (0..PEOPLE).map(move |n| {
+                shop_contact(n, &format!("c{n}@example.com"), &format!("V{v}"), "Lane")
+            })
+        })
+        .collect();
+    writer.send_all(&contacts, 1).await;
+
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    switchboard_sink::start(config, shutdown.clone())
+        .await
+        .unwrap();
+
+    let expected: Vec<String> = (1..=VERSIONS).map(|v| format!("V{v}")).collect();
+    let all_reported = || {
+        let seen = seen.lock().unwrap();
+        seen.len() as u64 == PEOPLE && seen.values().all(|names| names.len() >= expected.len())
+    };
+    assert!(
+        eventually(Duration::from_secs(120), all_reported).await,
+        "every version of every person reached Pipedrive: {:?}",
+        seen.lock().unwrap()
+    );
+    // Late or duplicate reports would show up here.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (id, names) in seen.lock().unwrap().iter() {
+        assert_eq!(
+            names, &expected,
+            "person {id}'s updates in the order written"
+        );
+    }
+    for n in 0..PEOPLE {
+        assert_eq!(
+            pipedrive.creates_for_email(&format!("c{n}@example.com")),
+            1,
+            "c{n} created once"
+        );
+    }
+    let peak = pipedrive.control().counters().peak_in_flight;
+    assert!(
+        (2..=4).contains(&peak),
+        "calls overlapped, at most four at once: peak {peak}"
+    );
+
+    let records = read_topic(
+        &kafka_bootstrap(),
+        &writer.topic,
+        contacts.len(),
+        Duration::from_secs(30),
+        Duration::ZERO,
+    );
+    assert_eq!(records.len(), contacts.len());
+    assert!(
+        eventually(Duration::from_secs(30), || group_caught_up(
+            &kafka_bootstrap(),
+            &format!("{prefix}.sink.crm"),
+            &records
+        ))
+        .await,
+        "the sink committed past every record"
+    );
+}
