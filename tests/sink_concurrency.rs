@@ -37,24 +37,73 @@ async fn receive(State(seen): State<Seen>, Json(body): Json<serde_json::Value>) 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
-    init_logging();
-    ensure_stack();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("concurrency");
-    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+/// A Pipedrive sandbox whose every call takes 30 ms (one lane alone would never have two
+/// in flight), a sink configuration at concurrency 4, and the canonical topic, created.
+struct Rig {
+    _dir: tempfile::TempDir,
+    pipedrive: PipedriveSandbox,
+    writer: ContactWriter,
+    config: switchboard_core::Config,
+    prefix: String,
+}
+
+impl Rig {
+    async fn new(test: &str) -> Self {
+        init_logging();
+        ensure_stack();
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix(test);
+        let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+            .await
+            .unwrap();
+        pipedrive.control().add_fault(FaultRule {
+            endpoint: "*".into(),
+            error_rate: 0.0,
+            status: 0,
+            latency_ms: 30,
+            count: None,
+        });
+        let yaml = pipedrive_sink_yaml(
+            &prefix,
+            dir.path(),
+            &pipedrive.base_url(),
+            TOKEN,
+            "concurrency: 4",
+        );
+        let config = load(&yaml);
+        let writer = ContactWriter::new(&prefix);
+        switchboard_core::kafka::ensure_topics(
+            &config.kafka,
+            &[switchboard_core::kafka::TopicSpec::new(
+                writer.topic.clone(),
+                switchboard_core::kafka::Cleanup::Compact,
+            )],
+        )
         .await
         .unwrap();
-    // Every API call takes 30 ms: one lane alone would never have two in flight.
-    pipedrive.control().add_fault(FaultRule {
-        endpoint: "*".into(),
-        error_rate: 0.0,
-        status: 0,
-        latency_ms: 30,
-        count: None,
-    });
+        Self {
+            _dir: dir,
+            pipedrive,
+            writer,
+            config,
+            prefix,
+        }
+    }
 
+    /// Starts the sink; it stops when the returned guard is dropped.
+    async fn start_sink(&self) -> tokio_util::sync::DropGuard {
+        let shutdown = CancellationToken::new();
+        switchboard_sink::start(self.config.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        shutdown.drop_guard()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
+    let rig = Rig::new("concurrency").await;
+    let pipedrive = &rig.pipedrive;
     let seen = Seen::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -72,24 +121,6 @@ async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
         .unwrap();
     assert!(subscribed.status().is_success());
 
-    let yaml = pipedrive_sink_yaml(
-        &prefix,
-        dir.path(),
-        &pipedrive.base_url(),
-        TOKEN,
-        "concurrency: 4",
-    );
-    let config = load(&yaml);
-    let writer = ContactWriter::new(&prefix);
-    switchboard_core::kafka::ensure_topics(
-        &config.kafka,
-        &[switchboard_core::kafka::TopicSpec::new(
-            writer.topic.clone(),
-            switchboard_core::kafka::Cleanup::Compact,
-        )],
-    )
-    .await
-    .unwrap();
     // Every version of every person on the topic before the sink starts, interleaved:
     // V1 of everyone, then V2 of everyone, and so on.
     let contacts: Vec<Contact> = (1..=VERSIONS)
@@ -99,13 +130,8 @@ async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
             })
         })
         .collect();
-    writer.send_all(&contacts, 1).await;
-
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    switchboard_sink::start(config, shutdown.clone())
-        .await
-        .unwrap();
+    rig.writer.send_all(&contacts, 1).await;
+    let _sink = rig.start_sink().await;
 
     let expected: Vec<String> = (1..=VERSIONS).map(|v| format!("V{v}")).collect();
     let all_reported = || {
@@ -140,7 +166,7 @@ async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
 
     let records = read_topic(
         &kafka_bootstrap(),
-        &writer.topic,
+        &rig.writer.topic,
         contacts.len(),
         Duration::from_secs(30),
         Duration::ZERO,
@@ -149,10 +175,60 @@ async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
     assert!(
         eventually(Duration::from_secs(30), || group_caught_up(
             &kafka_bootstrap(),
-            &format!("{prefix}.sink.crm"),
+            &format!("{}.sink.crm", rig.prefix),
             &records
         ))
         .await,
         "the sink committed past every record"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_of_one_email_in_different_lanes_create_one_person() {
+    let rig = Rig::new("concurrency-claims").await;
+    // Twelve e-mails, each on three canonical records (three source customers) written
+    // side by side: different keys, so different lanes at the same moment, matched by
+    // Pipedrive on one e-mail.
+    const EMAILS: u64 = 12;
+    let contacts: Vec<Contact> = (0..EMAILS)
+        .flat_map(|n| {
+            (0..3).map(move |copy| {
+                shop_contact(
+                    100 * copy + n,
+                    &format!("shared{n}@example.com"),
+                    &format!("Copy{copy}"),
+                    "Claim",
+                )
+            })
+        })
+        .collect();
+    rig.writer.send_all(&contacts, 1).await;
+    let _sink = rig.start_sink().await;
+
+    let records = read_topic(
+        &kafka_bootstrap(),
+        &rig.writer.topic,
+        contacts.len(),
+        Duration::from_secs(30),
+        Duration::ZERO,
+    );
+    assert!(
+        eventually(Duration::from_secs(120), || group_caught_up(
+            &kafka_bootstrap(),
+            &format!("{}.sink.crm", rig.prefix),
+            &records
+        ))
+        .await,
+        "every record was delivered"
+    );
+    assert_eq!(rig.pipedrive.persons().len() as u64, EMAILS);
+    for n in 0..EMAILS {
+        assert_eq!(
+            rig.pipedrive
+                .creates_for_email(&format!("shared{n}@example.com")),
+            1,
+            "shared{n} created once"
+        );
+    }
+    assert!(rig.pipedrive.control().counters().peak_in_flight >= 2);
 }

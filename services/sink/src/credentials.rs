@@ -57,10 +57,16 @@ impl Writer {
         (target, self.generation.load(Ordering::SeqCst))
     }
 
+    /// Whether the connection is paused for refused credentials.
+    pub(crate) fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
     /// Waits while the connection is paused; `false` on shutdown.
     pub(crate) async fn until_resumed(&self, stop: &CancellationToken) -> bool {
         let mut paused = self.paused.subscribe();
         tokio::select! {
+            biased;
             _ = stop.cancelled() => false,
             resumed = paused.wait_for(|p| !*p) => resumed.is_ok(),
         }
@@ -81,8 +87,10 @@ impl Writer {
             return Ok(true);
         }
         self.paused.send_replace(true);
-        status.lock().await.set(State::PausedAuth, reason).await?;
-        let resumed = self.wait_for_new_credentials(&mut in_use, stop).await;
+        let resumed = match status.lock().await.set(State::PausedAuth, reason).await {
+            Ok(()) => self.wait_for_new_credentials(&mut in_use, stop).await,
+            Err(e) => Err(e.into()),
+        };
         self.paused.send_replace(false);
         resumed
     }

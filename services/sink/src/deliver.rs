@@ -1,7 +1,7 @@
 //! Delivering one record of a target connection, shared by the connection's lanes.
 //!
 //! A record is tried in place a few times; a rate limit waits as the target says and costs
-//! no attempt; credentials refused twice (the second time after a refresh) pause the
+//! no attempt (the connector also holds the connection's gate, so every lane waits); credentials refused twice (the second time after a refresh) pause the
 //! connection until they change; a transient failure that outlasts the in-place attempts
 //! moves the record to the next tier, and after the last tier to the DLQ, unless several
 //! records fail in a row, which means the target is down: then the circuit opens and the
@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::blocked::{Blocked, BlockedKeys, Location};
 use crate::circuit::Circuit;
+use crate::claims::Claims;
 use crate::credentials::Writer;
 use crate::handoff::{ACTION, Handoff, header, original_topic};
 use crate::routes::Routes;
@@ -54,6 +55,7 @@ pub(crate) struct Delivery {
     writer: Writer,
     routes: std::sync::Arc<Routes>,
     xref: TargetXref,
+    claims: Claims,
     blocked: BlockedKeys,
     circuit: Mutex<Circuit>,
     status: tokio::sync::Mutex<Status>,
@@ -130,6 +132,7 @@ impl Delivery {
             codec,
             routes,
             xref,
+            claims: Claims::default(),
             blocked,
             circuit: Mutex::new(Circuit::new(config.sink.circuit_after_records)),
             limiter,
@@ -261,7 +264,11 @@ impl Delivery {
                 return Ok(Attempts::Interrupted);
             }
             if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return Ok(Attempts::Interrupted),
+                    _ = limiter.until_ready() => {}
+                }
             }
             tries += 1;
             let (target, generation) = self.writer.current();
@@ -269,7 +276,9 @@ impl Delivery {
                 Ok(outcome) => {
                     self.circuit().success();
                     let mut status = self.status.lock().await;
-                    if status.state() != State::Ok {
+                    // A call that went out before another lane paused the connection says
+                    // nothing about the credentials now: the pausing lane clears the state.
+                    if status.state() != State::Ok && !self.writer.is_paused() {
                         status.set(State::Ok, "delivering again").await?;
                     }
                     status.success().await?;
@@ -353,11 +362,17 @@ impl Delivery {
             return Ok(None);
         };
         let known = self.xref.native_id(entity, &record.id);
+        // Two records the target matches on one natural key must not both create.
+        let claim = match (&known, target.claim(entity, &record)) {
+            (None, Some(key)) => Some(self.claims.hold(key).await),
+            _ => None,
+        };
         let delivered = self
             .audit
             .scope(&self.connection, Some(&record), attempt)
             .run(target.deliver(entity, &record, known.as_deref()))
             .await?;
+        drop(claim);
         if delivered.outcome == crate::targets::Outcome::Created {
             crash_after_create_for_tests();
         }

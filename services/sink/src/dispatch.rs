@@ -88,14 +88,14 @@ impl Dispatch {
             ));
         }
         drop(reports);
-        let result = self.read(&lanes, &mut reported, &stop).await;
+        let result = self.read(&lanes, &mut running, &mut reported, &stop).await;
         stop.cancel();
         drop(lanes);
         while running.join_next().await.is_some() {}
-        let mut failure = result.err();
         // What the lanes finished before they stopped is stored and committed, so the next
         // owner starts right after it (and not earlier, which would only cost an
-        // idempotent redelivery).
+        // idempotent redelivery). A lane's own error says more than the loop's.
+        let mut failure = None;
         while let Some(report) = reported.recv().await {
             if let Err(e) = self.report(report) {
                 failure.get_or_insert(e);
@@ -104,13 +104,17 @@ impl Dispatch {
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(connection = %self.delivery.connection(), error = %e, "final commit (nothing stored?)");
         }
-        failure.map_or(Ok(()), Err)
+        match (failure, result) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(()),
+        }
     }
 
     /// Reads and dispatches until `stop`, or until a lane fails.
     async fn read(
         &mut self,
         lanes: &[mpsc::Sender<OwnedMessage>],
+        running: &mut JoinSet<()>,
         reported: &mut mpsc::UnboundedReceiver<Report>,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
@@ -121,10 +125,19 @@ impl Dispatch {
                 Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).max(1))
             });
             let message = tokio::select! {
+                biased;
                 _ = stop.cancelled() => return Ok(()),
                 Some(report) = reported.recv() => {
                     self.report(report)?;
                     continue;
+                }
+                // A lane ends only on stop: before it, its end is a failure (a panic), and
+                // its record would hold back every later offset of its partition.
+                Some(ended) = running.join_next() => {
+                    return Err(match ended {
+                        Err(e) => anyhow::anyhow!("a delivery lane failed: {e}"),
+                        Ok(()) => anyhow::anyhow!("a delivery lane stopped"),
+                    });
                 }
                 _ = tokio::time::sleep(sleep) => continue,
                 m = self.consumer.recv() => m.map(|m| m.detach()),
@@ -151,6 +164,7 @@ impl Dispatch {
             self.in_flight_gauge();
             let lane = &lanes[lane_of(&message, lanes.len())];
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return Ok(()),
                 sent = lane.send(message) => sent.map_err(|_| anyhow::anyhow!("a delivery lane stopped"))?,
             }
@@ -227,6 +241,7 @@ async fn lane(
 ) {
     loop {
         let message = tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             m = queued.recv() => match m {
                 Some(m) => m,

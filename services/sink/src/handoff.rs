@@ -90,7 +90,13 @@ impl Handoff {
     ) -> anyhow::Result<()> {
         let (topic, due) = match to {
             Location::Tier(n) => {
-                let (topic, delay) = &self.tiers[n];
+                // A blocked-key entry can name a tier the configuration no longer has.
+                let (topic, delay) = self.tiers.get(n).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "retry tier {n} is not configured (sink.retry_tiers_secs has {})",
+                        self.tiers.len()
+                    )
+                })?;
                 let due = match failure {
                     Some(_) => now_millis() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
                     None => 0,

@@ -19,6 +19,7 @@
 mod audit;
 mod blocked;
 mod circuit;
+mod claims;
 mod credentials;
 mod deliver;
 mod dispatch;

@@ -20,6 +20,11 @@ impl HttpTarget {
         })
     }
 
+    /// The field records are matched on before a create.
+    pub(crate) fn match_field(&self) -> &str {
+        &self.writer.settings().match_field
+    }
+
     pub(crate) async fn deliver(
         &self,
         record: &Record,

@@ -169,6 +169,21 @@ impl Target {
         }
     }
 
+    /// The natural key this target matches `record` on before creating it as an `entity`,
+    /// when it matches on one besides the canonical ID (see `claims.rs`).
+    pub(crate) fn claim(&self, entity: &str, record: &Record) -> Option<String> {
+        let field = match (self, entity) {
+            (Self::Pipedrive(_), "persons") | (Self::Shopify(_), "customers") => "email",
+            (Self::Pipedrive(_), "organizations") | (Self::Exact(_), "accounts") => "name",
+            (Self::Pipedrive(_), "deals") => "title",
+            (Self::Exact(_), "sales_invoices") => "number",
+            (Self::Http(t), _) => t.match_field(),
+            _ => return None,
+        };
+        let value = record.str(field)?.trim().to_lowercase();
+        Some(format!("{entity}/{value}"))
+    }
+
     /// Writes `record` as a `entity` of this target (e.g. `persons`). `known` is the
     /// native ID the xref links to the record, if any.
     pub(crate) async fn deliver(
