@@ -153,7 +153,10 @@ async fn a_crash_between_create_and_xref_link_does_not_create_twice() {
     assert!(!status.success(), "the fault hook aborted the sink");
     // The other three lanes may have created theirs at the same moment, unlinked too.
     let created = rig.pipedrive.total_creates();
-    assert!((5..=8).contains(&created), "{created} created before the abort");
+    assert!(
+        (5..=8).contains(&created),
+        "{created} created before the abort"
+    );
     let mut sink = rig.spawn(None);
     let done = eventually(Duration::from_secs(120), || {
         rig.pipedrive.persons().len() as u64 == N

@@ -282,9 +282,7 @@ impl Delivery {
                 // so credentials that are refused for good pause the connection at once,
                 // not after the rate limiter lets the next call through.
                 refreshed = true;
-                match self
-                    .audit
-                    .scope(&self.connection, None, tries)
+                match crate::audit::scope(&self.audit, &self.connection, None, tries)
                     .run(target.refresh_credentials())
                     .await
                 {
@@ -353,9 +351,7 @@ impl Delivery {
             return Ok(None);
         };
         let known = self.xref.native_id(entity, &record.id);
-        let delivered = self
-            .audit
-            .scope(&self.connection, Some(&record), attempt)
+        let delivered = crate::audit::scope(&self.audit, &self.connection, Some(&record), attempt)
             .run(target.deliver(entity, &record, known.as_deref()))
             .await?;
         if delivered.outcome == crate::targets::Outcome::Created {
