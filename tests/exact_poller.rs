@@ -19,7 +19,8 @@ use switchboard_tests::*;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_exact_poller_misses_no_change_across_pages_a_restart_and_a_token_rotation() {
+async fn the_exact_poller_misses_no_change_across_pages_a_restart_and_a_token_rotation_and_audits_each_call()
+ {
     init_logging();
     ensure_stack();
     let exact = ExactSandbox::start(ExactConfig::new(
@@ -204,4 +205,45 @@ poller: {{admin_listen: "127.0.0.1:0"}}
         0,
         "the 60-calls-a-minute limit was never hit"
     );
+
+    // Every call the poller made is audited, pages and token refreshes alike, with no
+    // secret in the clear.
+    let audit_topic = format!("{prefix}.audit");
+    let calls = topic_json(&audit_topic);
+    let polled = |c: &&serde_json::Value| c["service"] == "poller" && c["connection"] == "books";
+    let pages = calls
+        .iter()
+        .filter(polled)
+        .filter(|c| c["url"].as_str().unwrap().contains("sync/CRM/Accounts"))
+        .filter(|c| c["status"] == 200)
+        .count();
+    assert!(
+        pages >= 6,
+        "the pages before and after the restart: {pages}"
+    );
+    let token_calls: Vec<&serde_json::Value> = calls
+        .iter()
+        .filter(polled)
+        .filter(|c| c["url"].as_str().unwrap().contains("/oauth2/token"))
+        .collect();
+    assert!(token_calls.len() >= refreshes.len(), "each refresh audited");
+    for call in &token_calls {
+        let answer: serde_json::Value =
+            serde_json::from_str(call["response_body"].as_str().unwrap()).unwrap();
+        assert_eq!(answer["access_token"], "***", "{call}");
+        assert_eq!(answer["refresh_token"], "***", "{call}");
+    }
+    let raw: String = read_topic(
+        &bootstrap,
+        &audit_topic,
+        calls.len(),
+        Duration::from_secs(5),
+        Duration::ZERO,
+    )
+    .iter()
+    .map(|m| String::from_utf8_lossy(rdkafka::Message::payload(m).unwrap()).into_owned())
+    .collect();
+    for secret in [tokens.refresh_token.as_str(), "app-secret"] {
+        assert!(!raw.contains(secret), "a secret is in the audit topic");
+    }
 }

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use switchboard_core::audit::ApiCall;
+use switchboard_core::audit::{ApiCall, AuditLog};
 
 /// Where audited calls go. Must not block: it runs on the caller's task.
 pub type AuditSink = Arc<dyn Fn(ApiCall) + Send + Sync>;
@@ -62,6 +62,20 @@ pub(crate) struct Call {
 }
 
 impl Scope {
+    /// A scope whose calls go to `log`: `service` calling `connection`, for no record in
+    /// particular (set the record fields for calls made for one).
+    pub fn logging_to(log: &AuditLog, service: &str, connection: &str) -> Self {
+        let log = log.clone();
+        Self {
+            service: service.to_owned(),
+            connection: connection.to_owned(),
+            record_id: None,
+            canonical_id: None,
+            attempt: 1,
+            sink: Arc::new(move |call| log.write(&call)),
+        }
+    }
+
     /// Runs `work` with its API calls audited in this scope.
     pub async fn run<F: Future>(self, work: F) -> F::Output {
         SCOPE.scope(self, work).await

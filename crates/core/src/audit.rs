@@ -14,7 +14,15 @@
 //! cut to [`MAX_AUDIT_BODY`] bytes). Writing audit records never blocks or fails a delivery:
 //! it is best-effort, and what it could not write is counted.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
+
+use crate::config::KafkaConfig;
+use crate::topics::Topics;
 
 /// Longest request or response body kept in an audit record.
 pub const MAX_AUDIT_BODY: usize = 4096;
@@ -182,6 +190,69 @@ fn mask(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(list) => list.iter_mut().for_each(mask),
         _ => {}
+    }
+}
+
+/// Writes API calls to `<prefix>.audit` without waiting for Kafka; cheap to clone. What
+/// cannot be written is counted in `switchboard_audit_dropped_total`.
+#[derive(Clone)]
+pub struct AuditLog {
+    producer: FutureProducer,
+    topic: Arc<str>,
+}
+
+impl AuditLog {
+    /// A writer with its own producer.
+    pub fn new(config: &KafkaConfig, topics: &Topics) -> Result<Self, rdkafka::error::KafkaError> {
+        // Like `kafka::producer`, with a small queue: while the broker is away, calls go on
+        // and their records would otherwise pile up in memory (librdkafka allows 1 GiB);
+        // past the bound they are dropped and counted instead.
+        let producer = crate::kafka::idempotent(config, Duration::from_secs(30), 20)
+            .set("queue.buffering.max.messages", "10000")
+            .set("queue.buffering.max.kbytes", "65536")
+            .create()?;
+        Ok(Self {
+            producer,
+            topic: topics.audit().into(),
+        })
+    }
+
+    /// Queues `call` without waiting; a refusal now or a failure later is counted. Must be
+    /// called inside a Tokio runtime.
+    pub fn write(&self, call: &ApiCall) {
+        let connection = call.connection.clone();
+        let dropped = move || {
+            metrics::counter!("switchboard_audit_dropped_total", "connection" => connection)
+                .increment(1);
+        };
+        let Ok(json) = serde_json::to_vec(call) else {
+            return dropped();
+        };
+        let key = call.record_id.as_deref().unwrap_or(&call.connection);
+        let record = FutureRecord::to(&self.topic).key(key).payload(&json);
+        match self.producer.send_result(record) {
+            Ok(ack) => {
+                tokio::spawn(async move {
+                    if !matches!(ack.await, Ok(Ok(_))) {
+                        dropped();
+                    }
+                });
+            }
+            Err((e, _)) => {
+                tracing::debug!(connection = %call.connection, error = %e, "audit record dropped");
+                dropped();
+            }
+        }
+    }
+
+    /// Sends what is still queued, for at most `wait` (at shutdown).
+    pub async fn flush(&self, wait: Duration) {
+        let producer = self.producer.clone();
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush(Timeout::After(wait))).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "audit records not flushed at shutdown");
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use switchboard_connectors::generic::api::GenericClient;
 use switchboard_connectors::pipedrive::api::PipedriveClient;
 use switchboard_connectors::shopify::api::ShopifyClient;
 use switchboard_core::Config;
+use switchboard_core::audit::AuditLog;
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::raw::RawPublisher;
@@ -140,6 +141,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             _ => {}
         }
     }
+    // Every API call a poll cycle makes is audited, as the sink's are.
+    let audit = AuditLog::new(&config.kafka, &topics)?;
+    specs.push(TopicSpec::new(
+        topics.audit(),
+        Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
+    ));
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
 
@@ -178,6 +185,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 loops.push(tokio::spawn(poll_loop(
                     Job::Exact(Box::new(poller)),
                     leases.clone(),
+                    audit.clone(),
                     shutdown.clone(),
                 )));
             }
@@ -185,6 +193,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 loops.push(tokio::spawn(poll_loop(
                     job,
                     leases.clone(),
+                    audit.clone(),
                     shutdown.clone(),
                 )));
             }
@@ -200,6 +209,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health.set_ready(false);
         shutdown.cancel();
         publisher.flush(Duration::from_secs(10));
+        audit.flush(Duration::from_secs(5)).await;
         admin.await??;
         switchboard_core::service::log_stopped("poller", &result);
         result

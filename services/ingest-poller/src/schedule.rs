@@ -1,12 +1,15 @@
 //! The schedule: each connection's poll job runs every `every` while this replica holds
 //! the connection's lease ([`crate::leases`]), with backoff after errors (auth errors are
 //! logged as needing attention). Reports `switchboard_poll_last_success_timestamp_seconds`
-//! and `switchboard_poll_errors_total` per connection.
+//! and `switchboard_poll_errors_total` per connection, and writes every API call a cycle
+//! makes to `<prefix>.audit`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_connectors::audit::Scope;
 use switchboard_core::ErrorClass;
+use switchboard_core::audit::AuditLog;
 use tokio_util::sync::CancellationToken;
 
 use crate::exact::ExactPoller;
@@ -60,14 +63,21 @@ impl Job {
     }
 }
 
-/// Polls one connection on its schedule while this replica holds its lease.
-pub(crate) async fn poll_loop(poller: Job, leases: Arc<Leases>, shutdown: CancellationToken) {
+/// Polls one connection on its schedule while this replica holds its lease. Every API call
+/// of a cycle (pages, token refreshes) goes to `audit`.
+pub(crate) async fn poll_loop(
+    poller: Job,
+    leases: Arc<Leases>,
+    audit: AuditLog,
+    shutdown: CancellationToken,
+) {
     let every = poller.every();
     let mut backoff = Duration::from_secs(1);
     loop {
         let mut wait = every;
         if let Some(_lease) = leases.acquire(poller.name()).await {
-            match poller.cycle(&shutdown).await {
+            let scope = Scope::logging_to(&audit, "poller", poller.name());
+            match scope.run(poller.cycle(&shutdown)).await {
                 Ok(published) => {
                     backoff = Duration::from_secs(1);
                     metrics::gauge!("switchboard_poll_last_success_timestamp_seconds", "connection" => poller.name().to_owned())

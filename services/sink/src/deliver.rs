@@ -291,9 +291,7 @@ impl Delivery {
                 // so credentials that are refused for good pause the connection at once,
                 // not after the rate limiter lets the next call through.
                 refreshed = true;
-                match self
-                    .audit
-                    .scope(&self.connection, None, tries)
+                match crate::audit::scope(&self.audit, &self.connection, None, tries)
                     .run(target.refresh_credentials())
                     .await
                 {
@@ -367,9 +365,7 @@ impl Delivery {
             (None, Some(key)) => Some(self.claims.hold(key).await),
             _ => None,
         };
-        let delivered = self
-            .audit
-            .scope(&self.connection, Some(&record), attempt)
+        let delivered = crate::audit::scope(&self.audit, &self.connection, Some(&record), attempt)
             .run(target.deliver(entity, &record, known.as_deref()))
             .await?;
         drop(claim);
