@@ -287,6 +287,72 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
     sink.task.await.unwrap().unwrap();
 }
 
+/// Four lanes meet an access token that died under them at once: one of them refreshes, the
+/// others go on with the token it got instead of throwing it away and refreshing again,
+/// which Exact would refuse as too early (a 400 that reads as revoked credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_lanes_refused_one_expired_token_refresh_it_once_and_never_pause() {
+    let b = books("exact-lanes", 1.0, 5000).await;
+    b.exact.control().add_fault(FaultRule {
+        endpoint: "/api/v1/".into(),
+        error_rate: 0.0,
+        status: 0,
+        latency_ms: 60,
+        count: None,
+    });
+    // The sink block is the configuration's last: one more of its keys.
+    let yaml = format!("{}  concurrency: 4\n", b.yaml);
+    // About three calls each, within the sandbox's 60 calls a (real) minute.
+    const N: usize = 15;
+    produce(
+        &b.prefix,
+        "organization",
+        &(0..N).map(organization).collect::<Vec<_>>(),
+    )
+    .await;
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || b.exact.accounts().len() >= 3).await,
+        "delivery started"
+    );
+    // Every lane's next call is refused with 401 at once.
+    b.exact.expire_access_tokens();
+    assert!(
+        eventually(Duration::from_secs(60), || b.exact.accounts().len() >= N).await,
+        "every account delivered ({} of {N})",
+        b.exact.accounts().len()
+    );
+    let refreshes: Vec<u16> = b
+        .exact
+        .control()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/oauth2/token"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        refreshes,
+        [200, 200],
+        "the first token, and one after the expiry"
+    );
+    let states: Vec<Value> = read_topic(
+        &kafka_bootstrap(),
+        &format!("{}.status", b.prefix),
+        10_000,
+        Duration::from_secs(2),
+        Duration::ZERO,
+    )
+    .iter()
+    .map(|m| payload(m)["state"].clone())
+    .collect();
+    assert!(states.iter().all(|s| s == "ok"), "never paused: {states:?}");
+    assert_eq!(dlq_size(&b.prefix), 0, "nothing failed");
+}
+
 fn payload(m: &rdkafka::message::OwnedMessage) -> Value {
     serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null)
 }

@@ -258,11 +258,16 @@ impl<E: TokenEndpoint> TokenManager<E> {
         Ok(token)
     }
 
-    /// The target refused the current access token: forget it (and remember it was refused,
-    /// so the same token is not taken back from the store), so the next call refreshes.
-    pub async fn invalidate(&self) {
+    /// The target refused `token`: if it is still the current access token, forget it (and
+    /// remember it was refused, so the same token is not taken back from the store), so the
+    /// next call refreshes. A token another caller has already replaced is left alone:
+    /// calls in flight together are refused together, and throwing away the fresh token
+    /// would make a second refresh, which Exact refuses as too early.
+    pub async fn invalidate(&self, token: &Secret) {
         let mut state = self.state.lock().await;
-        if let Some(current) = state.0.take() {
+        if state.0.as_ref().is_some_and(|c| c.access_token == *token)
+            && let Some(current) = state.0.take()
+        {
             *self
                 .refused
                 .lock()

@@ -134,7 +134,7 @@ impl ExactClient {
                 }
                 401 if !refreshed => {
                     refreshed = true;
-                    self.tokens.invalidate().await;
+                    self.tokens.invalidate(&token).await;
                     continue;
                 }
                 _ => {}

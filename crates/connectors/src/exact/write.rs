@@ -47,7 +47,7 @@ impl ExactClient {
         let text = answer.text();
         if !status.is_success() {
             if status.as_u16() == 401 {
-                self.tokens().invalidate().await;
+                self.tokens().invalidate(&token).await;
             }
             let mut error = failure(System::Exact, &what, status, headers, &text);
             if status.as_u16() == 429 {
@@ -144,11 +144,6 @@ impl ExactClient {
         )
         .await
         .map(|_| ())
-    }
-
-    /// Drops the current access token: the next call refreshes (and rotates).
-    pub async fn invalidate_token(&self) {
-        self.tokens().invalidate().await;
     }
 
     /// Makes sure a valid access token is at hand, refreshing it if it was invalidated or

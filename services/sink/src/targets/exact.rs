@@ -5,7 +5,8 @@
 //! survives a restart. The chain is keyed by connection and a digest of the configured
 //! refresh token (`exact::token_key`): new credentials in the configuration start a new
 //! chain instead of going on with the stored, possibly revoked one.
-//! `refresh_credentials` drops the access token, so the next call refreshes.
+//! A 401 drops the access token it was refused (if still current); `refresh_credentials`
+//! then refreshes, or takes the token a concurrent lane already got.
 //!
 //! Check-before-create keys. Accounts: the xref's GUID; else the account whose `Code` is the
 //! Switchboard code of the canonical ID (a stable 15-digit number written on create); else
@@ -69,9 +70,9 @@ impl ExactTarget {
     }
 
     pub(crate) async fn refresh_credentials(&self) -> Result<(), ClassifiedError> {
-        let client = self.client().await?;
-        client.invalidate_token().await;
-        client.refresh_token().await
+        // The refused call already dropped its token (unless another lane had replaced it
+        // meanwhile): this refreshes, or takes the token that lane got.
+        self.client().await?.refresh_token().await
     }
 
     pub(crate) async fn deliver(
