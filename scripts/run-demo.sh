@@ -14,6 +14,17 @@ started_stack=no
 scripts/stack.sh status >/dev/null 2>&1 || started_stack=yes
 scripts/stack.sh up
 
+# The emulators start empty each run, so the demo's Kafka state starts empty too: an earlier
+# run's links in sb.xref would point at persons this run's Pipedrive sandbox never had.
+topics=(scripts/stack.sh kafka-cli org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092)
+demo_topics() { "${topics[@]}" --list 2>/dev/null | grep -c '^sb\.' || true; }
+earlier=$(demo_topics)
+if (( earlier > 0 )); then
+  "${topics[@]}" --delete --topic 'sb\..*' >/dev/null
+  for _ in $(seq 1 60); do (( $(demo_topics) == 0 )) && break; sleep 1; done
+  echo "earlier demo state removed ($earlier sb.* topics)"
+fi
+
 echo "building services (debug profile)..."
 cargo build -q --bins -p switchboard-ingest-webhook -p switchboard-ingest-poller -p switchboard-transformer -p switchboard-sink -p switchboard-console -p switchboard-sandbox
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
