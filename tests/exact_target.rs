@@ -94,6 +94,17 @@ fn invoice(i: usize) -> Value {
     )
 }
 
+/// Every Exact API call (not the token endpoint) takes 60 ms, as a real one would.
+fn slow_api(b: &Books) {
+    b.exact.control().add_fault(FaultRule {
+        endpoint: "/api/v1/".into(),
+        error_rate: 0.0,
+        status: 0,
+        latency_ms: 60,
+        count: None,
+    });
+}
+
 fn dlq_size(prefix: &str) -> usize {
     read_topic(
         &kafka_bootstrap(),
@@ -156,13 +167,7 @@ async fn exact_accounts_at_sixty_a_minute_keep_goodput_without_429() {
 async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_new_credentials() {
     // 100×: the 10-minute access token lives six real seconds.
     let b = books("exact-tokens", 100.0, 5000).await;
-    b.exact.control().add_fault(FaultRule {
-        endpoint: "/api/v1/".into(),
-        error_rate: 0.0,
-        status: 0,
-        latency_ms: 60,
-        count: None,
-    });
+    slow_api(&b);
     const N: usize = 60;
     produce(
         &b.prefix,
@@ -293,13 +298,7 @@ async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_lanes_refused_one_expired_token_refresh_it_once_and_never_pause() {
     let b = books("exact-lanes", 1.0, 5000).await;
-    b.exact.control().add_fault(FaultRule {
-        endpoint: "/api/v1/".into(),
-        error_rate: 0.0,
-        status: 0,
-        latency_ms: 60,
-        count: None,
-    });
+    slow_api(&b);
     // The sink block is the configuration's last: one more of its keys.
     let yaml = format!("{}  concurrency: 4\n", b.yaml);
     // About three calls each, within the sandbox's 60 calls a (real) minute.

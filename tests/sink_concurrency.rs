@@ -90,6 +90,23 @@ impl Rig {
         }
     }
 
+    /// Whether, within `wait`, the sink's group committed past all `n` records on the topic.
+    async fn committed_past(&self, n: usize, wait: Duration) -> bool {
+        let records = read_topic(
+            &kafka_bootstrap(),
+            &self.writer.topic,
+            n,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        );
+        assert_eq!(records.len(), n, "every record is on the topic");
+        let group = format!("{}.sink.crm", self.prefix);
+        eventually(wait, || {
+            group_caught_up(&kafka_bootstrap(), &group, &records)
+        })
+        .await
+    }
+
     /// Starts the sink; it stops when the returned guard is dropped.
     async fn start_sink(&self) -> tokio_util::sync::DropGuard {
         let shutdown = CancellationToken::new();
@@ -164,21 +181,9 @@ async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
         "calls overlapped, at most four at once: peak {peak}"
     );
 
-    let records = read_topic(
-        &kafka_bootstrap(),
-        &rig.writer.topic,
-        contacts.len(),
-        Duration::from_secs(30),
-        Duration::ZERO,
-    );
-    assert_eq!(records.len(), contacts.len());
     assert!(
-        eventually(Duration::from_secs(30), || group_caught_up(
-            &kafka_bootstrap(),
-            &format!("{}.sink.crm", rig.prefix),
-            &records
-        ))
-        .await,
+        rig.committed_past(contacts.len(), Duration::from_secs(30))
+            .await,
         "the sink committed past every record"
     );
 }
@@ -205,20 +210,9 @@ async fn records_of_one_email_in_different_lanes_create_one_person() {
     rig.writer.send_all(&contacts, 1).await;
     let _sink = rig.start_sink().await;
 
-    let records = read_topic(
-        &kafka_bootstrap(),
-        &rig.writer.topic,
-        contacts.len(),
-        Duration::from_secs(30),
-        Duration::ZERO,
-    );
     assert!(
-        eventually(Duration::from_secs(120), || group_caught_up(
-            &kafka_bootstrap(),
-            &format!("{}.sink.crm", rig.prefix),
-            &records
-        ))
-        .await,
+        rig.committed_past(contacts.len(), Duration::from_secs(120))
+            .await,
         "every record was delivered"
     );
     assert_eq!(rig.pipedrive.persons().len() as u64, EMAILS);
