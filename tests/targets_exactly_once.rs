@@ -79,11 +79,19 @@ async fn duplicated_organizations_and_deals_are_created_once_at_pipedrive() {
     switchboard_sink::start(load(&yaml), second.clone())
         .await
         .unwrap();
+    // The two topics are read in whatever order the broker's fetches bring them: wait for
+    // both, not for the deals alone.
     let done = eventually(Duration::from_secs(120), || {
-        crm.deals().len() >= N && crm.deals().iter().all(|d| d.value.as_f64() == Some(250.5))
+        crm.organizations().len() >= N
+            && crm.deals().len() >= N
+            && crm.deals().iter().all(|d| d.value.as_f64() == Some(250.5))
     })
     .await;
-    assert!(done, "every deal arrived with its last value");
+    assert!(
+        done,
+        "every organization, and every deal with its last value ({} organizations)",
+        crm.organizations().len()
+    );
     assert_eq!(crm.organizations().len(), N);
     assert_eq!(crm.deals().len(), N);
     for i in 0..N {
