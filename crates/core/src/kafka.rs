@@ -99,6 +99,24 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, Kafk
         .create()
 }
 
+/// Closes a consumer (leaves its group) within `bound`, off the async workers. Dropping a
+/// group consumer waits for the group coordinator without end: with the broker gone, a
+/// service's shutdown would hang there. Past `bound` the close goes on in its own thread,
+/// which the process's exit ends; returns whether it finished in time.
+pub async fn close_within(consumer: StreamConsumer, bound: Duration) -> bool {
+    let (closed, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("consumer-close".to_owned())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+    match spawned {
+        Ok(_) => tokio::time::timeout(bound, done).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// A consumer for transactional consume–transform–produce: offsets are committed only inside
 /// the producer's transaction, never by the consumer.
 pub fn transactional_consumer(

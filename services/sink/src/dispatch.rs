@@ -35,6 +35,9 @@ use crate::offsets::{Offsets, Partition};
 /// while the loop serves the others, few enough that a stalled lane soon stops the reading.
 const LANE_QUEUE: usize = 8;
 
+/// Longest wait for the consumer to leave its group at shutdown.
+const CLOSE_BOUND: Duration = Duration::from_secs(10);
+
 /// What a lane reports about a record.
 enum Report {
     Done(Partition, i64),
@@ -103,6 +106,13 @@ impl Dispatch {
         }
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(connection = %self.delivery.connection(), error = %e, "final commit (nothing stored?)");
+        }
+        let connection = self.delivery.connection().to_owned();
+        if !switchboard_core::kafka::close_within(self.consumer, CLOSE_BOUND).await {
+            tracing::warn!(
+                connection,
+                "consumer did not leave its group in time (broker unreachable?)"
+            );
         }
         match (failure, result) {
             (Some(e), _) | (None, Err(e)) => Err(e),
