@@ -217,6 +217,14 @@ impl AuditLog {
         })
     }
 
+    /// The audit topic, kept 7 days; both the sink and the poller create it.
+    pub fn topic_spec(&self) -> crate::kafka::TopicSpec {
+        crate::kafka::TopicSpec::new(
+            self.topic.to_string(),
+            crate::kafka::Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
+        )
+    }
+
     /// Queues `call` without waiting; a refusal now or a failure later is counted. Must be
     /// called inside a Tokio runtime.
     pub fn write(&self, call: &ApiCall) {

@@ -143,10 +143,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     // Every API call a poll cycle makes is audited, as the sink's are.
     let audit = AuditLog::new(&config.kafka, &topics)?;
-    specs.push(TopicSpec::new(
-        topics.audit(),
-        Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
-    ));
+    specs.push(audit.topic_spec());
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
 

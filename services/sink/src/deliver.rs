@@ -361,9 +361,12 @@ impl Delivery {
         };
         let known = self.xref.native_id(entity, &record.id);
         // Two records the target matches on one natural key must not both create.
-        let claim = match (&known, target.claim(entity, &record)) {
-            (None, Some(key)) => Some(self.claims.hold(key).await),
-            _ => None,
+        let claim = if known.is_none()
+            && let Some(key) = target.claim(entity, &record)
+        {
+            Some(self.claims.hold(key).await)
+        } else {
+            None
         };
         let delivered = crate::audit::scope(&self.audit, &self.connection, Some(&record), attempt)
             .run(target.deliver(entity, &record, known.as_deref()))

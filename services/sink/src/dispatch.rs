@@ -52,6 +52,8 @@ pub(crate) struct Dispatch {
     /// Tier partitions waiting for their next record to become due: (offset, due ms).
     waiting: HashMap<Partition, (i64, i64)>,
     offsets: Offsets,
+    /// `switchboard_sink_in_flight` of this connection, looked up once.
+    in_flight: metrics::Gauge,
 }
 
 impl Dispatch {
@@ -65,7 +67,9 @@ impl Dispatch {
         let mut subscribed: Vec<&str> = input_topics.iter().map(String::as_str).collect();
         subscribed.extend(delivery.handoff.tier_topics());
         consumer.subscribe(&subscribed)?;
+        let in_flight = metrics::gauge!("switchboard_sink_in_flight", "connection" => delivery.connection().to_owned());
         Ok(Self {
+            in_flight,
             delivery,
             consumer,
             concurrency: concurrency.max(1),
@@ -200,8 +204,7 @@ impl Dispatch {
     }
 
     fn in_flight_gauge(&self) {
-        metrics::gauge!("switchboard_sink_in_flight", "connection" => self.delivery.connection().to_owned())
-            .set(self.offsets.in_flight() as f64);
+        self.in_flight.set(self.offsets.in_flight() as f64);
     }
 
     /// Pauses a tier partition at a record that is not due, to read it again at `due`.

@@ -100,10 +100,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         ));
         loops.push((name.clone(), target, input_topics));
     }
-    specs.push(TopicSpec::new(
-        topics.audit(),
-        Cleanup::Delete(Duration::from_secs(7 * 24 * 3600)),
-    ));
+    let audit = audit::AuditLog::new(&config.kafka, &topics)?;
+    specs.push(audit.topic_spec());
     specs.push(TopicSpec::new(topics.deliveries(), Cleanup::Compact));
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
@@ -125,7 +123,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             if !switchboard_core::service::prepare(&config.kafka, &specs, &codec, &shutdown).await {
                 return Ok(());
             }
-            let audit = audit::AuditLog::new(&config.kafka, &topics)?;
             let mut running = BTreeMap::new();
             for (name, target, input_topics) in loops {
                 let delivery = deliver::Delivery::new(
