@@ -10,6 +10,31 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CARGO=${CARGO:-cargo}
 NEXTEST_VERSION=0.9.148
 
+# Every test makes its own topics (tests/src/lib.rs `unique_prefix`), ending in this run's
+# tag. They are deleted when the run ends, and what earlier runs left (killed runs, runs
+# before the tag) at the start: a broker holding every topic of every run took longer than
+# scripts/stack.sh waits to start (CI failed so at ~8,000 topics). Other runs of the last
+# 12 hours may still be going on the same broker, so their topics stay.
+export SB_TEST_RUN=${SB_TEST_RUN:-r$(date +%s)}
+topics() {
+  scripts/stack.sh kafka-cli org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "${SB_TEST_KAFKA:-127.0.0.1:9092}" "$@" 2>/dev/null
+}
+delete_topics() { # $1: a Java regex over whole topic names
+  topics --delete --if-exists --topic "$1" >/dev/null ||
+    echo "test: could not delete the topics matching $1" >&2
+}
+delete_left_topics() {
+  local stale
+  stale=$(topics --list | awk -F. -v cutoff=$(($(date +%s) - 12 * 3600)) '
+    $1 ~ /^t[a-z0-9-]+-r[0-9]+$/ { n = split($1, p, "-"); if (substr(p[n], 2) + 0 < cutoff) runs[p[n]] = 1 }
+    END { for (r in runs) s = s (s ? "|" : "") r; print s }') || return 0
+  delete_topics 't[a-z0-9-]+-[0-9]+-[0-9]+-[0-9]+\..*'
+  [[ -z $stale ]] || delete_topics "t[a-z0-9-]+-($stale)\\..*"
+}
+delete_left_topics
+trap 'delete_topics "t[a-z0-9-]+-$SB_TEST_RUN\\..*"' EXIT
+
 python=$(scripts/python-env.sh)
 venv_bin=$(dirname "$python")
 if [[ ! -x $venv_bin/cargo-nextest ]] || ! "$venv_bin/cargo-nextest" nextest --version 2>/dev/null | grep -q "$NEXTEST_VERSION"; then

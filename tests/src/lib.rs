@@ -68,15 +68,21 @@ pub fn ensure_stack() {
     *started = true;
 }
 
-/// A prefix no other test (or earlier run) uses.
+/// A prefix no other test (or earlier run) uses. Under `make test` it ends with the run's
+/// tag (`SB_TEST_RUN`, `r<unix seconds>`), so scripts/test.sh can delete the run's topics.
 pub fn unique_prefix(test: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
+    let run = std::env::var("SB_TEST_RUN")
+        .ok()
+        .filter(|r| r.starts_with('r') && r[1..].bytes().all(|b| b.is_ascii_digit()))
+        .map(|r| format!("-{r}"))
+        .unwrap_or_default();
     format!(
-        "t{}-{}-{}-{}",
+        "t{}-{}-{}-{}{run}",
         test.replace('_', "-"),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst),
