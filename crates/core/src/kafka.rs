@@ -87,7 +87,13 @@ pub fn transactional_producer(
 /// A group consumer that only reads committed records and whose offsets the service
 /// stores itself, record by record, after the record is done.
 pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, KafkaError> {
-    client_config(kafka)
+    consumer_config(kafka, group).create()
+}
+
+/// The settings of [`consumer`], for one that needs more (a context, an assignor).
+pub fn consumer_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config
         .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -95,15 +101,29 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer, Kafk
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", "10000")
-        .create()
+        .set("session.timeout.ms", "10000");
+    config
+}
+
+/// Longest wait for a service's consumer to leave its group at shutdown.
+pub const CLOSE_BOUND: Duration = Duration::from_secs(10);
+
+/// Closes a group consumer within [`CLOSE_BOUND`]; past it, logs a warning naming `whose`
+/// consumer and lets shutdown go on.
+pub async fn close_consumer<C: Send + 'static>(consumer: C, whose: &str) {
+    if !close_within(consumer, CLOSE_BOUND).await {
+        tracing::warn!(
+            consumer = whose,
+            "consumer did not leave its group in time (broker unreachable?); stopping anyway"
+        );
+    }
 }
 
 /// Closes a consumer (leaves its group) within `bound`, off the async workers. Dropping a
 /// group consumer waits for the group coordinator without end: with the broker gone, a
 /// service's shutdown would hang there. Past `bound` the close goes on in its own thread,
 /// which the process's exit ends; returns whether it finished in time.
-pub async fn close_within(consumer: StreamConsumer, bound: Duration) -> bool {
+pub async fn close_within<C: Send + 'static>(consumer: C, bound: Duration) -> bool {
     let (closed, done) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("consumer-close".to_owned())

@@ -310,14 +310,8 @@ spec:
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
-    {{- if .recreate }}
-    # The old pod stops before the new one starts: a sink loads its parked-key table at
-    # start only, and records queued in the old pod's lanes would race the new pod's.
-    type: Recreate
-    {{- else }}
     type: RollingUpdate
     rollingUpdate: {maxUnavailable: 0, maxSurge: 1}
-    {{- end }}
   selector:
     matchLabels:
       {{- include "switchboard.componentSelector" . | nindent 6 }}

@@ -27,7 +27,7 @@ struct LeaseState {
     cycles: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
-struct LeaseContext(Arc<LeaseState>);
+pub(crate) struct LeaseContext(Arc<LeaseState>);
 
 impl ClientContext for LeaseContext {}
 
@@ -67,6 +67,9 @@ pub(crate) struct Leases {
     state: Arc<LeaseState>,
 }
 
+/// The lease group's consumer, returned at shutdown for closing.
+pub(crate) type Membership = BaseConsumer<LeaseContext>;
+
 impl Leases {
     pub(crate) fn topic_spec(prefix: &str) -> TopicSpec {
         TopicSpec::new(
@@ -77,11 +80,12 @@ impl Leases {
     }
 
     /// Joins the group; the returned task keeps the membership alive until shutdown, then
-    /// leaves the group (after running cycles ended).
+    /// unsubscribes and hands back the consumer, to be closed within a bound
+    /// (`kafka::close_consumer`).
     pub(crate) fn join(
         kafka: &KafkaConfig,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<()>)> {
+    ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<Membership>)> {
         let state = Arc::new(LeaseState {
             owned: Mutex::default(),
             cycles: (0..LEASE_PARTITIONS)
@@ -104,6 +108,7 @@ impl Leases {
             for _ in 0..10 {
                 let _ = consumer.poll(Duration::from_millis(100));
             }
+            consumer
         });
         Ok((Arc::new(Self { state }), task))
     }

@@ -199,7 +199,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             for l in loops {
                 l.await?;
             }
-            membership.await?;
+            switchboard_core::kafka::close_consumer(membership.await?, "poller leases").await;
             anyhow::Ok(())
         }
         .await;

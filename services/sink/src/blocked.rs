@@ -5,7 +5,8 @@
 //! `pending` counts K's records that are not yet delivered (the blocker and its followers);
 //! K is released when it reaches zero. The table is a compacted topic
 //! (`sb.sink.<sink>.blocked`), written and acknowledged before the offset of the record
-//! that changed it is stored, and loaded at start. Other keys never wait.
+//! that changed it is stored, and read again whenever the sink is assigned partitions (the
+//! former owner committed before it let them go). Other keys never wait.
 //!
 //! Records of one key are handled by one lane at a time (see `dispatch.rs`), so the changes
 //! of one key never race; the map is shared only so that lanes can read it.
@@ -48,21 +49,22 @@ pub(crate) struct BlockedKeys {
 }
 
 impl BlockedKeys {
-    /// Loads the table (blocking; at start-up).
-    pub(crate) fn load(
-        kafka: &KafkaConfig,
-        topic: &str,
-        producer: FutureProducer,
-    ) -> Result<Self, ClassifiedError> {
-        let keys = read_table(kafka, topic, Duration::from_secs(120))?
+    /// An empty table; [`Self::reload`] fills it.
+    pub(crate) fn new(topic: &str, producer: FutureProducer) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            producer,
+            keys: Mutex::default(),
+        }
+    }
+
+    /// Reads the table from its topic (blocking), replacing what it held.
+    pub(crate) fn reload(&self, kafka: &KafkaConfig) -> Result<(), ClassifiedError> {
+        *self.keys() = read_table(kafka, &self.topic, Duration::from_secs(120))?
             .into_iter()
             .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
             .collect();
-        Ok(Self {
-            topic: topic.to_owned(),
-            producer,
-            keys: Mutex::new(keys),
-        })
+        Ok(())
     }
 
     /// The state of `key`, if blocked.

@@ -18,7 +18,7 @@
 //! ever in one lane, which keeps their order and makes the blocked-key bookkeeping safe.
 
 use std::num::NonZeroU32;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -28,6 +28,7 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use switchboard_core::audit::{DeliveryOutcome, DeliveryState};
 use switchboard_core::avro::AvroCodec;
+use switchboard_core::config::KafkaConfig;
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass};
@@ -46,6 +47,7 @@ use crate::xref::TargetXref;
 
 /// Delivers one target connection's records.
 pub(crate) struct Delivery {
+    kafka: KafkaConfig,
     connection: String,
     producer: FutureProducer,
     deliveries_topic: String,
@@ -53,7 +55,7 @@ pub(crate) struct Delivery {
     pub(crate) handoff: Handoff,
     codec: AvroCodec,
     writer: Writer,
-    routes: std::sync::Arc<Routes>,
+    routes: Arc<Routes>,
     xref: TargetXref,
     claims: Claims,
     blocked: BlockedKeys,
@@ -87,24 +89,14 @@ impl Delivery {
         topics: &Topics,
         connection: &str,
         target: Target,
-        routes: std::sync::Arc<Routes>,
+        routes: Arc<Routes>,
         codec: AvroCodec,
         audit: AuditLog,
     ) -> anyhow::Result<Self> {
         let producer =
             switchboard_core::kafka::eager_producer(&config.kafka, Duration::from_secs(30))?;
-        let (xref, blocked) = tokio::task::block_in_place(|| {
-            anyhow::Ok((
-                TargetXref::load(&config.kafka, &topics.xref(), connection, producer.clone())?,
-                BlockedKeys::load(
-                    &config.kafka,
-                    &topics.sink_blocked(connection),
-                    producer.clone(),
-                )?,
-            ))
-        })?;
-        metrics::gauge!("switchboard_sink_parked_keys", "connection" => connection.to_owned())
-            .set(blocked.len() as f64);
+        let xref = TargetXref::new(&topics.xref(), connection, producer.clone());
+        let blocked = BlockedKeys::new(&topics.sink_blocked(connection), producer.clone());
         let limiter = config.sink.rates.get(connection).and_then(|rate| {
             let period = Duration::from_secs_f64(1.0 / rate.per_second.max(0.001));
             let quota = Quota::with_period(period)?
@@ -112,6 +104,7 @@ impl Delivery {
             Some(RateLimiter::direct(quota))
         });
         Ok(Self {
+            kafka: config.kafka.clone(),
             connection: connection.to_owned(),
             writer: Writer::new(config, connection, target)?,
             status: tokio::sync::Mutex::new(Status::new(
@@ -139,6 +132,21 @@ impl Delivery {
             in_place_attempts: config.sink.in_place_attempts.max(1),
             max_backoff: Duration::from_millis(config.sink.max_backoff_ms),
         })
+    }
+
+    /// Reads the xref links and the blocked keys from Kafka, replacing what this sink held:
+    /// on each assignment, before any record of it is delivered. Between two assignments
+    /// this sink is the only writer of its partitions' keys.
+    pub(crate) async fn load_tables(self: &Arc<Self>) -> anyhow::Result<()> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.xref.reload(&this.kafka)?;
+            this.blocked.reload(&this.kafka)
+        })
+        .await??;
+        metrics::gauge!("switchboard_sink_parked_keys", "connection" => self.connection.clone())
+            .set(self.blocked.len() as f64);
+        Ok(())
     }
 
     /// The connection's name.

@@ -10,19 +10,29 @@
 //!   never skips; check-before-create makes the redelivery harmless.
 //! - **Due times.** A retry-tier record that is not due pauses its partition here, before
 //!   any lane sees it, and the partition resumes when it is due.
+//! - **Replicas.** Several sinks of one connection share its group. Partitions are
+//!   assigned by range, so partition i of the canonical topics and of the retry tiers (all
+//!   keyed by record ID, same partition count) go to one replica, and a key's records, parked
+//!   ones included, stay with one owner. When partitions are revoked, the lanes stop (a call
+//!   under way finishes), their finished records are committed, and only then does the group
+//!   move on; at each assignment the xref and the blocked keys are read again before any
+//!   record is delivered, so the new owner sees everything the former one wrote.
 //! - **Shutdown.** On cancel the loop stops reading; each lane finishes or abandons the
 //!   record at hand (an abandoned one is not stored), the lanes' finished records are
 //!   stored, and the group commits before it leaves.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::OwnedMessage;
 use rdkafka::util::Timeout;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -35,32 +45,159 @@ use crate::offsets::{Offsets, Partition};
 /// while the loop serves the others, few enough that a stalled lane soon stops the reading.
 const LANE_QUEUE: usize = 8;
 
-/// Longest wait for the consumer to leave its group at shutdown.
-const CLOSE_BOUND: Duration = Duration::from_secs(10);
+/// Longest wait at a revoke for the lanes to deliver what was handed to them.
+const REVOKE_BOUND: Duration = Duration::from_secs(60);
 
-/// What a lane reports about a record.
-enum Report {
-    Done(Partition, i64),
-    Failed(anyhow::Error),
+/// Longest wait at shutdown for the same; then each lane stops after the record at hand.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// The sink's consumer.
+pub(crate) type SinkConsumer = StreamConsumer<Rebalances>;
+
+/// What the dispatch loop, its lanes and the consumer's rebalance callbacks share.
+#[derive(Default)]
+struct Shared {
+    offsets: Mutex<Offsets>,
+    /// How the lanes of the current assignment end.
+    lanes: Mutex<Generation>,
+    /// Lanes not yet ended.
+    live_lanes: AtomicUsize,
+    /// Set by an assignment, taken by the loop: read the tables, start lanes.
+    assigned: AtomicBool,
+}
+
+impl Shared {
+    fn offsets(&self) -> std::sync::MutexGuard<'_, Offsets> {
+        self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lanes(&self) -> Generation {
+        self.lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets the lanes deliver what they hold, at most `bound`, then stops them after the
+    /// record at hand (the rest is not stored, so it is read again). Whether all of it was
+    /// delivered.
+    fn drain_lanes(&self, bound: Duration) -> bool {
+        let lanes = self.lanes();
+        lanes.drain.cancel();
+        if self.wait_for_lanes(bound) {
+            return true;
+        }
+        lanes.stop.cancel();
+        self.wait_for_lanes(REVOKE_BOUND);
+        false
+    }
+
+    /// Waits until every lane has ended, at most `bound`; whether they did.
+    fn wait_for_lanes(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        let wait = || {
+            while self.live_lanes.load(Ordering::Acquire) > 0 {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            true
+        };
+        if self.live_lanes.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            // Called from the loop's task: hand its worker's other tasks (the lanes among
+            // them) to another worker while this one waits.
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            // A single-threaded runtime could not run the lanes while this waits.
+            Ok(_) => false,
+            Err(_) => wait(),
+        }
+    }
+}
+
+/// How the lanes of one assignment end: `drain` lets each deliver what it holds first,
+/// `stop` (also passed to each delivery, for its waits) ends it after the record at hand.
+#[derive(Clone, Default)]
+struct Generation {
+    drain: CancellationToken,
+    stop: CancellationToken,
+}
+
+impl Generation {
+    fn ending(&self) -> bool {
+        self.drain.is_cancelled() || self.stop.is_cancelled()
+    }
+}
+
+/// The consumer's context: stops and commits at a revoke, flags an assignment.
+pub(crate) struct Rebalances {
+    connection: String,
+    shared: Arc<Shared>,
+}
+
+impl Rebalances {
+    pub(crate) fn new(connection: &str) -> Self {
+        Self {
+            connection: connection.to_owned(),
+            shared: Arc::default(),
+        }
+    }
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Revoke(_)) {
+            return;
+        }
+        // Everything handed to a lane is delivered and stored before the partitions go,
+        // so the next owner starts after it: nothing is delivered twice, or out of order.
+        if !self.shared.drain_lanes(REVOKE_BOUND) {
+            tracing::warn!(connection = %self.connection, "lanes had not delivered what they held at a revoke; the next owner delivers it again");
+        }
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(connection = %self.connection, error = %e, "commit at revoke (nothing stored?)");
+        }
+        *self.shared.offsets() = Offsets::default();
+        tracing::info!(connection = %self.connection, "partitions revoked; finished records committed");
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(connection = %self.connection, partitions = partitions.count(), "partitions assigned");
+            self.shared.assigned.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// Reads one connection's topics and spreads the records over its lanes.
 pub(crate) struct Dispatch {
     delivery: Arc<Delivery>,
-    consumer: StreamConsumer,
+    consumer: Arc<SinkConsumer>,
+    shared: Arc<Shared>,
     concurrency: usize,
     /// Tier partitions waiting for their next record to become due: (offset, due ms).
     waiting: HashMap<Partition, (i64, i64)>,
-    offsets: Offsets,
     /// `switchboard_sink_in_flight` of this connection, looked up once.
     in_flight: metrics::Gauge,
+}
+
+/// The lanes of one assignment.
+#[derive(Default)]
+struct Lanes {
+    queues: Vec<mpsc::Sender<OwnedMessage>>,
+    running: JoinSet<anyhow::Result<()>>,
 }
 
 impl Dispatch {
     /// Subscribes to `input_topics` and the connection's retry tiers.
     pub(crate) fn new(
         delivery: Arc<Delivery>,
-        consumer: StreamConsumer,
+        consumer: SinkConsumer,
         input_topics: &[String],
         concurrency: usize,
     ) -> anyhow::Result<Self> {
@@ -70,53 +207,37 @@ impl Dispatch {
         let in_flight = metrics::gauge!("switchboard_sink_in_flight", "connection" => delivery.connection().to_owned());
         Ok(Self {
             in_flight,
+            shared: consumer.context().shared.clone(),
+            consumer: Arc::new(consumer),
             delivery,
-            consumer,
             concurrency: concurrency.max(1),
             waiting: HashMap::new(),
-            offsets: Offsets::default(),
         })
     }
 
     pub(crate) async fn run(mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        // Lanes stop on shutdown, or when one of them (or this loop) fails.
-        let stop = shutdown.child_token();
-        let (reports, mut reported) = mpsc::unbounded_channel();
-        let mut lanes = Vec::with_capacity(self.concurrency);
-        let mut running = JoinSet::new();
-        for _ in 0..self.concurrency {
-            let (queue, queued) = mpsc::channel(LANE_QUEUE);
-            lanes.push(queue);
-            running.spawn(lane(
-                self.delivery.clone(),
-                queued,
-                reports.clone(),
-                stop.clone(),
-            ));
-        }
-        drop(reports);
-        let result = self.read(&lanes, &mut running, &mut reported, &stop).await;
-        stop.cancel();
-        drop(lanes);
-        while running.join_next().await.is_some() {}
+        let mut lanes = Lanes::default();
+        let result = self.read(&mut lanes, shutdown).await;
         // What the lanes finished before they stopped is stored and committed, so the next
         // owner starts right after it (and not earlier, which would only cost an
         // idempotent redelivery). A lane's own error says more than the loop's.
+        if !self.shared.drain_lanes(SHUTDOWN_BOUND) {
+            tracing::info!(connection = %self.delivery.connection(), "stopped before delivering every record read; the next owner delivers the rest");
+        }
+        drop(lanes.queues);
         let mut failure = None;
-        while let Some(report) = reported.recv().await {
-            if let Err(e) = self.report(report) {
+        while let Some(ended) = lanes.running.join_next().await {
+            if let Err(e) = ended.map_err(anyhow::Error::from).and_then(|r| r) {
                 failure.get_or_insert(e);
             }
         }
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(connection = %self.delivery.connection(), error = %e, "final commit (nothing stored?)");
         }
-        let connection = self.delivery.connection().to_owned();
-        if !switchboard_core::kafka::close_within(self.consumer, CLOSE_BOUND).await {
-            tracing::warn!(
-                connection,
-                "consumer did not leave its group in time (broker unreachable?)"
-            );
+        let whose = format!("sink {}", self.delivery.connection());
+        match Arc::try_unwrap(self.consumer) {
+            Ok(consumer) => switchboard_core::kafka::close_consumer(consumer, &whose).await,
+            Err(_) => tracing::warn!(consumer = whose, "consumer still shared at shutdown"),
         }
         match (failure, result) {
             (Some(e), _) | (None, Err(e)) => Err(e),
@@ -124,15 +245,16 @@ impl Dispatch {
         }
     }
 
-    /// Reads and dispatches until `stop`, or until a lane fails.
+    /// Reads and dispatches until `shutdown`, or until a lane fails.
     async fn read(
         &mut self,
-        lanes: &[mpsc::Sender<OwnedMessage>],
-        running: &mut JoinSet<()>,
-        reported: &mut mpsc::UnboundedReceiver<Report>,
-        stop: &CancellationToken,
+        lanes: &mut Lanes,
+        shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         loop {
+            if self.shared.assigned.swap(false, Ordering::AcqRel) {
+                self.start_lanes(lanes, shutdown).await?;
+            }
             self.resume_due();
             let next_due = self.waiting.values().map(|(_, due)| *due).min();
             let sleep = next_due.map_or(Duration::from_secs(3600), |due| {
@@ -140,18 +262,17 @@ impl Dispatch {
             });
             let message = tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(()),
-                Some(report) = reported.recv() => {
-                    self.report(report)?;
-                    continue;
-                }
-                // A lane ends only on stop: before it, its end is a failure (a panic), and
-                // its record would hold back every later offset of its partition.
-                Some(ended) = running.join_next() => {
-                    return Err(match ended {
-                        Err(e) => anyhow::anyhow!("a delivery lane failed: {e}"),
-                        Ok(()) => anyhow::anyhow!("a delivery lane stopped"),
-                    });
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(ended) = lanes.running.join_next() => {
+                    match ended {
+                        Err(e) => anyhow::bail!("a delivery lane failed: {e}"),
+                        Ok(Err(e)) => return Err(e),
+                        // Stopped by a revoke; the next assignment starts new lanes.
+                        Ok(Ok(())) if self.shared.lanes().ending() => continue,
+                        // Before it, a lane's end would hold back every later offset of
+                        // its partition.
+                        Ok(Ok(())) => anyhow::bail!("a delivery lane stopped"),
+                    }
                 }
                 _ = tokio::time::sleep(sleep) => continue,
                 m = self.consumer.recv() => m.map(|m| m.detach()),
@@ -165,6 +286,10 @@ impl Dispatch {
                     continue;
                 }
             };
+            // A record of a new assignment: its lanes and tables come first.
+            if self.shared.assigned.swap(false, Ordering::AcqRel) {
+                self.start_lanes(lanes, shutdown).await?;
+            }
             let at = (message.topic().to_owned(), message.partition());
             if self.waiting.contains_key(&at) {
                 // Fetched before the partition was paused; it is read again on resume.
@@ -174,37 +299,66 @@ impl Dispatch {
                 self.wait_for(&message, due)?;
                 continue;
             }
-            self.offsets.start(&at, message.offset());
+            if lanes.queues.is_empty() {
+                anyhow::bail!("a record arrived before any assignment");
+            }
+            self.shared.offsets().start(&at, message.offset());
             self.in_flight_gauge();
-            let lane = &lanes[lane_of(&message, lanes.len())];
+            let lane = &lanes.queues[lane_of(&message, lanes.queues.len())];
             tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(()),
                 sent = lane.send(message) => sent.map_err(|_| anyhow::anyhow!("a delivery lane stopped"))?,
             }
         }
     }
 
-    /// Takes a lane's report: stores what became storable, or fails the loop.
-    fn report(&mut self, report: Report) -> anyhow::Result<()> {
-        let (partition, offset) = match report {
-            Report::Done(partition, offset) => (partition, offset),
-            Report::Failed(e) => return Err(e),
-        };
-        if let Some(storable) = self.offsets.finish(&partition, offset) {
-            let (topic, number) = &partition;
-            if let Err(e) = self.consumer.store_offset(topic, *number, storable) {
-                // The partition was revoked meanwhile: its next owner redelivers the
-                // record, which check-before-create absorbs.
-                tracing::debug!(connection = %self.delivery.connection(), topic, partition = number, error = %e, "offset not stored");
-            }
+    /// After an assignment: the former lanes are gone (stopped at the revoke); reads the
+    /// tables the former owner wrote and starts this assignment's lanes.
+    async fn start_lanes(
+        &mut self,
+        lanes: &mut Lanes,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let former = self.shared.lanes();
+        former.drain.cancel();
+        former.stop.cancel();
+        lanes.queues.clear();
+        while let Some(ended) = lanes.running.join_next().await {
+            ended??;
         }
+        // Pauses ended with the revoke; the partitions start again at their commits.
+        self.waiting.clear();
         self.in_flight_gauge();
+        self.delivery.load_tables().await?;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        // Not a child of `shutdown`: at shutdown the lanes deliver what they hold first.
+        let generation = Generation::default();
+        *self
+            .shared
+            .lanes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = generation.clone();
+        for _ in 0..self.concurrency {
+            let (queue, queued) = mpsc::channel(LANE_QUEUE);
+            lanes.queues.push(queue);
+            self.shared.live_lanes.fetch_add(1, Ordering::AcqRel);
+            lanes.running.spawn(lane(Lane {
+                delivery: self.delivery.clone(),
+                consumer: self.consumer.clone(),
+                shared: self.shared.clone(),
+                in_flight: self.in_flight.clone(),
+                queued,
+                ending: generation.clone(),
+            }));
+        }
         Ok(())
     }
 
     fn in_flight_gauge(&self) {
-        self.in_flight.set(self.offsets.in_flight() as f64);
+        self.in_flight.set(self.shared.offsets().in_flight() as f64);
     }
 
     /// Pauses a tier partition at a record that is not due, to read it again at `due`.
@@ -245,38 +399,61 @@ impl Dispatch {
     }
 }
 
-/// Delivers the records queued for one lane, one at a time, and reports each one done.
-async fn lane(
+/// One lane: delivers the records queued for it, one at a time.
+struct Lane {
     delivery: Arc<Delivery>,
-    mut queued: mpsc::Receiver<OwnedMessage>,
-    reports: mpsc::UnboundedSender<Report>,
-    stop: CancellationToken,
-) {
+    consumer: Arc<SinkConsumer>,
+    shared: Arc<Shared>,
+    in_flight: metrics::Gauge,
+    queued: mpsc::Receiver<OwnedMessage>,
+    ending: Generation,
+}
+
+/// Counts a lane out when it ends, however it ends.
+struct LiveLane(Arc<Shared>);
+
+impl Drop for LiveLane {
+    fn drop(&mut self) {
+        self.0.live_lanes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Delivers a lane's records and stores each offset that became storable. Ends with `Ok`
+/// once drained (nothing left queued) or stopped (a revoke or shutdown), on a failure with
+/// the error; either way the loop sees it end.
+async fn lane(mut lane: Lane) -> anyhow::Result<()> {
+    let _live = LiveLane(lane.shared.clone());
+    let Generation { drain, stop } = lane.ending.clone();
     loop {
         let message = tokio::select! {
             biased;
-            _ = stop.cancelled() => return,
-            m = queued.recv() => match m {
+            _ = stop.cancelled() => return Ok(()),
+            m = lane.queued.recv() => match m {
                 Some(m) => m,
-                None => return,
+                None => return Ok(()),
             },
+            // Only once the queue is empty: the branch above takes what is queued.
+            _ = drain.cancelled() => return Ok(()),
         };
-        let report = match delivery.process(&message, &stop).await {
-            Ok(Step::Done) => Report::Done(
-                (message.topic().to_owned(), message.partition()),
-                message.offset(),
-            ),
-            Ok(Step::Interrupted) => return,
+        match lane.delivery.process(&message, &stop).await {
+            Ok(Step::Done) => {}
+            Ok(Step::Interrupted) => return Ok(()),
             Err(e) => {
-                // The loop stops on the first failure; the others stop with it.
-                let _ = reports.send(Report::Failed(e));
+                // The loop stops on the first failure; the other lanes stop with it.
                 stop.cancel();
-                return;
+                return Err(e);
             }
-        };
-        if reports.send(report).is_err() {
-            return;
         }
+        let (topic, partition) = (message.topic(), message.partition());
+        let mut offsets = lane.shared.offsets();
+        if let Some(storable) = offsets.finish(&(topic.to_owned(), partition), message.offset())
+            && let Err(e) = lane.consumer.store_offset(topic, partition, storable)
+        {
+            // The partition was revoked meanwhile: its next owner redelivers the record,
+            // which check-before-create absorbs.
+            tracing::debug!(connection = %lane.delivery.connection(), topic, partition, error = %e, "offset not stored");
+        }
+        lane.in_flight.set(offsets.in_flight() as f64);
     }
 }
 

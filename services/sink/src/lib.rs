@@ -134,8 +134,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     codec.clone(),
                     audit.clone(),
                 )?;
-                let consumer =
-                    switchboard_core::kafka::consumer(&config.kafka, &topics.sink_group(&name))?;
+                // Range: partition i of every topic it reads goes to one replica (see
+                // `dispatch.rs`, "Replicas").
+                let consumer: dispatch::SinkConsumer = switchboard_core::kafka::consumer_config(
+                    &config.kafka,
+                    &topics.sink_group(&name),
+                )
+                .set("partition.assignment.strategy", "range")
+                .create_with_context(dispatch::Rebalances::new(&name))?;
                 let dispatch = dispatch::Dispatch::new(
                     Arc::new(delivery),
                     consumer,

@@ -7,7 +7,7 @@
 //! a crash between create and link is closed by the target search on redelivery.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -19,7 +19,9 @@ use switchboard_core::kafka::{kafka_error, read_table};
 
 use crate::targets::Record;
 
-/// Links of one target connection, loaded at start and kept up to date by this sink.
+/// Links of one target connection: read from `topic` whenever the sink is assigned
+/// partitions (another replica may have linked records meanwhile), and kept up to date by
+/// this sink between.
 pub(crate) struct TargetXref {
     topic: String,
     connection: String,
@@ -28,15 +30,20 @@ pub(crate) struct TargetXref {
 }
 
 impl TargetXref {
-    /// Loads the connection's links from `topic` (blocking; at start-up).
-    pub(crate) fn load(
-        kafka: &KafkaConfig,
-        topic: &str,
-        connection: &str,
-        producer: FutureProducer,
-    ) -> Result<Self, ClassifiedError> {
-        let prefix = format!("target/{connection}/");
-        let links = read_table(kafka, topic, Duration::from_secs(120))?
+    /// An empty table; [`Self::reload`] fills it.
+    pub(crate) fn new(topic: &str, connection: &str, producer: FutureProducer) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            connection: connection.to_owned(),
+            producer,
+            links: Mutex::default(),
+        }
+    }
+
+    /// Reads the connection's links from the topic (blocking), replacing what it held.
+    pub(crate) fn reload(&self, kafka: &KafkaConfig) -> Result<(), ClassifiedError> {
+        let prefix = format!("target/{}/", self.connection);
+        let links = read_table(kafka, &self.topic, Duration::from_secs(120))?
             .into_iter()
             .filter(|(k, _)| k.starts_with(&prefix))
             .filter_map(|(k, v)| {
@@ -44,12 +51,8 @@ impl TargetXref {
                 Some((k, value["native_id"].as_str()?.to_owned()))
             })
             .collect();
-        Ok(Self {
-            topic: topic.to_owned(),
-            connection: connection.to_owned(),
-            producer,
-            links: Mutex::new(links),
-        })
+        *self.links.lock().unwrap_or_else(PoisonError::into_inner) = links;
+        Ok(())
     }
 
     fn key(&self, entity: &str, canonical_id: &str) -> String {

@@ -153,7 +153,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let mut worker = worker::Worker::new(&config, topics, flows, shapes, codec)?;
             health.set_ready(true);
             tracing::info!("transformer ready");
-            worker.run(&shutdown).await
+            let result = worker.run(&shutdown).await;
+            worker.close().await;
+            result
         }
         .await;
         health.set_ready(false);

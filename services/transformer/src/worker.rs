@@ -93,6 +93,11 @@ impl Worker {
         })
     }
 
+    /// Leaves the group within a bound, so a broker that is gone cannot hang shutdown.
+    pub(crate) async fn close(self) {
+        switchboard_core::kafka::close_consumer(self.consumer, "transformer").await;
+    }
+
     pub(crate) async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(100);
         loop {
