@@ -1,7 +1,10 @@
 //! Several sink replicas of one target connection, on the real broker and the Pipedrive
-//! sandbox: a second replica joins while the first is delivering, then the first leaves.
-//! Across both rebalances each person is created once, each person's updates reach
-//! Pipedrive once each and in the order written, and the group commits past every record.
+//! sandbox:
+//! - a second replica joins while the first is delivering, then the first leaves: across
+//!   both rebalances each person is created once, each person's updates reach Pipedrive
+//!   once each and in the order written, and the group commits past every record;
+//! - a key parked by one replica stays parked when its partition moves to the other, which
+//!   had started before the key was parked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +14,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Headers;
 use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
 use switchboard_sandbox::pipedrive::PipedriveSandbox;
@@ -188,6 +194,251 @@ async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
         ))
         .await,
         "the group committed past every record"
+    );
+    second.stop().await;
+}
+
+/// The partitions of `topic` that the member with `client_id` owns in `group`, once the
+/// group is stable with `members` members.
+fn owned_partitions(group: &str, members: usize, client_id: &str, topic: &str) -> Option<Vec<i32>> {
+    let admin: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let list = admin
+        .fetch_group_list(Some(group), Duration::from_secs(5))
+        .ok()?;
+    let group = list.groups().first()?;
+    if group.state() != "Stable" || group.members().len() != members {
+        return None;
+    }
+    let member = group
+        .members()
+        .iter()
+        .find(|m| m.client_id() == client_id)?;
+    Some(assigned_partitions(member.assignment()?, topic))
+}
+
+/// Partitions of `topic` in a consumer protocol assignment: version (i16), then topics
+/// (i32 count; each a string with an i16 length and an i32 array of partitions).
+fn assigned_partitions(bytes: &[u8], topic: &str) -> Vec<i32> {
+    let mut at = 2;
+    let mut take = |n: usize| {
+        let slice = &bytes[at..at + n];
+        at += n;
+        slice
+    };
+    let i32_at = |b: &[u8]| i32::from_be_bytes(b.try_into().unwrap());
+    let topics = i32_at(take(4));
+    let mut found = Vec::new();
+    for _ in 0..topics {
+        let len = i16::from_be_bytes(take(2).try_into().unwrap()) as usize;
+        let name = String::from_utf8_lossy(take(len)).into_owned();
+        let count = i32_at(take(4));
+        for _ in 0..count {
+            let partition = i32_at(take(4));
+            if name == topic {
+                found.push(partition);
+            }
+        }
+    }
+    found
+}
+
+/// The partition the sink's producers (librdkafka's default partitioner) pick for `key`,
+/// learned by writing it to a scratch topic with `partitions` partitions.
+async fn partition_of(prefix: &str, key: &str, partitions: i32) -> i32 {
+    let kafka = switchboard_core::config::KafkaConfig {
+        bootstrap_servers: kafka_bootstrap(),
+        topic_prefix: prefix.to_owned(),
+        partitions,
+        replication_factor: 1,
+        security: Default::default(),
+        properties: Default::default(),
+    };
+    let probe = format!("{prefix}.probe");
+    switchboard_core::kafka::ensure_topics(
+        &kafka,
+        &[switchboard_core::kafka::TopicSpec::new(
+            probe.clone(),
+            switchboard_core::kafka::Cleanup::Compact,
+        )],
+    )
+    .await
+    .unwrap();
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    let delivered = producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&probe)
+                .key(key)
+                .payload("probe"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    delivered.partition
+}
+
+/// First names Pipedrive reported for one person, in order.
+type Changes = Arc<Mutex<Vec<String>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partition() {
+    init_logging();
+    ensure_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("replicas-parked");
+    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+        .await
+        .unwrap();
+    let config = load(&pipedrive_sink_yaml(
+        &prefix,
+        dir.path(),
+        &pipedrive.base_url(),
+        TOKEN,
+        "in_place_attempts: 1, max_backoff_ms: 50, retry_tiers_secs: [1], concurrency: 2",
+    ));
+    let writer = ContactWriter::new(&prefix);
+    switchboard_core::kafka::ensure_topics(
+        &config.kafka,
+        &[switchboard_core::kafka::TopicSpec::new(
+            writer.topic.clone(),
+            switchboard_core::kafka::Cleanup::Compact,
+        )],
+    )
+    .await
+    .unwrap();
+    let with_client_id = |id: &str| {
+        let mut config = config.clone();
+        config
+            .kafka
+            .properties
+            .insert("client.id".to_owned(), id.to_owned());
+        config
+    };
+    let first = Replica::start(&with_client_id("replica-first")).await;
+    let second = Replica::start(&with_client_id("replica-second")).await;
+    let group = format!("{prefix}.sink.crm");
+    let mut owned = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            owned = owned_partitions(&group, 2, "replica-first", &writer.topic);
+            owned.as_ref().is_some_and(|o| !o.is_empty())
+        })
+        .await,
+        "both replicas joined and the first owns part of the canonical topic"
+    );
+    let owned = owned.unwrap();
+    // A person whose records the first replica owns.
+    let mut kay = None;
+    for n in 0..50 {
+        let c = shop_contact(n, "kay@example.com", "One", "Parked");
+        if owned.contains(&partition_of(&prefix, &c.id, config.kafka.partitions).await) {
+            kay = Some(n);
+            break;
+        }
+    }
+    let kay = kay.expect("a key in the first replica's partitions");
+
+    let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
+    pipedrive.control().add_fault(FaultRule {
+        endpoint: format!("PATCH /api/v2/persons/{}", stuck.id),
+        error_rate: 1.0,
+        status: 500,
+        latency_ms: 0,
+        count: None,
+    });
+    let changes = Changes::default();
+    {
+        let changes = changes.clone();
+        let id = stuck.id;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |Json(body): Json<serde_json::Value>| async move {
+                if body["data"]["id"].as_u64() == Some(id)
+                    && let Some(name) = body["data"]["first_name"].as_str()
+                {
+                    changes.lock().unwrap().push(name.to_owned());
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let subscribed = reqwest::Client::new()
+            .post(format!("{}/v1/webhooks", pipedrive.base_url()))
+            .header("x-api-token", TOKEN)
+            .json(&serde_json::json!({"subscription_url": hook, "event_action": "change", "event_object": "person",
+                "http_auth_user": "u", "http_auth_password": "p"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(subscribed.status().is_success());
+    }
+
+    // The first replica fails Kay's update through the tier into the DLQ: Kay is blocked.
+    writer
+        .send(&shop_contact(kay, "kay@example.com", "One", "Parked"), 1)
+        .await;
+    let dlq = format!("{prefix}.dlq.crm");
+    let failed = read_topic(
+        &kafka_bootstrap(),
+        &dlq,
+        1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    assert_eq!(failed.len(), 1, "Kay's update reached the DLQ");
+
+    // The target is fixed, and the first replica leaves: the second takes Kay's partition.
+    // Kay's next update must wait behind the one in the DLQ, not overtake it.
+    pipedrive.control().clear_faults();
+    first.stop().await;
+    writer
+        .send(&shop_contact(kay, "kay@example.com", "Two", "Parked"), 1)
+        .await;
+    // A later record of another person, delivered by the second replica: by then Kay's
+    // record has been handled.
+    writer
+        .send(
+            &shop_contact(kay + 1000, "other@example.com", "Other", "Flow"),
+            1,
+        )
+        .await;
+    assert!(
+        eventually(Duration::from_secs(60), || pipedrive
+            .creates_for_email("other@example.com")
+            == 1)
+        .await,
+        "the second replica delivers"
+    );
+    let in_dlq = read_topic(
+        &kafka_bootstrap(),
+        &dlq,
+        2,
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    );
+    assert_eq!(
+        in_dlq.len(),
+        2,
+        "Kay's second update parked behind the first"
+    );
+    let parked = in_dlq.iter().max_by_key(|m| m.offset()).and_then(|m| {
+        m.headers()?
+            .iter()
+            .find(|h| h.key == "sb.parked")
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    });
+    assert_eq!(parked.as_deref(), Some("true"));
+    assert!(
+        changes.lock().unwrap().is_empty(),
+        "nothing of Kay's reached Pipedrive ahead of the blocked update: {:?}",
+        changes.lock().unwrap()
     );
     second.stop().await;
 }
