@@ -4,7 +4,9 @@
 //!   both rebalances each person is created once, each person's updates reach Pipedrive
 //!   once each and in the order written, and the group commits past every record;
 //! - a key parked by one replica stays parked when its partition moves to the other, which
-//!   had started before the key was parked.
+//!   had started before the key was parked;
+//! - a retry-tier partition paused for a due time resumes when due, although a rebalance
+//!   came meanwhile and gave it back to the same replica.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -285,6 +287,70 @@ async fn partition_of(prefix: &str, key: &str, partitions: i32) -> i32 {
 /// First names Pipedrive reported for one person, in order.
 type Changes = Arc<Mutex<Vec<String>>>;
 
+/// Reports of every change Pipedrive makes to person `id`.
+async fn watch_person(pipedrive: &PipedriveSandbox, id: u64) -> Changes {
+    let changes = Changes::default();
+    let seen = changes.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |Json(body): Json<serde_json::Value>| async move {
+            if body["data"]["id"].as_u64() == Some(id)
+                && let Some(name) = body["data"]["first_name"].as_str()
+            {
+                seen.lock().unwrap().push(name.to_owned());
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let subscribed = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
+        .header("x-api-token", TOKEN)
+        .json(&serde_json::json!({"subscription_url": hook, "event_action": "change", "event_object": "person",
+            "http_auth_user": "u", "http_auth_password": "p"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(subscribed.status().is_success());
+    changes
+}
+
+/// Two replicas of `config`'s sink, `replica-first` and `replica-second`, once both have
+/// joined; and a contact number whose key (and so its retry-tier records) the first one
+/// owns.
+async fn two_replicas(config: &switchboard_core::Config, topic: &str) -> (Replica, Replica, u64) {
+    let with_client_id = |id: &str| {
+        let mut config = config.clone();
+        config
+            .kafka
+            .properties
+            .insert("client.id".to_owned(), id.to_owned());
+        config
+    };
+    let first = Replica::start(&with_client_id("replica-first")).await;
+    let second = Replica::start(&with_client_id("replica-second")).await;
+    let prefix = &config.kafka.topic_prefix;
+    let group = format!("{prefix}.sink.crm");
+    let mut owned = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            owned = owned_partitions(&group, 2, "replica-first", topic);
+            owned.as_ref().is_some_and(|o| !o.is_empty())
+        })
+        .await,
+        "both replicas joined and the first owns part of the canonical topic"
+    );
+    let owned = owned.unwrap();
+    for n in 0..50 {
+        let c = shop_contact(n, "kay@example.com", "One", "Parked");
+        if owned.contains(&partition_of(prefix, &c.id, config.kafka.partitions).await) {
+            return (first, second, n);
+        }
+    }
+    panic!("no key among 50 in the first replica's partitions {owned:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partition() {
     init_logging();
@@ -311,37 +377,7 @@ async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partiti
     )
     .await
     .unwrap();
-    let with_client_id = |id: &str| {
-        let mut config = config.clone();
-        config
-            .kafka
-            .properties
-            .insert("client.id".to_owned(), id.to_owned());
-        config
-    };
-    let first = Replica::start(&with_client_id("replica-first")).await;
-    let second = Replica::start(&with_client_id("replica-second")).await;
-    let group = format!("{prefix}.sink.crm");
-    let mut owned = None;
-    assert!(
-        eventually(Duration::from_secs(60), || {
-            owned = owned_partitions(&group, 2, "replica-first", &writer.topic);
-            owned.as_ref().is_some_and(|o| !o.is_empty())
-        })
-        .await,
-        "both replicas joined and the first owns part of the canonical topic"
-    );
-    let owned = owned.unwrap();
-    // A person whose records the first replica owns.
-    let mut kay = None;
-    for n in 0..50 {
-        let c = shop_contact(n, "kay@example.com", "One", "Parked");
-        if owned.contains(&partition_of(&prefix, &c.id, config.kafka.partitions).await) {
-            kay = Some(n);
-            break;
-        }
-    }
-    let kay = kay.expect("a key in the first replica's partitions");
+    let (first, second, kay) = two_replicas(&config, &writer.topic).await;
 
     let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
     pipedrive.control().add_fault(FaultRule {
@@ -351,33 +387,7 @@ async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partiti
         latency_ms: 0,
         count: None,
     });
-    let changes = Changes::default();
-    {
-        let changes = changes.clone();
-        let id = stuck.id;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |Json(body): Json<serde_json::Value>| async move {
-                if body["data"]["id"].as_u64() == Some(id)
-                    && let Some(name) = body["data"]["first_name"].as_str()
-                {
-                    changes.lock().unwrap().push(name.to_owned());
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let subscribed = reqwest::Client::new()
-            .post(format!("{}/v1/webhooks", pipedrive.base_url()))
-            .header("x-api-token", TOKEN)
-            .json(&serde_json::json!({"subscription_url": hook, "event_action": "change", "event_object": "person",
-                "http_auth_user": "u", "http_auth_password": "p"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(subscribed.status().is_success());
-    }
+    let changes = watch_person(&pipedrive, stuck.id).await;
 
     // The first replica fails Kay's update through the tier into the DLQ: Kay is blocked.
     writer
@@ -441,4 +451,78 @@ async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partiti
         changes.lock().unwrap()
     );
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_tier_partition_paused_for_a_due_time_resumes_after_a_rebalance() {
+    init_logging();
+    ensure_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("replicas-due");
+    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+        .await
+        .unwrap();
+    let config = load(&pipedrive_sink_yaml(
+        &prefix,
+        dir.path(),
+        &pipedrive.base_url(),
+        TOKEN,
+        "in_place_attempts: 1, max_backoff_ms: 50, retry_tiers_secs: [8], concurrency: 2",
+    ));
+    let writer = ContactWriter::new(&prefix);
+    switchboard_core::kafka::ensure_topics(
+        &config.kafka,
+        &[switchboard_core::kafka::TopicSpec::new(
+            writer.topic.clone(),
+            switchboard_core::kafka::Cleanup::Compact,
+        )],
+    )
+    .await
+    .unwrap();
+    // Only the first replica runs while Kay's update fails once and waits in the tier.
+    let (first, second, kay) = two_replicas(&config, &writer.topic).await;
+    second.stop().await;
+    let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
+    pipedrive.control().add_fault(FaultRule {
+        endpoint: format!("PATCH /api/v2/persons/{}", stuck.id),
+        error_rate: 1.0,
+        status: 500,
+        latency_ms: 0,
+        count: Some(1),
+    });
+    let changes = watch_person(&pipedrive, stuck.id).await;
+    writer
+        .send(&shop_contact(kay, "kay@example.com", "One", "Parked"), 1)
+        .await;
+    let tier = format!("{prefix}.retry.crm.0");
+    let waiting = read_topic(
+        &kafka_bootstrap(),
+        &tier,
+        1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    assert_eq!(waiting.len(), 1, "Kay's update waits in the tier");
+    // The first replica reads it, sees it is not due and pauses the partition; then a
+    // replica joins, and the range assignment gives the first its partitions back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = Replica::start(&{
+        let mut config = config.clone();
+        config
+            .kafka
+            .properties
+            .insert("client.id".to_owned(), "replica-second".to_owned());
+        config
+    })
+    .await;
+    assert!(
+        eventually(Duration::from_secs(60), || changes.lock().unwrap().len()
+            == 1)
+        .await,
+        "Kay's update was retried once due, after the rebalance: {:?}",
+        changes.lock().unwrap()
+    );
+    assert_eq!(changes.lock().unwrap().as_slice(), ["One"]);
+    again.stop().await;
+    first.stop().await;
 }

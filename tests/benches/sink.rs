@@ -69,13 +69,15 @@ async fn sink_run(shop: &ShopifySandbox, run: &str, n: usize, concurrency: usize
     let records: Vec<_> = (0..n).map(|i| contact(run, i)).collect();
     produce(&prefix, "contact", &records).await;
     let stop = CancellationToken::new();
-    switchboard_sink::start(load(&yaml), stop.clone())
+    let sink = switchboard_sink::start(load(&yaml), stop.clone())
         .await
         .unwrap();
     let first = poll_until(|| !shop.customers().is_empty()).await;
     let done = eventually(Duration::from_secs(900), || shop.customers().len() >= n).await;
     let elapsed = first.elapsed();
+    // Stopped and awaited here, not left to the runtime's end, which would cut its drain.
     stop.cancel();
+    sink.task.await.unwrap().unwrap();
     assert!(
         done,
         "every customer arrived ({} of {n})",

@@ -136,7 +136,8 @@ impl Delivery {
 
     /// Reads the xref links and the blocked keys from Kafka, replacing what this sink held:
     /// on each assignment, before any record of it is delivered. Between two assignments
-    /// this sink is the only writer of its partitions' keys.
+    /// this sink is the only writer of its partitions' keys (unless it lost them without a
+    /// revoke; see `dispatch.rs`, "Replicas").
     pub(crate) async fn load_tables(self: &Arc<Self>) -> anyhow::Result<()> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {

@@ -13,13 +13,17 @@
 //! - **Replicas.** Several sinks of one connection share its group. Partitions are
 //!   assigned by range, so partition i of the canonical topics and of the retry tiers (all
 //!   keyed by record ID, same partition count) go to one replica, and a key's records, parked
-//!   ones included, stay with one owner. When partitions are revoked, the lanes stop (a call
-//!   under way finishes), their finished records are committed, and only then does the group
-//!   move on; at each assignment the xref and the blocked keys are read again before any
-//!   record is delivered, so the new owner sees everything the former one wrote.
-//! - **Shutdown.** On cancel the loop stops reading; each lane finishes or abandons the
-//!   record at hand (an abandoned one is not stored), the lanes' finished records are
-//!   stored, and the group commits before it leaves.
+//!   ones included, stay with one owner. When partitions are revoked, the lanes deliver
+//!   what they were handed (at most `REVOKE_BOUND`; past it each stops after the call under
+//!   way, and the rest is the next owner's), the finished records are committed, and only
+//!   then does the group move on. At each assignment the xref and the blocked keys are read
+//!   again before any record is delivered, so the new owner sees what the former one wrote.
+//!   Partitions lost without a revoke (this member did not poll within
+//!   `max.poll.interval.ms`, e.g. its lanes waited out a long outage on full queues) are
+//!   the new owner's at once: what the lanes held may then be delivered twice.
+//! - **Shutdown.** On cancel the loop stops reading; the lanes deliver what they were
+//!   handed (at most `SHUTDOWN_BOUND`, then each stops after the call under way; an
+//!   abandoned record is not stored), and the group commits before it leaves.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -48,8 +52,12 @@ const LANE_QUEUE: usize = 8;
 /// Longest wait at a revoke for the lanes to deliver what was handed to them.
 const REVOKE_BOUND: Duration = Duration::from_secs(60);
 
-/// Longest wait at shutdown for the same; then each lane stops after the record at hand.
+/// Longest wait at shutdown for the same.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// Longest wait, past those, for each lane to stop after the record at hand (its call
+/// under way; the client's timeout bounds it).
+const STOP_BOUND: Duration = Duration::from_secs(10);
 
 /// The sink's consumer.
 pub(crate) type SinkConsumer = StreamConsumer<Rebalances>;
@@ -88,7 +96,7 @@ impl Shared {
             return true;
         }
         lanes.stop.cancel();
-        self.wait_for_lanes(REVOKE_BOUND);
+        self.wait_for_lanes(STOP_BOUND);
         false
     }
 
@@ -152,6 +160,18 @@ impl ClientContext for Rebalances {}
 impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if !matches!(rebalance, Rebalance::Revoke(_)) {
+            return;
+        }
+        if consumer.assignment_lost() {
+            // The group moved on without this member (it did not poll within
+            // max.poll.interval.ms): the partitions have a new owner already, and nothing
+            // can be committed. Stop at once; what the lanes held is the new owner's.
+            let lanes = self.shared.lanes();
+            lanes.drain.cancel();
+            lanes.stop.cancel();
+            self.shared.wait_for_lanes(STOP_BOUND);
+            *self.shared.offsets() = Offsets::default();
+            tracing::warn!(connection = %self.connection, "partitions lost to the group (no poll in time); their records are the next owner's");
             return;
         }
         // Everything handed to a lane is delivered and stored before the partitions go,
@@ -300,6 +320,10 @@ impl Dispatch {
                 continue;
             }
             if lanes.queues.is_empty() {
+                // Shutdown came while the tables were read.
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
                 anyhow::bail!("a record arrived before any assignment");
             }
             self.shared.offsets().start(&at, message.offset());
@@ -327,7 +351,13 @@ impl Dispatch {
         while let Some(ended) = lanes.running.join_next().await {
             ended??;
         }
-        // Pauses ended with the revoke; the partitions start again at their commits.
+        // The partitions start again at their commits, unpaused: a tier partition paused
+        // for a due time and assigned here again stays paused until resumed, and a record
+        // still not due pauses it again when read.
+        let assigned = self.consumer.assignment()?;
+        if assigned.count() > 0 {
+            self.consumer.resume(&assigned)?;
+        }
         self.waiting.clear();
         self.in_flight_gauge();
         self.delivery.load_tables().await?;
@@ -344,15 +374,20 @@ impl Dispatch {
         for _ in 0..self.concurrency {
             let (queue, queued) = mpsc::channel(LANE_QUEUE);
             lanes.queues.push(queue);
+            // Counted before the task runs, and counted out even if it never runs.
             self.shared.live_lanes.fetch_add(1, Ordering::AcqRel);
-            lanes.running.spawn(lane(Lane {
-                delivery: self.delivery.clone(),
-                consumer: self.consumer.clone(),
-                shared: self.shared.clone(),
-                in_flight: self.in_flight.clone(),
-                queued,
-                ending: generation.clone(),
-            }));
+            let live = LiveLane(self.shared.clone());
+            lanes.running.spawn(lane(
+                live,
+                Lane {
+                    delivery: self.delivery.clone(),
+                    consumer: self.consumer.clone(),
+                    shared: self.shared.clone(),
+                    in_flight: self.in_flight.clone(),
+                    queued,
+                    ending: generation.clone(),
+                },
+            ));
         }
         Ok(())
     }
@@ -421,8 +456,7 @@ impl Drop for LiveLane {
 /// Delivers a lane's records and stores each offset that became storable. Ends with `Ok`
 /// once drained (nothing left queued) or stopped (a revoke or shutdown), on a failure with
 /// the error; either way the loop sees it end.
-async fn lane(mut lane: Lane) -> anyhow::Result<()> {
-    let _live = LiveLane(lane.shared.clone());
+async fn lane(_live: LiveLane, mut lane: Lane) -> anyhow::Result<()> {
     let Generation { drain, stop } = lane.ending.clone();
     loop {
         let message = tokio::select! {
