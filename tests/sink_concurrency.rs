@@ -5,12 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
 use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
 use switchboard_sandbox::pipedrive::PipedriveSandbox;
@@ -20,22 +16,6 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "concurrency-crm-token";
 const PEOPLE: u64 = 30;
 const VERSIONS: u64 = 4;
-
-/// First names of each person, in the order Pipedrive reported them (create, then changes).
-type Seen = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
-
-async fn receive(State(seen): State<Seen>, Json(body): Json<serde_json::Value>) {
-    if let (Some(id), Some(name)) = (
-        body["data"]["id"].as_u64(),
-        body["data"]["first_name"].as_str(),
-    ) {
-        seen.lock()
-            .unwrap()
-            .entry(id)
-            .or_default()
-            .push(name.to_owned());
-    }
-}
 
 /// A Pipedrive sandbox whose every call takes 30 ms (one lane alone would never have two
 /// in flight), a sink configuration at concurrency 4, and the canonical topic, created.
@@ -121,22 +101,7 @@ impl Rig {
 async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
     let rig = Rig::new("concurrency").await;
     let pipedrive = &rig.pipedrive;
-    let seen = Seen::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(seen.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let subscribed = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
-        .header("x-api-token", TOKEN)
-        .json(&serde_json::json!({"subscription_url": hook, "event_action": "*", "event_object": "person",
-            "http_auth_user": "u", "http_auth_password": "p"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(subscribed.status().is_success());
+    let seen = watch_person_names(pipedrive, TOKEN, "*").await;
 
     // Every version of every person on the topic before the sink starts, interleaved:
     // V1 of everyone, then V2 of everyone, and so on.

@@ -5,11 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -23,18 +20,6 @@ const TOKEN: &str = "parking-crm-token";
 
 fn contact(n: u64, email: &str, first_name: &str) -> Contact {
     shop_contact(n, email, first_name, "Parked")
-}
-
-/// First names of person `id` in the order Pipedrive reported their changes.
-#[derive(Clone, Default)]
-struct Changes(Arc<Mutex<Vec<String>>>, u64);
-
-async fn receive(State(changes): State<Changes>, Json(body): Json<serde_json::Value>) {
-    if body["data"]["id"].as_u64() == Some(changes.1)
-        && let Some(name) = body["data"]["first_name"].as_str()
-    {
-        changes.0.lock().unwrap().push(name.to_owned());
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -57,22 +42,8 @@ async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_
     });
 
     // Pipedrive reports each change of the person: the order the target saw them in.
-    let changes = Changes(Arc::default(), stuck.id);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(changes.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let subscribed = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
-        .header("x-api-token", TOKEN)
-        .json(&serde_json::json!({"subscription_url": hook, "event_action": "change", "event_object": "person",
-            "http_auth_user": "u", "http_auth_password": "p"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(subscribed.status().is_success());
+    let names = watch_person_names(&pipedrive, TOKEN, "change").await;
+    let changes = || names_of(&names, stuck.id);
 
     let yaml = pipedrive_sink_yaml(
         &prefix,
@@ -142,7 +113,7 @@ async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_
         pipedrive.person(stuck.id).unwrap().first_name.as_deref(),
         Some("Kay")
     );
-    assert!(changes.0.lock().unwrap().is_empty());
+    assert!(changes().is_empty());
 
     // The target is fixed; an operator redrives the key: its DLQ records, in order, go to
     // the first tier marked as a redrive.
@@ -172,13 +143,11 @@ async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_
             .unwrap();
     }
     assert!(
-        eventually(Duration::from_secs(30), || changes.0.lock().unwrap().len()
-            >= 3)
-        .await,
+        eventually(Duration::from_secs(30), || changes().len() >= 3).await,
         "the three updates arrived"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(*changes.0.lock().unwrap(), ["One", "Two", "Three"]);
+    assert_eq!(changes(), ["One", "Two", "Three"]);
     assert_eq!(
         pipedrive.person(stuck.id).unwrap().first_name.as_deref(),
         Some("Three")
@@ -187,9 +156,7 @@ async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_
     // The key is released: a new record of it goes straight through.
     send(contact(1, "kay@example.com", "Four")).await;
     assert!(
-        eventually(Duration::from_secs(30), || changes.0.lock().unwrap().len()
-            == 4)
-        .await,
+        eventually(Duration::from_secs(30), || changes().len() == 4).await,
         "the released key flows again"
     );
 }

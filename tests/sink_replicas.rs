@@ -10,12 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Headers;
@@ -29,39 +25,50 @@ const TOKEN: &str = "replicas-crm-token";
 const PEOPLE: u64 = 40;
 const VERSIONS: u64 = 4;
 
-/// First names of each person, in the order Pipedrive reported them (create, then changes).
-type Seen = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
-
-async fn receive(State(seen): State<Seen>, Json(body): Json<serde_json::Value>) {
-    if let (Some(id), Some(name)) = (
-        body["data"]["id"].as_u64(),
-        body["data"]["first_name"].as_str(),
-    ) {
-        seen.lock()
-            .unwrap()
-            .entry(id)
-            .or_default()
-            .push(name.to_owned());
-    }
+/// A Pipedrive sandbox, a sink configuration for it with `sink_settings`, and the
+/// canonical contact topic, created.
+struct Rig {
+    _dir: tempfile::TempDir,
+    prefix: String,
+    pipedrive: PipedriveSandbox,
+    config: switchboard_core::Config,
+    writer: ContactWriter,
 }
 
-/// Reports of every change Pipedrive makes to a person, collected in `seen`.
-async fn watch_persons(pipedrive: &PipedriveSandbox, seen: &Seen) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(seen.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let subscribed = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
-        .header("x-api-token", TOKEN)
-        .json(&serde_json::json!({"subscription_url": hook, "event_action": "*", "event_object": "person",
-            "http_auth_user": "u", "http_auth_password": "p"}))
-        .send()
+impl Rig {
+    async fn new(test: &str, sink_settings: &str) -> Self {
+        init_logging();
+        ensure_stack();
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix(test);
+        let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
+            .await
+            .unwrap();
+        let config = load(&pipedrive_sink_yaml(
+            &prefix,
+            dir.path(),
+            &pipedrive.base_url(),
+            TOKEN,
+            sink_settings,
+        ));
+        let writer = ContactWriter::new(&prefix);
+        switchboard_core::kafka::ensure_topics(
+            &config.kafka,
+            &[switchboard_core::kafka::TopicSpec::new(
+                writer.topic.clone(),
+                switchboard_core::kafka::Cleanup::Compact,
+            )],
+        )
         .await
         .unwrap();
-    assert!(subscribed.status().is_success());
+        Self {
+            _dir: dir,
+            prefix,
+            pipedrive,
+            config,
+            writer,
+        }
+    }
 }
 
 /// A running sink replica.
@@ -91,13 +98,14 @@ impl Replica {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
-    init_logging();
-    ensure_stack();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("replicas");
-    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
-        .await
-        .unwrap();
+    let rig = Rig::new("replicas", "concurrency: 2").await;
+    let Rig {
+        pipedrive,
+        config,
+        writer,
+        prefix,
+        ..
+    } = &rig;
     // Slow enough calls that both rebalances come while records are being delivered.
     pipedrive.control().add_fault(FaultRule {
         endpoint: "*".into(),
@@ -106,25 +114,7 @@ async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
         latency_ms: 60,
         count: None,
     });
-    let seen = Seen::default();
-    watch_persons(&pipedrive, &seen).await;
-    let config = load(&pipedrive_sink_yaml(
-        &prefix,
-        dir.path(),
-        &pipedrive.base_url(),
-        TOKEN,
-        "concurrency: 2",
-    ));
-    let writer = ContactWriter::new(&prefix);
-    switchboard_core::kafka::ensure_topics(
-        &config.kafka,
-        &[switchboard_core::kafka::TopicSpec::new(
-            writer.topic.clone(),
-            switchboard_core::kafka::Cleanup::Compact,
-        )],
-    )
-    .await
-    .unwrap();
+    let seen = watch_person_names(pipedrive, TOKEN, "*").await;
 
     // Every version of every person on the topic before the first replica starts,
     // interleaved: V1 of everyone, then V2 of everyone, and so on.
@@ -139,12 +129,12 @@ async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
     let total = (PEOPLE * VERSIONS) as usize;
     let reported = || seen.lock().unwrap().values().map(Vec::len).sum::<usize>();
 
-    let first = Replica::start(&config).await;
+    let first = Replica::start(config).await;
     assert!(
         eventually(Duration::from_secs(60), || reported() >= total / 5).await,
         "the first replica delivers"
     );
-    let second = Replica::start(&config).await;
+    let second = Replica::start(config).await;
     assert!(
         eventually(Duration::from_secs(60), || reported() >= total / 2).await,
         "the replicas deliver after the second one joined"
@@ -284,38 +274,6 @@ async fn partition_of(prefix: &str, key: &str, partitions: i32) -> i32 {
     delivered.partition
 }
 
-/// First names Pipedrive reported for one person, in order.
-type Changes = Arc<Mutex<Vec<String>>>;
-
-/// Reports of every change Pipedrive makes to person `id`.
-async fn watch_person(pipedrive: &PipedriveSandbox, id: u64) -> Changes {
-    let changes = Changes::default();
-    let seen = changes.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |Json(body): Json<serde_json::Value>| async move {
-            if body["data"]["id"].as_u64() == Some(id)
-                && let Some(name) = body["data"]["first_name"].as_str()
-            {
-                seen.lock().unwrap().push(name.to_owned());
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let subscribed = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
-        .header("x-api-token", TOKEN)
-        .json(&serde_json::json!({"subscription_url": hook, "event_action": "change", "event_object": "person",
-            "http_auth_user": "u", "http_auth_password": "p"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(subscribed.status().is_success());
-    changes
-}
-
 /// Two replicas of `config`'s sink, `replica-first` and `replica-second`, once both have
 /// joined; and a contact number whose key (and so its retry-tier records) the first one
 /// owns.
@@ -353,31 +311,19 @@ async fn two_replicas(config: &switchboard_core::Config, topic: &str) -> (Replic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partition() {
-    init_logging();
-    ensure_stack();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("replicas-parked");
-    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
-        .await
-        .unwrap();
-    let config = load(&pipedrive_sink_yaml(
-        &prefix,
-        dir.path(),
-        &pipedrive.base_url(),
-        TOKEN,
+    let rig = Rig::new(
+        "replicas-parked",
         "in_place_attempts: 1, max_backoff_ms: 50, retry_tiers_secs: [1], concurrency: 2",
-    ));
-    let writer = ContactWriter::new(&prefix);
-    switchboard_core::kafka::ensure_topics(
-        &config.kafka,
-        &[switchboard_core::kafka::TopicSpec::new(
-            writer.topic.clone(),
-            switchboard_core::kafka::Cleanup::Compact,
-        )],
     )
-    .await
-    .unwrap();
-    let (first, second, kay) = two_replicas(&config, &writer.topic).await;
+    .await;
+    let Rig {
+        pipedrive,
+        config,
+        writer,
+        prefix,
+        ..
+    } = &rig;
+    let (first, second, kay) = two_replicas(config, &writer.topic).await;
 
     let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
     pipedrive.control().add_fault(FaultRule {
@@ -387,7 +333,8 @@ async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partiti
         latency_ms: 0,
         count: None,
     });
-    let changes = watch_person(&pipedrive, stuck.id).await;
+    let names = watch_person_names(pipedrive, TOKEN, "change").await;
+    let changes = || names_of(&names, stuck.id);
 
     // The first replica fails Kay's update through the tier into the DLQ: Kay is blocked.
     writer
@@ -446,41 +393,29 @@ async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partiti
     });
     assert_eq!(parked.as_deref(), Some("true"));
     assert!(
-        changes.lock().unwrap().is_empty(),
+        changes().is_empty(),
         "nothing of Kay's reached Pipedrive ahead of the blocked update: {:?}",
-        changes.lock().unwrap()
+        changes()
     );
     second.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_tier_partition_paused_for_a_due_time_resumes_after_a_rebalance() {
-    init_logging();
-    ensure_stack();
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix("replicas-due");
-    let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
-        .await
-        .unwrap();
-    let config = load(&pipedrive_sink_yaml(
-        &prefix,
-        dir.path(),
-        &pipedrive.base_url(),
-        TOKEN,
+    let rig = Rig::new(
+        "replicas-due",
         "in_place_attempts: 1, max_backoff_ms: 50, retry_tiers_secs: [8], concurrency: 2",
-    ));
-    let writer = ContactWriter::new(&prefix);
-    switchboard_core::kafka::ensure_topics(
-        &config.kafka,
-        &[switchboard_core::kafka::TopicSpec::new(
-            writer.topic.clone(),
-            switchboard_core::kafka::Cleanup::Compact,
-        )],
     )
-    .await
-    .unwrap();
+    .await;
+    let Rig {
+        pipedrive,
+        config,
+        writer,
+        prefix,
+        ..
+    } = &rig;
     // Only the first replica runs while Kay's update fails once and waits in the tier.
-    let (first, second, kay) = two_replicas(&config, &writer.topic).await;
+    let (first, second, kay) = two_replicas(config, &writer.topic).await;
     second.stop().await;
     let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
     pipedrive.control().add_fault(FaultRule {
@@ -490,7 +425,8 @@ async fn a_retry_tier_partition_paused_for_a_due_time_resumes_after_a_rebalance(
         latency_ms: 0,
         count: Some(1),
     });
-    let changes = watch_person(&pipedrive, stuck.id).await;
+    let names = watch_person_names(pipedrive, TOKEN, "change").await;
+    let changes = || names_of(&names, stuck.id);
     writer
         .send(&shop_contact(kay, "kay@example.com", "One", "Parked"), 1)
         .await;
@@ -516,13 +452,11 @@ async fn a_retry_tier_partition_paused_for_a_due_time_resumes_after_a_rebalance(
     })
     .await;
     assert!(
-        eventually(Duration::from_secs(60), || changes.lock().unwrap().len()
-            == 1)
-        .await,
+        eventually(Duration::from_secs(60), || changes().len() == 1).await,
         "Kay's update was retried once due, after the rebalance: {:?}",
-        changes.lock().unwrap()
+        changes()
     );
-    assert_eq!(changes.lock().unwrap().as_slice(), ["One"]);
+    assert_eq!(changes().as_slice(), ["One"]);
     again.stop().await;
     first.stop().await;
 }

@@ -688,3 +688,52 @@ pub fn unthrottled_pipedrive(token: &str) -> PipedriveConfig {
         ..PipedriveConfig::new(token)
     }
 }
+
+/// First names per Pipedrive person ID, in the order the sandbox's webhooks reported them.
+pub type PersonNames = std::sync::Arc<Mutex<std::collections::BTreeMap<u64, Vec<String>>>>;
+
+/// Subscribes a local receiver to `pipedrive`'s person webhooks (`event_action`: `*` for
+/// creates and changes, `change` for changes only) and collects each person's first names,
+/// in the order reported: the order in which the target saw the writes.
+pub async fn watch_person_names(
+    pipedrive: &PipedriveSandbox,
+    token: &str,
+    event_action: &str,
+) -> PersonNames {
+    let names = PersonNames::default();
+    let seen = names.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                if let (Some(id), Some(name)) = (
+                    body["data"]["id"].as_u64(),
+                    body["data"]["first_name"].as_str(),
+                ) {
+                    let mut seen = seen.lock().unwrap();
+                    seen.entry(id).or_default().push(name.to_owned());
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let subscribed = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
+        .header("x-api-token", token)
+        .json(
+            &serde_json::json!({"subscription_url": hook, "event_action": event_action,
+            "event_object": "person", "http_auth_user": "u", "http_auth_password": "p"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(subscribed.status().is_success(), "webhook subscribed");
+    names
+}
+
+/// The names `names` holds for person `id`.
+pub fn names_of(names: &PersonNames, id: u64) -> Vec<String> {
+    names.lock().unwrap().get(&id).cloned().unwrap_or_default()
+}
