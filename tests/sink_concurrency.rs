@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
-use switchboard_sandbox::pipedrive::PipedriveSandbox;
 use switchboard_tests::*;
 use tokio_util::sync::CancellationToken;
 
@@ -17,74 +16,28 @@ const TOKEN: &str = "concurrency-crm-token";
 const PEOPLE: u64 = 30;
 const VERSIONS: u64 = 4;
 
-/// A Pipedrive sandbox whose every call takes 30 ms (one lane alone would never have two
-/// in flight), a sink configuration at concurrency 4, and the canonical topic, created.
-struct Rig {
-    _dir: tempfile::TempDir,
-    pipedrive: PipedriveSandbox,
-    writer: ContactWriter,
-    config: switchboard_core::Config,
-    prefix: String,
+/// The rig, with every Pipedrive call taking 30 ms (one lane alone would never have two in
+/// flight) and the sink at concurrency 4.
+struct Rig(PipedriveSinkRig);
+
+impl std::ops::Deref for Rig {
+    type Target = PipedriveSinkRig;
+    fn deref(&self) -> &PipedriveSinkRig {
+        &self.0
+    }
 }
 
 impl Rig {
     async fn new(test: &str) -> Self {
-        init_logging();
-        ensure_stack();
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = unique_prefix(test);
-        let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
-            .await
-            .unwrap();
-        pipedrive.control().add_fault(FaultRule {
+        let rig = PipedriveSinkRig::new(test, TOKEN, "concurrency: 4").await;
+        rig.pipedrive.control().add_fault(FaultRule {
             endpoint: "*".into(),
             error_rate: 0.0,
             status: 0,
             latency_ms: 30,
             count: None,
         });
-        let yaml = pipedrive_sink_yaml(
-            &prefix,
-            dir.path(),
-            &pipedrive.base_url(),
-            TOKEN,
-            "concurrency: 4",
-        );
-        let config = load(&yaml);
-        let writer = ContactWriter::new(&prefix);
-        switchboard_core::kafka::ensure_topics(
-            &config.kafka,
-            &[switchboard_core::kafka::TopicSpec::new(
-                writer.topic.clone(),
-                switchboard_core::kafka::Cleanup::Compact,
-            )],
-        )
-        .await
-        .unwrap();
-        Self {
-            _dir: dir,
-            pipedrive,
-            writer,
-            config,
-            prefix,
-        }
-    }
-
-    /// Whether, within `wait`, the sink's group committed past all `n` records on the topic.
-    async fn committed_past(&self, n: usize, wait: Duration) -> bool {
-        let records = read_topic(
-            &kafka_bootstrap(),
-            &self.writer.topic,
-            n,
-            Duration::from_secs(30),
-            Duration::ZERO,
-        );
-        assert_eq!(records.len(), n, "every record is on the topic");
-        let group = format!("{}.sink.crm", self.prefix);
-        eventually(wait, || {
-            group_caught_up(&kafka_bootstrap(), &group, &records)
-        })
-        .await
+        Self(rig)
     }
 
     /// Starts the sink; it stops when the returned guard is dropped.
@@ -115,31 +68,10 @@ async fn four_lanes_overlap_calls_and_keep_each_persons_updates_in_order() {
     rig.writer.send_all(&contacts, 1).await;
     let _sink = rig.start_sink().await;
 
-    let expected: Vec<String> = (1..=VERSIONS).map(|v| format!("V{v}")).collect();
-    let all_reported = || {
-        let seen = seen.lock().unwrap();
-        seen.len() as u64 == PEOPLE && seen.values().all(|names| names.len() >= expected.len())
-    };
-    assert!(
-        eventually(Duration::from_secs(120), all_reported).await,
-        "every version of every person reached Pipedrive: {:?}",
-        seen.lock().unwrap()
-    );
-    // Late or duplicate reports would show up here.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for (id, names) in seen.lock().unwrap().iter() {
-        assert_eq!(
-            names, &expected,
-            "person {id}'s updates in the order written"
-        );
-    }
-    for n in 0..PEOPLE {
-        assert_eq!(
-            pipedrive.creates_for_email(&format!("c{n}@example.com")),
-            1,
-            "c{n} created once"
-        );
-    }
+    assert_each_update_once_in_order(pipedrive, &seen, PEOPLE, VERSIONS, |n| {
+        format!("c{n}@example.com")
+    })
+    .await;
     let peak = pipedrive.control().counters().peak_in_flight;
     assert!(
         (2..=4).contains(&peak),

@@ -17,7 +17,6 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::Headers;
 use switchboard_core::canonical::Contact;
 use switchboard_sandbox::control::FaultRule;
-use switchboard_sandbox::pipedrive::PipedriveSandbox;
 use switchboard_tests::*;
 use tokio_util::sync::CancellationToken;
 
@@ -25,50 +24,21 @@ const TOKEN: &str = "replicas-crm-token";
 const PEOPLE: u64 = 40;
 const VERSIONS: u64 = 4;
 
-/// A Pipedrive sandbox, a sink configuration for it with `sink_settings`, and the
-/// canonical contact topic, created.
-struct Rig {
-    _dir: tempfile::TempDir,
-    prefix: String,
-    pipedrive: PipedriveSandbox,
-    config: switchboard_core::Config,
-    writer: ContactWriter,
-}
-
-impl Rig {
-    async fn new(test: &str, sink_settings: &str) -> Self {
-        init_logging();
-        ensure_stack();
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = unique_prefix(test);
-        let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(TOKEN))
-            .await
-            .unwrap();
-        let config = load(&pipedrive_sink_yaml(
-            &prefix,
-            dir.path(),
-            &pipedrive.base_url(),
-            TOKEN,
-            sink_settings,
-        ));
-        let writer = ContactWriter::new(&prefix);
-        switchboard_core::kafka::ensure_topics(
-            &config.kafka,
-            &[switchboard_core::kafka::TopicSpec::new(
-                writer.topic.clone(),
-                switchboard_core::kafka::Cleanup::Compact,
-            )],
-        )
-        .await
-        .unwrap();
-        Self {
-            _dir: dir,
-            prefix,
-            pipedrive,
-            config,
-            writer,
-        }
-    }
+/// Kay, a person already in Pipedrive whose updates fail with 500 (`failures` times, or
+/// until cleared); her ID and the names Pipedrive reports for changed persons.
+async fn kay_in_pipedrive(
+    pipedrive: &switchboard_sandbox::pipedrive::PipedriveSandbox,
+    failures: Option<u32>,
+) -> (u64, PersonNames) {
+    let kay = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
+    pipedrive.control().add_fault(FaultRule {
+        endpoint: format!("PATCH /api/v2/persons/{}", kay.id),
+        error_rate: 1.0,
+        status: 500,
+        latency_ms: 0,
+        count: failures,
+    });
+    (kay.id, watch_person_names(pipedrive, TOKEN, "change").await)
 }
 
 /// A running sink replica.
@@ -98,8 +68,8 @@ impl Replica {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
-    let rig = Rig::new("replicas", "concurrency: 2").await;
-    let Rig {
+    let rig = PipedriveSinkRig::new("replicas", TOKEN, "concurrency: 2").await;
+    let PipedriveSinkRig {
         pipedrive,
         config,
         writer,
@@ -145,31 +115,10 @@ async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
     );
     first.stop().await;
 
-    let expected: Vec<String> = (1..=VERSIONS).map(|v| format!("V{v}")).collect();
-    let all_reported = || {
-        let seen = seen.lock().unwrap();
-        seen.len() as u64 == PEOPLE && seen.values().all(|names| names.len() >= expected.len())
-    };
-    assert!(
-        eventually(Duration::from_secs(120), all_reported).await,
-        "every version of every person reached Pipedrive: {:?}",
-        seen.lock().unwrap()
-    );
-    // Late or duplicate reports would show up here.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    for (id, names) in seen.lock().unwrap().iter() {
-        assert_eq!(
-            names, &expected,
-            "person {id}: each update once, in the order written"
-        );
-    }
-    for n in 0..PEOPLE {
-        assert_eq!(
-            pipedrive.creates_for_email(&format!("r{n}@example.com")),
-            1,
-            "r{n} created once"
-        );
-    }
+    assert_each_update_once_in_order(pipedrive, &seen, PEOPLE, VERSIONS, |n| {
+        format!("r{n}@example.com")
+    })
+    .await;
     let records = read_topic(
         &kafka_bootstrap(),
         &writer.topic,
@@ -311,12 +260,13 @@ async fn two_replicas(config: &switchboard_core::Config, topic: &str) -> (Replic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partition() {
-    let rig = Rig::new(
+    let rig = PipedriveSinkRig::new(
         "replicas-parked",
+        TOKEN,
         "in_place_attempts: 1, max_backoff_ms: 50, retry_tiers_secs: [1], concurrency: 2",
     )
     .await;
-    let Rig {
+    let PipedriveSinkRig {
         pipedrive,
         config,
         writer,
@@ -325,16 +275,8 @@ async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partiti
     } = &rig;
     let (first, second, kay) = two_replicas(config, &writer.topic).await;
 
-    let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
-    pipedrive.control().add_fault(FaultRule {
-        endpoint: format!("PATCH /api/v2/persons/{}", stuck.id),
-        error_rate: 1.0,
-        status: 500,
-        latency_ms: 0,
-        count: None,
-    });
-    let names = watch_person_names(pipedrive, TOKEN, "change").await;
-    let changes = || names_of(&names, stuck.id);
+    let (kay_id, names) = kay_in_pipedrive(pipedrive, None).await;
+    let changes = || names_of(&names, kay_id);
 
     // The first replica fails Kay's update through the tier into the DLQ: Kay is blocked.
     writer
@@ -402,12 +344,13 @@ async fn a_key_parked_by_one_replica_stays_parked_when_another_takes_its_partiti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_tier_partition_paused_for_a_due_time_resumes_after_a_rebalance() {
-    let rig = Rig::new(
+    let rig = PipedriveSinkRig::new(
         "replicas-due",
+        TOKEN,
         "in_place_attempts: 1, max_backoff_ms: 50, retry_tiers_secs: [8], concurrency: 2",
     )
     .await;
-    let Rig {
+    let PipedriveSinkRig {
         pipedrive,
         config,
         writer,
@@ -417,16 +360,8 @@ async fn a_retry_tier_partition_paused_for_a_due_time_resumes_after_a_rebalance(
     // Only the first replica runs while Kay's update fails once and waits in the tier.
     let (first, second, kay) = two_replicas(config, &writer.topic).await;
     second.stop().await;
-    let stuck = pipedrive.seed_person("Kay Seeded", &["kay@example.com"]);
-    pipedrive.control().add_fault(FaultRule {
-        endpoint: format!("PATCH /api/v2/persons/{}", stuck.id),
-        error_rate: 1.0,
-        status: 500,
-        latency_ms: 0,
-        count: Some(1),
-    });
-    let names = watch_person_names(pipedrive, TOKEN, "change").await;
-    let changes = || names_of(&names, stuck.id);
+    let (kay_id, names) = kay_in_pipedrive(pipedrive, Some(1)).await;
+    let changes = || names_of(&names, kay_id);
     writer
         .send(&shop_contact(kay, "kay@example.com", "One", "Parked"), 1)
         .await;

@@ -737,3 +737,105 @@ pub async fn watch_person_names(
 pub fn names_of(names: &PersonNames, id: u64) -> Vec<String> {
     names.lock().unwrap().get(&id).cloned().unwrap_or_default()
 }
+
+/// The rig of the in-process sink tests: a Pipedrive sandbox accepting `token`, a sink
+/// configuration delivering contacts to it (`sink_settings` go inside `sink:`), and the
+/// canonical contact topic, created.
+pub struct PipedriveSinkRig {
+    pub _dir: tempfile::TempDir,
+    pub prefix: String,
+    pub pipedrive: PipedriveSandbox,
+    pub config: Config,
+    pub writer: ContactWriter,
+}
+
+impl PipedriveSinkRig {
+    pub async fn new(test: &str, token: &str, sink_settings: &str) -> Self {
+        init_logging();
+        ensure_stack();
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix(test);
+        let pipedrive = PipedriveSandbox::start(unthrottled_pipedrive(token))
+            .await
+            .unwrap();
+        let config = load(&pipedrive_sink_yaml(
+            &prefix,
+            dir.path(),
+            &pipedrive.base_url(),
+            token,
+            sink_settings,
+        ));
+        let writer = ContactWriter::new(&prefix);
+        switchboard_core::kafka::ensure_topics(
+            &config.kafka,
+            &[switchboard_core::kafka::TopicSpec::new(
+                writer.topic.clone(),
+                switchboard_core::kafka::Cleanup::Compact,
+            )],
+        )
+        .await
+        .unwrap();
+        Self {
+            _dir: dir,
+            prefix,
+            pipedrive,
+            config,
+            writer,
+        }
+    }
+
+    /// Whether, within `wait`, the sink's group committed past all `n` records on the topic.
+    pub async fn committed_past(&self, n: usize, wait: Duration) -> bool {
+        let records = read_topic(
+            &kafka_bootstrap(),
+            &self.writer.topic,
+            n,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        );
+        assert_eq!(records.len(), n, "every record is on the topic");
+        let group = format!("{}.sink.crm", self.prefix);
+        eventually(wait, || {
+            group_caught_up(&kafka_bootstrap(), &group, &records)
+        })
+        .await
+    }
+}
+
+/// Waits until Pipedrive reported `versions` names for each of `people` persons, then
+/// asserts that each person's names are `V1` to `V<versions>`, each once, in the order
+/// written, and that each person (`email(n)`) was created once.
+pub async fn assert_each_update_once_in_order(
+    pipedrive: &PipedriveSandbox,
+    seen: &PersonNames,
+    people: u64,
+    versions: u64,
+    email: impl Fn(u64) -> String,
+) {
+    let expected: Vec<String> = (1..=versions).map(|v| format!("V{v}")).collect();
+    let all_reported = || {
+        let seen = seen.lock().unwrap();
+        seen.len() as u64 == people && seen.values().all(|names| names.len() >= expected.len())
+    };
+    assert!(
+        eventually(Duration::from_secs(120), all_reported).await,
+        "every version of every person reached Pipedrive: {:?}",
+        seen.lock().unwrap()
+    );
+    // Late or duplicate reports would show up here.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (id, names) in seen.lock().unwrap().iter() {
+        assert_eq!(
+            names, &expected,
+            "person {id}: each update once, in the order written"
+        );
+    }
+    for n in 0..people {
+        let email = email(n);
+        assert_eq!(
+            pipedrive.creates_for_email(&email),
+            1,
+            "{email} created once"
+        );
+    }
+}
