@@ -494,13 +494,34 @@ pub fn read_table(
     topic: &str,
     timeout: Duration,
 ) -> Result<std::collections::HashMap<String, Vec<u8>>, ClassifiedError> {
+    read_table_as(kafka, topic, timeout, "read_committed")
+}
+
+/// [`read_table`] including records of open and aborted transactions, for a reader that
+/// needs only keys written outside transactions: it reads to the end at once, where a
+/// committed-only reader waits at the first open transaction until it ends (up to
+/// `transaction.timeout.ms` after a broker outage).
+pub fn read_table_uncommitted(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<std::collections::HashMap<String, Vec<u8>>, ClassifiedError> {
+    read_table_as(kafka, topic, timeout, "read_uncommitted")
+}
+
+fn read_table_as(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+    isolation: &str,
+) -> Result<std::collections::HashMap<String, Vec<u8>>, ClassifiedError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let err = |what: &str, e: KafkaError| kafka_error(what, &e);
     let consumer: BaseConsumer = client_config(kafka)
         .set("group.id", format!("{topic}.reader"))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .create()
         .map_err(|e| err("state reader", e))?;
     let metadata = consumer

@@ -138,13 +138,32 @@ impl Delivery {
     /// on each assignment, before any record of it is delivered. Between two assignments
     /// this sink is the only writer of its partitions' keys (unless it lost them without a
     /// revoke; see `dispatch.rs`, "Replicas").
-    pub(crate) async fn load_tables(self: &Arc<Self>) -> anyhow::Result<()> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            this.xref.reload(&this.kafka)?;
-            this.blocked.reload(&this.kafka)
-        })
-        .await??;
+    pub(crate) async fn load_tables(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            let this = self.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                this.xref.reload(&this.kafka)?;
+                this.blocked.reload(&this.kafka)
+            })
+            .await?;
+            match loaded {
+                Ok(()) => break,
+                // Kafka coming back after an outage: try again rather than stop the sink.
+                Err(e) if e.class == ErrorClass::Transient => {
+                    tracing::warn!(connection = %self.connection, error = %e.message, "could not read the xref and blocked keys; trying again");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         metrics::gauge!("switchboard_sink_parked_keys", "connection" => self.connection.clone())
             .set(self.blocked.len() as f64);
         Ok(())

@@ -27,172 +27,26 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::util::Timeout;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{Delivery, Step};
 use crate::handoff::now_millis;
-use crate::offsets::{Offsets, Partition};
+use crate::offsets::Partition;
+use crate::rebalance::{Generation, LiveLane, SHUTDOWN_BOUND, Shared, SinkConsumer};
 
 /// Records queued per lane ahead of the one it is delivering: enough to keep a lane busy
 /// while the loop serves the others, few enough that a stalled lane soon stops the reading.
 const LANE_QUEUE: usize = 8;
-
-/// Longest wait at a revoke for the lanes to deliver what was handed to them.
-const REVOKE_BOUND: Duration = Duration::from_secs(60);
-
-/// Longest wait at shutdown for the same.
-const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
-
-/// Longest wait, past those, for each lane to stop after the record at hand (its call
-/// under way; the client's timeout bounds it).
-const STOP_BOUND: Duration = Duration::from_secs(10);
-
-/// The sink's consumer.
-pub(crate) type SinkConsumer = StreamConsumer<Rebalances>;
-
-/// What the dispatch loop, its lanes and the consumer's rebalance callbacks share.
-#[derive(Default)]
-struct Shared {
-    offsets: Mutex<Offsets>,
-    /// How the lanes of the current assignment end.
-    lanes: Mutex<Generation>,
-    /// Lanes not yet ended.
-    live_lanes: AtomicUsize,
-    /// Set by an assignment, taken by the loop: read the tables, start lanes.
-    assigned: AtomicBool,
-}
-
-impl Shared {
-    fn offsets(&self) -> std::sync::MutexGuard<'_, Offsets> {
-        self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn lanes(&self) -> Generation {
-        self.lanes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Lets the lanes deliver what they hold, at most `bound`, then stops them after the
-    /// record at hand (the rest is not stored, so it is read again). Whether all of it was
-    /// delivered.
-    fn drain_lanes(&self, bound: Duration) -> bool {
-        let lanes = self.lanes();
-        lanes.drain.cancel();
-        if self.wait_for_lanes(bound) {
-            return true;
-        }
-        lanes.stop.cancel();
-        self.wait_for_lanes(STOP_BOUND);
-        false
-    }
-
-    /// Waits until every lane has ended, at most `bound`; whether they did.
-    fn wait_for_lanes(&self, bound: Duration) -> bool {
-        let deadline = Instant::now() + bound;
-        let wait = || {
-            while self.live_lanes.load(Ordering::Acquire) > 0 {
-                if Instant::now() >= deadline {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            true
-        };
-        if self.live_lanes.load(Ordering::Acquire) == 0 {
-            return true;
-        }
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            // Called from the loop's task: hand its worker's other tasks (the lanes among
-            // them) to another worker while this one waits.
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-            // A single-threaded runtime could not run the lanes while this waits.
-            Ok(_) => false,
-            Err(_) => wait(),
-        }
-    }
-}
-
-/// How the lanes of one assignment end: `drain` lets each deliver what it holds first,
-/// `stop` (also passed to each delivery, for its waits) ends it after the record at hand.
-#[derive(Clone, Default)]
-struct Generation {
-    drain: CancellationToken,
-    stop: CancellationToken,
-}
-
-impl Generation {
-    fn ending(&self) -> bool {
-        self.drain.is_cancelled() || self.stop.is_cancelled()
-    }
-}
-
-/// The consumer's context: stops and commits at a revoke, flags an assignment.
-pub(crate) struct Rebalances {
-    connection: String,
-    shared: Arc<Shared>,
-}
-
-impl Rebalances {
-    pub(crate) fn new(connection: &str) -> Self {
-        Self {
-            connection: connection.to_owned(),
-            shared: Arc::default(),
-        }
-    }
-}
-
-impl ClientContext for Rebalances {}
-
-impl ConsumerContext for Rebalances {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if !matches!(rebalance, Rebalance::Revoke(_)) {
-            return;
-        }
-        if consumer.assignment_lost() {
-            // The group moved on without this member (it did not poll within
-            // max.poll.interval.ms): the partitions have a new owner already, and nothing
-            // can be committed. Stop at once; what the lanes held is the new owner's.
-            let lanes = self.shared.lanes();
-            lanes.drain.cancel();
-            lanes.stop.cancel();
-            self.shared.wait_for_lanes(STOP_BOUND);
-            *self.shared.offsets() = Offsets::default();
-            tracing::warn!(connection = %self.connection, "partitions lost to the group (no poll in time); their records are the next owner's");
-            return;
-        }
-        // Everything handed to a lane is delivered and stored before the partitions go,
-        // so the next owner starts after it: nothing is delivered twice, or out of order.
-        if !self.shared.drain_lanes(REVOKE_BOUND) {
-            tracing::warn!(connection = %self.connection, "lanes had not delivered what they held at a revoke; the next owner delivers it again");
-        }
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(connection = %self.connection, error = %e, "commit at revoke (nothing stored?)");
-        }
-        *self.shared.offsets() = Offsets::default();
-        tracing::info!(connection = %self.connection, "partitions revoked; finished records committed");
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            tracing::info!(connection = %self.connection, partitions = partitions.count(), "partitions assigned");
-            self.shared.assigned.store(true, Ordering::Release);
-        }
-    }
-}
 
 /// Reads one connection's topics and spreads the records over its lanes.
 pub(crate) struct Dispatch {
@@ -227,7 +81,7 @@ impl Dispatch {
         let in_flight = metrics::gauge!("switchboard_sink_in_flight", "connection" => delivery.connection().to_owned());
         Ok(Self {
             in_flight,
-            shared: consumer.context().shared.clone(),
+            shared: consumer.context().shared(),
             consumer: Arc::new(consumer),
             delivery,
             concurrency: concurrency.max(1),
@@ -354,29 +208,29 @@ impl Dispatch {
         // The partitions start again at their commits, unpaused: a tier partition paused
         // for a due time and assigned here again stays paused until resumed, and a record
         // still not due pauses it again when read.
-        let assigned = self.consumer.assignment()?;
-        if assigned.count() > 0 {
-            self.consumer.resume(&assigned)?;
+        match self.consumer.assignment() {
+            Ok(assigned) if assigned.count() > 0 => {
+                if let Err(e) = self.consumer.resume(&assigned) {
+                    tracing::warn!(connection = %self.delivery.connection(), error = %e, "could not resume the assigned partitions");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(connection = %self.delivery.connection(), error = %e, "assignment unknown")
+            }
         }
         self.waiting.clear();
         self.in_flight_gauge();
-        self.delivery.load_tables().await?;
+        self.delivery.load_tables(shutdown).await?;
         if shutdown.is_cancelled() {
             return Ok(());
         }
         // Not a child of `shutdown`: at shutdown the lanes deliver what they hold first.
-        let generation = Generation::default();
-        *self
-            .shared
-            .lanes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = generation.clone();
+        let generation = self.shared.next_generation();
         for _ in 0..self.concurrency {
             let (queue, queued) = mpsc::channel(LANE_QUEUE);
             lanes.queues.push(queue);
-            // Counted before the task runs, and counted out even if it never runs.
-            self.shared.live_lanes.fetch_add(1, Ordering::AcqRel);
-            let live = LiveLane(self.shared.clone());
+            let live = LiveLane::count_in(&self.shared);
             lanes.running.spawn(lane(
                 live,
                 Lane {
@@ -442,15 +296,6 @@ struct Lane {
     in_flight: metrics::Gauge,
     queued: mpsc::Receiver<OwnedMessage>,
     ending: Generation,
-}
-
-/// Counts a lane out when it ends, however it ends.
-struct LiveLane(Arc<Shared>);
-
-impl Drop for LiveLane {
-    fn drop(&mut self) {
-        self.0.live_lanes.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Delivers a lane's records and stores each offset that became storable. Ends with `Ok`

@@ -25,6 +25,7 @@ mod deliver;
 mod dispatch;
 mod handoff;
 mod offsets;
+mod rebalance;
 mod routes;
 mod status;
 mod targets;
@@ -136,12 +137,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 )?;
                 // Range: partition i of every topic it reads goes to one replica (see
                 // `dispatch.rs`, "Replicas").
-                let consumer: dispatch::SinkConsumer = switchboard_core::kafka::consumer_config(
+                let consumer: rebalance::SinkConsumer = switchboard_core::kafka::consumer_config(
                     &config.kafka,
                     &topics.sink_group(&name),
                 )
                 .set("partition.assignment.strategy", "range")
-                .create_with_context(dispatch::Rebalances::new(&name))?;
+                .create_with_context(rebalance::Rebalances::new(&name))?;
                 let dispatch = dispatch::Dispatch::new(
                     Arc::new(delivery),
                     consumer,

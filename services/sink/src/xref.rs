@@ -15,7 +15,7 @@ use rdkafka::util::Timeout;
 use serde_json::json;
 use switchboard_core::config::KafkaConfig;
 use switchboard_core::error::ClassifiedError;
-use switchboard_core::kafka::{kafka_error, read_table};
+use switchboard_core::kafka::{kafka_error, read_table_uncommitted};
 
 use crate::targets::Record;
 
@@ -43,7 +43,9 @@ impl TargetXref {
     /// Reads the connection's links from the topic (blocking), replacing what it held.
     pub(crate) fn reload(&self, kafka: &KafkaConfig) -> Result<(), ClassifiedError> {
         let prefix = format!("target/{}/", self.connection);
-        let links = read_table(kafka, &self.topic, Duration::from_secs(120))?
+        // Sinks write their links outside transactions; the transformer's transactional
+        // entries of the same topic (other keys) must not hold this read up.
+        let links = read_table_uncommitted(kafka, &self.topic, Duration::from_secs(120))?
             .into_iter()
             .filter(|(k, _)| k.starts_with(&prefix))
             .filter_map(|(k, v)| {
