@@ -48,9 +48,16 @@ struct Replica {
 }
 
 impl Replica {
-    async fn start(config: &switchboard_core::Config) -> Self {
+    /// Starts a sink of `config` whose Kafka clients are `client_id` (how the group's
+    /// assignment names its members).
+    async fn start(config: &switchboard_core::Config, client_id: &str) -> Self {
+        let mut config = config.clone();
+        config
+            .kafka
+            .properties
+            .insert("client.id".to_owned(), client_id.to_owned());
         let shutdown = CancellationToken::new();
-        let started = switchboard_sink::start(config.clone(), shutdown.clone())
+        let started = switchboard_sink::start(config, shutdown.clone())
             .await
             .unwrap();
         Self {
@@ -99,12 +106,24 @@ async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
     let total = (PEOPLE * VERSIONS) as usize;
     let reported = || seen.lock().unwrap().values().map(Vec::len).sum::<usize>();
 
-    let first = Replica::start(config).await;
+    let first = Replica::start(config, "replica-first").await;
     assert!(
         eventually(Duration::from_secs(60), || reported() >= total / 5).await,
         "the first replica delivers"
     );
-    let second = Replica::start(config).await;
+    let second = Replica::start(config, "replica-second").await;
+    let group = format!("{prefix}.sink.crm");
+    assert!(
+        eventually(Duration::from_secs(60), || owned_partitions(
+            &group,
+            2,
+            "replica-second",
+            &writer.topic
+        )
+        .is_some_and(|owned| !owned.is_empty()))
+        .await,
+        "the second replica joined and took partitions from the first"
+    );
     assert!(
         eventually(Duration::from_secs(60), || reported() >= total / 2).await,
         "the replicas deliver after the second one joined"
@@ -119,21 +138,9 @@ async fn a_replica_joining_and_one_leaving_deliver_each_update_once_in_order() {
         format!("r{n}@example.com")
     })
     .await;
-    let records = read_topic(
-        &kafka_bootstrap(),
-        &writer.topic,
-        contacts.len(),
-        Duration::from_secs(30),
-        Duration::ZERO,
-    );
-    let group = format!("{prefix}.sink.crm");
     assert!(
-        eventually(Duration::from_secs(30), || group_caught_up(
-            &kafka_bootstrap(),
-            &group,
-            &records
-        ))
-        .await,
+        rig.committed_past(contacts.len(), Duration::from_secs(30))
+            .await,
         "the group committed past every record"
     );
     second.stop().await;
@@ -227,16 +234,8 @@ async fn partition_of(prefix: &str, key: &str, partitions: i32) -> i32 {
 /// joined; and a contact number whose key (and so its retry-tier records) the first one
 /// owns.
 async fn two_replicas(config: &switchboard_core::Config, topic: &str) -> (Replica, Replica, u64) {
-    let with_client_id = |id: &str| {
-        let mut config = config.clone();
-        config
-            .kafka
-            .properties
-            .insert("client.id".to_owned(), id.to_owned());
-        config
-    };
-    let first = Replica::start(&with_client_id("replica-first")).await;
-    let second = Replica::start(&with_client_id("replica-second")).await;
+    let first = Replica::start(config, "replica-first").await;
+    let second = Replica::start(config, "replica-second").await;
     let prefix = &config.kafka.topic_prefix;
     let group = format!("{prefix}.sink.crm");
     let mut owned = None;
@@ -377,15 +376,7 @@ async fn a_retry_tier_partition_paused_for_a_due_time_resumes_after_a_rebalance(
     // The first replica reads it, sees it is not due and pauses the partition; then a
     // replica joins, and the range assignment gives the first its partitions back.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let again = Replica::start(&{
-        let mut config = config.clone();
-        config
-            .kafka
-            .properties
-            .insert("client.id".to_owned(), "replica-second".to_owned());
-        config
-    })
-    .await;
+    let again = Replica::start(config, "replica-second").await;
     assert!(
         eventually(Duration::from_secs(60), || changes().len() == 1).await,
         "Kay's update was retried once due, after the rebalance: {:?}",

@@ -106,7 +106,7 @@ pub fn consumer_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
 }
 
 /// Longest wait for a service's consumer to leave its group at shutdown.
-pub const CLOSE_BOUND: Duration = Duration::from_secs(10);
+const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
 /// Closes a group consumer within [`CLOSE_BOUND`]; past it, logs a warning naming `whose`
 /// consumer and lets shutdown go on.
@@ -123,7 +123,7 @@ pub async fn close_consumer<C: Send + 'static>(consumer: C, whose: &str) {
 /// group consumer waits for the group coordinator without end: with the broker gone, a
 /// service's shutdown would hang there. Past `bound` the close goes on in its own thread,
 /// which the process's exit ends; returns whether it finished in time.
-pub async fn close_within<C: Send + 'static>(consumer: C, bound: Duration) -> bool {
+async fn close_within<C: Send + 'static>(consumer: C, bound: Duration) -> bool {
     let (closed, done) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("consumer-close".to_owned())

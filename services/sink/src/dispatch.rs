@@ -198,9 +198,7 @@ impl Dispatch {
         lanes: &mut Lanes,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let former = self.shared.lanes();
-        former.drain.cancel();
-        former.stop.cancel();
+        self.shared.lanes().end_now();
         lanes.queues.clear();
         while let Some(ended) = lanes.running.join_next().await {
             ended??;

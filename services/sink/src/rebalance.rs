@@ -71,9 +71,14 @@ impl Shared {
         if self.wait_for_lanes(bound) {
             return true;
         }
-        lanes.stop.cancel();
-        self.wait_for_lanes(STOP_BOUND);
+        self.stop_lanes();
         false
+    }
+
+    /// Stops the lanes after the record at hand, waiting at most [`STOP_BOUND`].
+    fn stop_lanes(&self) {
+        self.lanes().end_now();
+        self.wait_for_lanes(STOP_BOUND);
     }
 
     /// Waits until every lane has ended, at most `bound`; whether they did.
@@ -114,6 +119,12 @@ impl Generation {
     pub(crate) fn ending(&self) -> bool {
         self.drain.is_cancelled() || self.stop.is_cancelled()
     }
+
+    /// Ends the lanes after the record at hand, without delivering what they hold.
+    pub(crate) fn end_now(&self) {
+        self.drain.cancel();
+        self.stop.cancel();
+    }
 }
 
 /// The consumer's context: stops and commits at a revoke, flags an assignment.
@@ -147,10 +158,7 @@ impl ConsumerContext for Rebalances {
             // The group moved on without this member (it did not poll within
             // max.poll.interval.ms): the partitions have a new owner already, and nothing
             // can be committed. Stop at once; what the lanes held is the new owner's.
-            let lanes = self.shared.lanes();
-            lanes.drain.cancel();
-            lanes.stop.cancel();
-            self.shared.wait_for_lanes(STOP_BOUND);
+            self.shared.stop_lanes();
             *self.shared.offsets() = Offsets::default();
             tracing::warn!(connection = %self.connection, "partitions lost to the group (no poll in time); their records are the next owner's");
             return;
