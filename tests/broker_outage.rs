@@ -322,3 +322,273 @@ async fn eventually_ok(url: &str) -> bool {
     }
     false
 }
+
+/// Sends every delivery of `deliveries` (body, webhook ID) until it is answered 200, from
+/// `lanes` tasks at once, as webhook sources retry; returns how many were accepted so far
+/// through `accepted`.
+fn flood(
+    shop: ShopifyWebhooks,
+    deliveries: Vec<(Vec<u8>, String)>,
+    lanes: usize,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    let shop = std::sync::Arc::new(shop);
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(deliveries.into_iter()));
+    tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..lanes {
+            let (shop, queue, accepted) = (shop.clone(), queue.clone(), accepted.clone());
+            tasks.spawn(async move {
+                loop {
+                    let Some((body, id)) = queue.lock().unwrap().next() else {
+                        return;
+                    };
+                    loop {
+                        match shop.send("customers/create", &body, &id).await {
+                            Ok(StatusCode::OK) => break,
+                            Ok(status) => assert_eq!(
+                                status,
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "only 503 while Kafka is unavailable"
+                            ),
+                            Err(_) => {} // the client's timeout
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    })
+}
+
+/// `count` customers, each delivered once, and every `dup_every`-th delivered a second time
+/// under the same webhook ID (Shopify's re-delivery), shuffled in among the others.
+fn customers_with_duplicates(
+    first_id: u64,
+    count: u64,
+    dup_every: u64,
+    email: impl Fn(u64) -> String,
+) -> Vec<(Vec<u8>, String)> {
+    let mut deliveries = Vec::new();
+    for i in 0..count {
+        let id = first_id + i;
+        let body = serde_json::to_vec(&ShopifyWebhooks::customer_payload(
+            id,
+            &email(i),
+            "Flood",
+            &format!("N{i}"),
+            time::OffsetDateTime::now_utc(),
+        ))
+        .unwrap();
+        deliveries.push((body.clone(), format!("wh-flood-{id}")));
+        if i % dup_every == 0 && i >= 50 {
+            // A re-delivery of one sent a while before.
+            let at = deliveries.len() - 40;
+            deliveries.insert(at, (body, format!("wh-flood-{id}")));
+        }
+    }
+    deliveries
+}
+
+/// Restarts `broker` (down for 10 s, then up) each time `accepted` reaches one of
+/// `thresholds`, and returns per restart how long after the broker was back `progress` grew
+/// past where it stood before the stop: the flow's recovery time.
+async fn restart_during(
+    broker: &PrivateBroker,
+    accepted: &std::sync::atomic::AtomicUsize,
+    thresholds: &[usize],
+    progress: impl Fn() -> i64,
+) -> Vec<Duration> {
+    let mut recoveries = Vec::new();
+    for (n, threshold) in thresholds.iter().enumerate() {
+        assert!(
+            eventually(Duration::from_secs(600), || accepted
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= *threshold)
+            .await,
+            "the flood reached {threshold} before restart {}",
+            n + 1
+        );
+        let before = progress();
+        broker.run("kafka-down");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        broker.run("kafka-up");
+        let back = std::time::Instant::now();
+        assert!(
+            eventually(Duration::from_secs(120), || progress() > before).await,
+            "the flow resumed after restart {} with no process restarted",
+            n + 1
+        );
+        let took = back.elapsed();
+        eprintln!(
+            "broker restart {}: flow resumed {took:?} after the broker was back",
+            n + 1
+        );
+        recoveries.push(took);
+    }
+    recoveries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
+    const CUSTOMERS: u64 = 20_000;
+    let Outage {
+        broker,
+        prefix,
+        yaml,
+        pipedrive: _pipedrive,
+        _dir,
+    } = Outage::new("restarts-flood", "flood-secret", 2000).await;
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    assert!(eventually_ok(&format!("http://{}/readyz", ingest.addr)).await);
+    let transformer = switchboard_transformer::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let shop = ShopifyWebhooks::new(
+        format!("http://{}/webhooks/shop", ingest.addr),
+        "flood-secret",
+        "acme.myshopify.com",
+        "2025-01",
+    )
+    .unwrap();
+    let deliveries = customers_with_duplicates(9_200_000_000_000_000_000, CUSTOMERS, 5, |i| {
+        format!("flood{i}@example.com")
+    });
+    let total = deliveries.len();
+    assert!(total as u64 >= CUSTOMERS + CUSTOMERS / 5 - 10);
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sending = flood(shop, deliveries, 8, accepted.clone());
+
+    let canonical = format!("{prefix}.canonical.contact");
+    let bootstrap = broker.bootstrap();
+    let thresholds = [total / 5, total * 9 / 20, total * 7 / 10];
+    let recoveries = restart_during(&broker, &accepted, &thresholds, || {
+        topic_size(&bootstrap, &canonical)
+    })
+    .await;
+    sending.await.unwrap();
+
+    let records = read_topic(
+        &bootstrap,
+        &canonical,
+        CUSTOMERS as usize,
+        Duration::from_secs(600),
+        Duration::from_secs(3),
+    );
+    let keys: std::collections::HashSet<Vec<u8>> = records
+        .iter()
+        .filter_map(|m| m.key().map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(keys.len(), CUSTOMERS as usize, "every customer arrived");
+    assert_eq!(records.len(), CUSTOMERS as usize, "each exactly once");
+    for (n, took) in recoveries.iter().enumerate() {
+        assert!(
+            *took < Duration::from_secs(30),
+            "restart {}: resumed {took:?} after the broker was back",
+            n + 1
+        );
+    }
+    let ready = reqwest::get(format!("http://{}/readyz", transformer.admin))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, StatusCode::OK, "the transformer is ready again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deliveries_to_a_rate_limited_pipedrive_survive_three_broker_restarts() {
+    // Pipedrive's documented limits are on (its search window allows 5 new persons a
+    // second), so the restarts fall while the sink is delivering.
+    const CUSTOMERS: u64 = 150;
+    let Outage {
+        broker,
+        pipedrive,
+        yaml,
+        prefix,
+        _dir,
+    } = Outage::new("restarts-sink", "sink-flood-secret", 2000).await;
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    assert!(eventually_ok(&format!("http://{}/readyz", ingest.addr)).await);
+    switchboard_transformer::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let sink = switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let shop = ShopifyWebhooks::new(
+        format!("http://{}/webhooks/shop", ingest.addr),
+        "sink-flood-secret",
+        "acme.myshopify.com",
+        "2025-01",
+    )
+    .unwrap();
+    let email = |i: u64| format!("restart{i}@example.com");
+    let deliveries = customers_with_duplicates(9_300_000_000_000_000_000, CUSTOMERS, 5, email);
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sending = flood(shop, deliveries, 4, accepted.clone());
+    sending.await.unwrap();
+
+    // Restarts at persons delivered, not webhooks accepted (all are in before the
+    // first); the sink has resumed when its group commits again, as a lane may finish a
+    // call at Pipedrive while the broker is away.
+    let delivered = std::sync::atomic::AtomicUsize::new(0);
+    let persons = || {
+        let n = pipedrive.persons().len();
+        delivered.store(n, std::sync::atomic::Ordering::Relaxed);
+        n as i64
+    };
+    let kafka = load(&yaml).kafka;
+    let canonical = vec![format!("{prefix}.canonical.contact")];
+    let committed = || {
+        switchboard_core::lag::group_lag(&kafka, &format!("{prefix}.sink.crm"), &canonical, 0)
+            .map(|rows| rows.iter().map(|r| r.committed).sum())
+            .unwrap_or(-1)
+    };
+    let mut recoveries = Vec::new();
+    for threshold in [15, 50, 85] {
+        assert!(
+            eventually(Duration::from_secs(300), || persons() >= threshold).await,
+            "{threshold} persons delivered before the next restart"
+        );
+        recoveries
+            .extend(restart_during(&broker, &delivered, &[threshold as usize], committed).await);
+    }
+    assert!(
+        eventually(Duration::from_secs(300), || persons() >= CUSTOMERS as i64).await,
+        "every customer reached Pipedrive: {}",
+        persons()
+    );
+    for i in 0..CUSTOMERS {
+        assert_eq!(
+            pipedrive.creates_for_email(&email(i)),
+            1,
+            "{} created exactly once",
+            email(i)
+        );
+    }
+    assert_eq!(pipedrive.persons().len(), CUSTOMERS as usize);
+    for (n, took) in recoveries.iter().enumerate() {
+        assert!(
+            *took < Duration::from_secs(30),
+            "restart {}: deliveries resumed {took:?} after the broker was back",
+            n + 1
+        );
+    }
+    let ready = reqwest::get(format!("http://{}/readyz", sink.admin))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, StatusCode::OK, "the sink is ready again");
+}

@@ -383,3 +383,148 @@ async fn a_record_waiting_in_a_retry_tier_is_the_retry_backlog() {
     assert_eq!(seen, Some(1), "the record waiting in the one-hour tier");
     assert_eq!(world.pipedrive.persons().len(), 1);
 }
+
+/// A transformer held on purpose (a fault hook of debug builds) while webhooks keep coming:
+/// its `/readyz` fails naming the stall, the console shows the Shopify connection `stalled`
+/// and the `stalled` alert reaches Telegram, all within the configured bounds; released,
+/// the record flows and everything clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_transformer_fails_readiness_and_the_console_alerts() {
+    let world = World::new("console-stall", PipedriveConfig::new(CRM_TOKEN)).await;
+    let telegram = TelegramSandbox::start(TelegramConfig::new(BOT))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{}health: {{stall_after_secs: 4}}\n",
+        console_yaml(
+            &world,
+            dir.path(),
+            &telegram.base_url(),
+            "{no_sync_minutes: 0, stalled_secs: 4}"
+        )
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    wait_ready(ingest.addr).await;
+    let shop = switchboard_sandbox::ShopifyWebhooks::new(
+        format!("http://{}/webhooks/shop", ingest.addr),
+        SHOP_SECRET,
+        "acme.myshopify.com",
+        "2025-01",
+    )
+    .unwrap();
+    let transformer = switchboard_transformer::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let console = switchboard_console::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let send = |id: u64, email: &'static str| {
+        let shop = &shop;
+        async move {
+            let status = shop
+                .send(
+                    "customers/create",
+                    &customer_body(id, Some(email), "Stan", "Still"),
+                    &format!("wh-{id}"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, StatusCode::OK);
+        }
+    };
+    send(8100, "moving@example.com").await;
+    assert!(
+        eventually(Duration::from_secs(120), || world
+            .pipedrive
+            .person_by_email("moving@example.com")
+            .is_some())
+        .await,
+        "the flow works before the stall"
+    );
+    let readyz = format!("http://{}/readyz", transformer.admin);
+    let ready = || async {
+        let r = reqwest::get(&readyz).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+
+    switchboard_transformer::faults::hold(&world.prefix, true);
+    send(8101, "stuck@example.com").await;
+    let mut answer = (0, String::new());
+    for _ in 0..240 {
+        answer = ready().await;
+        if answer.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        answer.0, 503,
+        "readiness fails while the transformer is held"
+    );
+    assert!(answer.1.contains("stalled"), "{}", answer.1);
+
+    let base = format!("http://{}", console.addr);
+    let mut state = String::new();
+    for _ in 0..240 {
+        let overview = get(&format!("{base}/api/v1/connections")).await;
+        state = overview["connections"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "shop"))
+            .map(|c| c["state"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        if state == "stalled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(state, "stalled", "the console shows the stall");
+    let texts = || -> Vec<String> {
+        telegram
+            .messages_to(SAMPLE_USER_CHAT)
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    };
+    let has = |prefix: &str| texts().iter().any(|t| t.starts_with(prefix));
+    assert!(
+        eventually(Duration::from_secs(60), || has("[FIRING] stalled on shop")).await,
+        "{:?}",
+        texts()
+    );
+
+    switchboard_transformer::faults::hold(&world.prefix, false);
+    assert!(
+        eventually(Duration::from_secs(120), || world
+            .pipedrive
+            .person_by_email("stuck@example.com")
+            .is_some())
+        .await,
+        "released, the held record flows"
+    );
+    let mut back = 0;
+    for _ in 0..240 {
+        back = ready().await.0;
+        if back == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(back, 200, "ready again once it moves");
+    assert!(
+        eventually(Duration::from_secs(60), || has(
+            "[RESOLVED] stalled on shop"
+        ))
+        .await,
+        "{:?}",
+        texts()
+    );
+}

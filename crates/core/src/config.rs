@@ -47,6 +47,9 @@ pub struct Config {
     /// The console service (dashboard, JSON admin API, alerts).
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// When a stage counts as stalled (its `/readyz` fails).
+    #[serde(default)]
+    pub health: HealthConfig,
     /// Natural keys per canonical entity, for matching records of different systems.
     #[serde(default)]
     pub identity: crate::policy::IdentityConfig,
@@ -57,6 +60,35 @@ pub struct Config {
     /// rotated refresh tokens. Required by connections with rotating tokens.
     #[serde(default)]
     pub secrets_key: Option<crate::Secret>,
+}
+
+/// `health`: the readiness every stage reports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// A stage whose input has waited this long while it made no progress (no commit, no
+    /// delivery, no poll) answers `/readyz` with 503; 0 switches the check off.
+    #[serde(default = "default_stall_after_secs")]
+    pub stall_after_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            stall_after_secs: default_stall_after_secs(),
+        }
+    }
+}
+
+impl HealthConfig {
+    /// The stall bound, `None` when switched off.
+    pub fn stall_after(&self) -> Option<std::time::Duration> {
+        (self.stall_after_secs > 0).then(|| std::time::Duration::from_secs(self.stall_after_secs))
+    }
+}
+
+fn default_stall_after_secs() -> u64 {
+    60
 }
 
 /// Poller settings.
@@ -260,6 +292,12 @@ pub struct TransformerConfig {
     /// How long a transaction waits for more records after the first.
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
+    /// `transaction.timeout.ms` of the transformer's producer: the longest an open
+    /// transaction of an instance that died holds back `read_committed` readers before the
+    /// broker aborts it (each incarnation has its own transactional ID, so a restart does
+    /// not abort its predecessor's). Kafka Streams uses 10 s under exactly-once too.
+    #[serde(default = "default_transaction_timeout_ms")]
+    pub transaction_timeout_ms: u64,
 }
 
 /// Sink settings.
@@ -381,6 +419,9 @@ fn default_batch_max() -> usize {
 fn default_linger_ms() -> u64 {
     20
 }
+fn default_transaction_timeout_ms() -> u64 {
+    10_000
+}
 fn default_sink_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9102))
 }
@@ -408,6 +449,7 @@ impl Default for TransformerConfig {
             schemas_dir: default_schemas_dir(),
             batch_max: default_batch_max(),
             linger_ms: default_linger_ms(),
+            transaction_timeout_ms: default_transaction_timeout_ms(),
         }
     }
 }

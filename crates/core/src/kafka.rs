@@ -68,11 +68,12 @@ pub fn idempotent(kafka: &KafkaConfig, delivery_timeout: Duration, linger_ms: u3
     config
 }
 
-/// A transactional producer for consume–transform–produce. `transactional_id` must be stable
-/// per consumer instance so a restarted instance fences its zombie predecessor.
+/// A transactional producer for consume–transform–produce. `transaction_timeout` is how
+/// long the broker lets a transaction of this ID stay open before it aborts it.
 pub fn transactional_producer(
     kafka: &KafkaConfig,
     transactional_id: &str,
+    transaction_timeout: Duration,
 ) -> Result<FutureProducer, KafkaError> {
     client_config(kafka)
         .set("enable.idempotence", "true")
@@ -80,7 +81,10 @@ pub fn transactional_producer(
         .set("linger.ms", "5")
         .set("compression.type", "zstd")
         .set("transactional.id", transactional_id)
-        .set("transaction.timeout.ms", "60000")
+        .set(
+            "transaction.timeout.ms",
+            transaction_timeout.as_millis().to_string(),
+        )
         .create()
 }
 
@@ -143,14 +147,20 @@ pub fn transactional_consumer(
     kafka: &KafkaConfig,
     group: &str,
 ) -> Result<StreamConsumer, KafkaError> {
-    client_config(kafka)
+    transactional_consumer_config(kafka, group).create()
+}
+
+/// The settings of [`transactional_consumer`], for one that needs a context.
+pub fn transactional_consumer_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut config = client_config(kafka);
+    config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", "10000")
-        .create()
+        .set("session.timeout.ms", "10000");
+    config
 }
 
 /// How a topic's old records go away.

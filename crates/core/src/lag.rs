@@ -127,6 +127,51 @@ pub fn backlog(
     Ok(total)
 }
 
+/// How long, in seconds, the oldest record of `topics` that `group` has not consumed yet has
+/// waited (0: none waits), counted from the committed offset, or from the start of a
+/// partition the group never committed on (a stage stuck before its first commit waits
+/// too). `only`, when given, narrows it to those partitions (a member's assignment).
+pub fn oldest_waiting(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    only: Option<&[(String, i32)]>,
+    now_ms: i64,
+) -> Result<i64, ClassifiedError> {
+    if topics.is_empty() {
+        return Ok(0);
+    }
+    let (consumer, committed) = committed(kafka, group, topics)?;
+    let mut rows = Vec::new();
+    for e in committed.elements() {
+        if only.is_some_and(|o| !o.iter().any(|(t, p)| t == e.topic() && *p == e.partition())) {
+            continue;
+        }
+        let (start, end) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
+            .map_err(|err| kafka_error("watermarks", &err))?;
+        let from = match e.offset() {
+            Offset::Offset(at) => at.max(start),
+            _ => start,
+        };
+        rows.push(PartitionLag {
+            group: group.to_owned(),
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+            committed: from,
+            end,
+            lag: (end - from).max(0),
+            lag_seconds: 0,
+        });
+    }
+    let ages = first_unconsumed_timestamps(kafka, &rows)?;
+    Ok(ages
+        .values()
+        .map(|ts| ((now_ms - ts) / 1000).max(0))
+        .max()
+        .unwrap_or(0))
+}
+
 /// `group`'s committed offsets on every partition of `topics` (all non-internal topics when
 /// empty), and the client that asked, for watermarks. A partition it never committed on is
 /// listed with an offset that is not `Offset::Offset`.

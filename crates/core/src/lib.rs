@@ -12,6 +12,7 @@ pub mod error;
 pub mod kafka;
 pub mod lag;
 pub mod policy;
+pub mod progress;
 pub mod raw;
 pub mod replay;
 pub mod republish;

@@ -3,8 +3,9 @@
 //! - Logs: JSON lines through `tracing`, level from `RUST_LOG` (default `info`).
 //! - Metrics: Prometheus text at `/metrics`, names `switchboard_<noun>_<unit>`.
 //! - Health: `/healthz` answers while the process lives; `/readyz` answers 200 only after
-//!   the service finished starting (Kafka and registry reached, config valid) and before it
-//!   starts draining, so a load balancer stops sending first.
+//!   the service finished starting (Kafka and registry reached, config valid), before it
+//!   starts draining (so a load balancer stops sending first), and while none of its stages
+//!   is stalled (`crate::progress`); a 503 names the reason.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -45,10 +46,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Readiness of one service.
+/// Readiness of one service: started and not draining, and none of its stages stalled
+/// ([`crate::progress`]).
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    stages: std::sync::Mutex<Vec<std::sync::Arc<crate::progress::Progress>>>,
 }
 
 impl Health {
@@ -57,9 +60,26 @@ impl Health {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Adds a stage whose stall makes the service not ready.
+    pub fn watch(&self, stage: std::sync::Arc<crate::progress::Progress>) {
+        if let Ok(mut stages) = self.stages.lock() {
+            stages.push(stage);
+        }
+    }
+
+    /// Why `/readyz` fails, or `None` when it answers 200.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.ready.load(Ordering::SeqCst) {
+            return Some("not ready".to_owned());
+        }
+        let stages = self.stages.lock().ok()?;
+        let reasons: Vec<String> = stages.iter().filter_map(|s| s.stalled()).collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.not_ready().is_none()
     }
 }
 
@@ -72,10 +92,9 @@ pub fn admin_router(health: std::sync::Arc<Health>) -> Router {
         .route(
             "/readyz",
             get(move || async move {
-                if health.is_ready() {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                match health.not_ready() {
+                    None => (StatusCode::OK, "ready".to_owned()),
+                    Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
                 }
             }),
         )

@@ -108,6 +108,7 @@ mod tests {
                 last_sync_at: None,
                 lag,
                 lag_seconds: 0,
+                waiting_seconds: 0,
                 processed,
                 dlq_depth: Some(dlq),
                 parked_keys: None,

@@ -163,6 +163,7 @@ async fn refresh(
                 if let Ok(mut charts) = state.charts.lock() {
                     charts.observe(&o);
                 }
+                rules.mark_stalled(&mut o.connections, o.at);
                 for alert in rules.transitions(&o.connections, o.at) {
                     match write_alert(&producer, &alerts_topic, &alert).await {
                         Ok(()) => {

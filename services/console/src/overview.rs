@@ -17,10 +17,6 @@ use switchboard_core::kafka::read_table;
 use switchboard_core::lag::{self, PartitionLag};
 use switchboard_core::topics::Topics;
 
-/// A connection is stalled when its oldest unprocessed record is this old and nothing
-/// synced for as long.
-const STALLED_AFTER_MS: i64 = 5 * 60 * 1000;
-
 /// One connection's row.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionRow {
@@ -41,6 +37,11 @@ pub struct ConnectionRow {
     pub lag: i64,
     /// Age of the oldest unprocessed record, seconds.
     pub lag_seconds: i64,
+    /// How long the oldest record has waited for a stage that should take it now: the
+    /// same, leaving out the retry tiers (whose records wait for their due time on purpose)
+    /// and counting partitions a group never committed on from their start.
+    /// `stalled` is decided on it ([`crate::rules::Rules::mark_stalled`]).
+    pub waiting_seconds: i64,
     /// Records its consumer groups have processed so far (the sum of their committed
     /// offsets): the charts' throughput is its growth.
     pub processed: i64,
@@ -127,6 +128,11 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             .get(name)
             .and_then(|v| serde_json::from_slice(v).ok());
         let mut last_sync_at = None;
+        let mut waiting_seconds = 0;
+        if !sources.is_empty() {
+            waiting_seconds =
+                lag::oldest_waiting(kafka, &topics.transformer_group(), &sources, None, now)?;
+        }
         let (mut dlq_depth, mut parked_keys, mut retry_backlog) = (None, None, None);
         if is_target {
             roles.push("target");
@@ -136,6 +142,19 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
                 .map(|tier| topics.retry(name, tier))
                 .collect();
             retry_backlog = Some(lag::backlog(kafka, &sink_group, &tiers)?);
+            // Its canonical input; the retry tiers' records wait for their due time.
+            let inputs: Vec<String> = config
+                .flows
+                .iter()
+                .filter(|f| {
+                    f.sinks
+                        .iter()
+                        .any(|s| split_endpoint(&s.target).is_some_and(|(c, _)| c == name))
+                })
+                .map(|f| topics.canonical(&f.to))
+                .collect();
+            waiting_seconds =
+                waiting_seconds.max(lag::oldest_waiting(kafka, &sink_group, &inputs, None, now)?);
             last_sync_at = st.as_ref().and_then(|s| s["last_success_at"].as_i64());
             dlq_depth = Some(open_dlq(config, name)?);
             parked_keys =
@@ -161,13 +180,8 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
         let state = match sink_state.as_deref() {
             Some("paused_auth") => "paused: auth",
             Some("circuit_open") => "degraded",
-            // Seconds, not messages: a transactional topic ends in a commit marker that
-            // counts as one message of lag for ever (Kafka's own tool shows it too).
-            _ if lag_seconds * 1000 > STALLED_AFTER_MS
-                && last_sync_at.is_none_or(|t| now - t > STALLED_AFTER_MS) =>
-            {
-                "stalled"
-            }
+            // `stalled` needs a history of the committed offsets: the refresher's rules
+            // mark it (`Rules::mark_stalled`).
             // An API version nearing its end of support is a warning, not a degradation.
             _ if dlq_depth.unwrap_or(0) > 0
                 || firing.iter().any(|a| a.kind != "api_version_eol") =>
@@ -190,6 +204,7 @@ pub fn collect(config: &Config) -> Result<Overview, ClassifiedError> {
             last_sync_at,
             lag: lag_total,
             lag_seconds,
+            waiting_seconds,
             processed,
             dlq_depth,
             parked_keys,

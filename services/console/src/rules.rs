@@ -19,7 +19,7 @@ use switchboard_core::config::ConsoleRules;
 use crate::overview::{Alert, ConnectionRow, firing};
 
 /// The kinds of alert these rules raise.
-pub const KINDS: [&str; 4] = ["no_sync", "dlq_growth", "lag", "api_version_eol"];
+pub const KINDS: [&str; 5] = ["no_sync", "dlq_growth", "lag", "api_version_eol", "stalled"];
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -39,6 +39,9 @@ pub struct Rules {
     dlq: HashMap<String, VecDeque<(i64, usize)>>,
     /// When the console first saw each connection (for `no_sync` of one never synced).
     first_seen: HashMap<String, i64>,
+    /// Per connection, its records processed (summed committed offsets) and since when
+    /// that number has not moved, epoch ms.
+    moved: HashMap<String, (i64, i64)>,
     /// (connection, kind) firing now, as written to `sb.alerts`.
     active: BTreeSet<(String, String)>,
     seeded: bool,
@@ -62,6 +65,7 @@ impl Rules {
             pinned,
             dlq: HashMap::new(),
             first_seen: HashMap::new(),
+            moved: HashMap::new(),
             active: BTreeSet::new(),
             seeded: false,
         }
@@ -103,6 +107,28 @@ impl Rules {
         out
     }
 
+    /// Marks `stalled` the connections whose oldest waiting record (retry tiers left out)
+    /// and whose committed offsets have both stood still for `stalled_secs`: records wait
+    /// and no stage takes them. Call it on every overview, before [`Rules::transitions`].
+    /// A paused connection keeps that state, which says more.
+    pub fn mark_stalled(&mut self, rows: &mut [ConnectionRow], now: i64) {
+        for row in rows {
+            let moved = self
+                .moved
+                .entry(row.name.clone())
+                .or_insert((row.processed, now));
+            if moved.0 != row.processed {
+                *moved = (row.processed, now);
+            }
+            if let Some(m) = stalled(self.config.stalled_secs, row, moved.1, now)
+                && matches!(row.state.as_str(), "ok" | "degraded")
+            {
+                row.state = "stalled".to_owned();
+                row.message.get_or_insert(m);
+            }
+        }
+    }
+
     /// Records that `alert` was written.
     pub fn made(&mut self, alert: &Alert) {
         let key = (alert.connection.clone(), alert.kind.clone());
@@ -135,6 +161,16 @@ impl Rules {
         if let Some(m) = lag(self.config.lag_seconds, row) {
             out.push(("lag", m));
         }
+        if row.state == "stalled" {
+            let still = self.moved.get(&row.name).map_or(0, |m| (now - m.1) / 1000);
+            out.push((
+                "stalled",
+                format!(
+                    "nothing processed for {still} s while the oldest record waited {} s",
+                    row.waiting_seconds
+                ),
+            ));
+        }
         if let Some(p) = self.pinned.get(&row.name)
             && let Some(m) = api_version_eol(
                 &p.version,
@@ -164,6 +200,7 @@ fn cleared(kind: &str) -> String {
         "no_sync" => "synced again",
         "dlq_growth" => "the DLQ stopped growing",
         "lag" => "lag back under the threshold",
+        "stalled" => "processing again",
         _ => "no longer near its end of support",
     }
     .to_owned()
@@ -194,6 +231,19 @@ pub fn dlq_growth(window_secs: u64, samples: &VecDeque<(i64, usize)>) -> Option<
     }
     let (&(_, before), &(_, now)) = (samples.front()?, samples.back()?);
     (now > before).then(|| format!("DLQ grew from {before} to {now} in the last {window_secs} s"))
+}
+
+/// `stalled`: the oldest waiting record has waited `seconds` (0: off) and the committed
+/// offsets have not moved since `still_since` for as long.
+pub fn stalled(seconds: u64, row: &ConnectionRow, still_since: i64, now: i64) -> Option<String> {
+    let bound = i64::try_from(seconds).unwrap_or(i64::MAX);
+    (seconds > 0 && row.waiting_seconds >= bound && now - still_since >= bound * 1000).then(|| {
+        format!(
+            "stalled: nothing processed for {} s while records waited {} s",
+            (now - still_since) / 1000,
+            row.waiting_seconds
+        )
+    })
 }
 
 /// `lag`: the oldest unprocessed record is older than `seconds` (0: off).
@@ -245,6 +295,7 @@ mod tests {
             last_sync_at: Some(0),
             lag: 0,
             lag_seconds: 0,
+            waiting_seconds: 0,
             processed: 0,
             dlq_depth: Some(0),
             parked_keys: Some(0),
@@ -377,5 +428,38 @@ mod tests {
         ];
         // lag stays firing (nothing to write); dlq_growth no longer holds: resolved.
         assert_eq!(step(&mut rules, &[crm], 10), ["resolved dlq_growth crm"]);
+    }
+
+    #[test]
+    fn stalled_when_records_wait_and_nothing_moves() {
+        let mut rules = Rules::new(&config("{no_sync_minutes: 0, stalled_secs: 60}"));
+        let mut crm = row("crm");
+        crm.processed = 100;
+        crm.waiting_seconds = 90;
+        let mut rows = vec![crm];
+        rules.mark_stalled(&mut rows, 0);
+        assert_eq!(rows[0].state, "ok", "not yet still for 60 s");
+        rules.mark_stalled(&mut rows, 61_000);
+        assert_eq!(rows[0].state, "stalled");
+        assert_eq!(
+            kinds(&rules.transitions(&rows, 61_000)),
+            ["firing stalled crm"]
+        );
+        // It moves again: no longer stalled, and the alert resolves.
+        let mut moving = row("crm");
+        moving.processed = 150;
+        moving.waiting_seconds = 90;
+        let mut rows = vec![moving];
+        rules.mark_stalled(&mut rows, 62_000);
+        assert_eq!(rows[0].state, "ok");
+        for a in rules.transitions(&[rows[0].clone()], 0) {
+            rules.made(&a);
+        }
+        // Idle (nothing waits) is never stalled, however long nothing moved.
+        let mut idle = row("crm");
+        idle.processed = 150;
+        let mut rows = vec![idle];
+        rules.mark_stalled(&mut rows, 600_000);
+        assert_eq!(rows[0].state, "ok");
     }
 }

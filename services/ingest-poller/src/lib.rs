@@ -32,6 +32,7 @@ use switchboard_core::Config;
 use switchboard_core::audit::AuditLog;
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
+use switchboard_core::progress::Progress;
 use switchboard_core::raw::RawPublisher;
 use switchboard_core::telemetry::Health;
 use switchboard_core::tokens::{TokenManager, TokenStore};
@@ -163,6 +164,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 return Ok(());
             }
             cursors.load(&config.kafka).await?;
+            let fatal = switchboard_core::progress::watch_fatal(
+                publisher.producer().clone(),
+                "ingest-poller",
+                shutdown.clone(),
+            );
+            let stall_after = config.health.stall_after();
+            let watched = |name: &str| {
+                let progress = Progress::new(format!("poller.{name}"), stall_after);
+                health.watch(progress.clone());
+                progress
+            };
             let (leases, membership) = Leases::join(&config.kafka, shutdown.clone())?;
             let mut loops = Vec::new();
             for (name, exact, store) in polled {
@@ -172,6 +184,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 let initial = exact.oauth.refresh_token.clone();
                 let key = switchboard_connectors::exact::token_key(&name, &initial);
                 let tokens = Arc::new(TokenManager::new(&key, endpoint, store, initial).await?);
+                let progress = watched(&name);
                 let poller = ExactPoller {
                     client: ExactClient::new(&exact, tokens)?,
                     name,
@@ -183,14 +196,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     Job::Exact(Box::new(poller)),
                     leases.clone(),
                     audit.clone(),
+                    progress,
                     shutdown.clone(),
                 )));
             }
             for job in jobs {
+                let progress = watched(job.name());
                 loops.push(tokio::spawn(poll_loop(
                     job,
                     leases.clone(),
                     audit.clone(),
+                    progress,
                     shutdown.clone(),
                 )));
             }
@@ -200,6 +216,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 l.await?;
             }
             switchboard_core::kafka::close_consumer(membership.await?, "poller leases").await;
+            if let Ok(Some(why)) = fatal.await {
+                anyhow::bail!(why);
+            }
             anyhow::Ok(())
         }
         .await;

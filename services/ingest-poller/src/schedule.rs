@@ -10,6 +10,7 @@ use std::time::Duration;
 use switchboard_connectors::audit::Scope;
 use switchboard_core::ErrorClass;
 use switchboard_core::audit::AuditLog;
+use switchboard_core::progress::Progress;
 use tokio_util::sync::CancellationToken;
 
 use crate::exact::ExactPoller;
@@ -27,7 +28,7 @@ pub(crate) enum Job {
 }
 
 impl Job {
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Self::Exact(p) => &p.name,
             Self::Reconcile(r) => &r.name,
@@ -69,10 +70,13 @@ pub(crate) async fn poll_loop(
     poller: Job,
     leases: Arc<Leases>,
     audit: AuditLog,
+    progress: Arc<Progress>,
     shutdown: CancellationToken,
 ) {
     let every = poller.every();
     let mut backoff = Duration::from_secs(1);
+    // Since when this connection's cycles fail in a row: a due poll that does not happen.
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         let mut wait = every;
         if let Some(_lease) = leases.acquire(poller.name()).await {
@@ -80,6 +84,9 @@ pub(crate) async fn poll_loop(
             match scope.run(poller.cycle(&shutdown)).await {
                 Ok(published) => {
                     backoff = Duration::from_secs(1);
+                    failing_since = None;
+                    progress.progressed();
+                    progress.set_waiting(None);
                     metrics::gauge!("switchboard_poll_last_success_timestamp_seconds", "connection" => poller.name().to_owned())
                         .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
                     tracing::info!(connection = %poller.name(), published, "poll cycle done");
@@ -91,12 +98,16 @@ pub(crate) async fn poll_loop(
                     } else {
                         tracing::warn!(connection = %poller.name(), error = %e, "poll cycle failed; retrying");
                     }
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    progress.set_waiting(Some(since.elapsed()));
                     wait = backoff.min(every);
                     backoff = (backoff * 2).min(Duration::from_secs(300));
                 }
             }
         } else {
             // Not ours (now): look again soon, a rebalance may hand it over.
+            failing_since = None;
+            progress.set_waiting(None);
             wait = Duration::from_secs(1).min(every);
         }
         tokio::select! {

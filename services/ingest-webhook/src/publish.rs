@@ -149,6 +149,11 @@ impl Publisher {
         Ok(event.event_id)
     }
 
+    /// The producer every write of this service goes through.
+    pub(crate) fn producer(&self) -> &rdkafka::producer::FutureProducer {
+        self.raw.producer()
+    }
+
     pub(crate) fn flush(&self, timeout: Duration) {
         self.dedupe.flush(timeout);
         self.raw.flush(timeout);

@@ -39,6 +39,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use switchboard_core::progress::Progress;
+
 use crate::deliver::{Delivery, Step};
 use crate::handoff::now_millis;
 use crate::offsets::Partition;
@@ -58,6 +60,8 @@ pub(crate) struct Dispatch {
     waiting: HashMap<Partition, (i64, i64)>,
     /// `switchboard_sink_in_flight` of this connection, looked up once.
     in_flight: metrics::Gauge,
+    /// Told of every record done, for the stall check.
+    progress: Arc<Progress>,
 }
 
 /// The lanes of one assignment.
@@ -74,6 +78,7 @@ impl Dispatch {
         consumer: SinkConsumer,
         input_topics: &[String],
         concurrency: usize,
+        progress: Arc<Progress>,
     ) -> anyhow::Result<Self> {
         let mut subscribed: Vec<&str> = input_topics.iter().map(String::as_str).collect();
         subscribed.extend(delivery.handoff.tier_topics());
@@ -81,6 +86,7 @@ impl Dispatch {
         let in_flight = metrics::gauge!("switchboard_sink_in_flight", "connection" => delivery.connection().to_owned());
         Ok(Self {
             in_flight,
+            progress,
             shared: consumer.context().shared(),
             consumer: Arc::new(consumer),
             delivery,
@@ -236,6 +242,7 @@ impl Dispatch {
                     consumer: self.consumer.clone(),
                     shared: self.shared.clone(),
                     in_flight: self.in_flight.clone(),
+                    progress: self.progress.clone(),
                     queued,
                     ending: generation.clone(),
                 },
@@ -292,6 +299,7 @@ struct Lane {
     consumer: Arc<SinkConsumer>,
     shared: Arc<Shared>,
     in_flight: metrics::Gauge,
+    progress: Arc<Progress>,
     queued: mpsc::Receiver<OwnedMessage>,
     ending: Generation,
 }
@@ -313,7 +321,7 @@ async fn lane(_live: LiveLane, mut lane: Lane) -> anyhow::Result<()> {
             _ = drain.cancelled() => return Ok(()),
         };
         match lane.delivery.process(&message, &stop).await {
-            Ok(Step::Done) => {}
+            Ok(Step::Done) => lane.progress.progressed(),
             Ok(Step::Interrupted) => return Ok(()),
             Err(e) => {
                 // The loop stops on the first failure; the other lanes stop with it.

@@ -14,7 +14,9 @@
 //! is blocked: its later records wait behind it, in order.
 //!
 //! Each connection delivers up to `sink.concurrency` records at once, of different keys;
-//! one key's records go one at a time, in order (`dispatch.rs`).
+//! one key's records go one at a time, in order (`dispatch.rs`). A connection's loop that
+//! fails is rebuilt and resumes at its last commit (`supervise.rs`); `/readyz` fails while
+//! canonical records wait and none was done for `health.stall_after_secs`.
 
 mod audit;
 mod blocked;
@@ -28,6 +30,7 @@ mod offsets;
 mod rebalance;
 mod routes;
 mod status;
+mod supervise;
 mod targets;
 mod xref;
 
@@ -38,6 +41,7 @@ use std::time::Duration;
 use anyhow::Context;
 use switchboard_core::Config;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
+use switchboard_core::progress::{Assigned, Progress};
 use switchboard_core::telemetry::{self, Health};
 use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
@@ -45,6 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 /// A started sink.
 pub struct Started {
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub admin: std::net::SocketAddr,
     /// Completes when every connection's loop has drained, committed and stopped.
     pub task: JoinHandle<anyhow::Result<()>>,
 }
@@ -74,7 +80,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 format!("connection `{name}` is not defined"),
             )
         })?;
-        let target = targets::Target::new(name, connection)?;
+        // Refused here, at start, if it cannot be a target.
+        targets::Target::new(name, connection)?;
         let input_topics = routes.input_topics(name);
         specs.extend(input_topics.iter().map(|t| {
             TopicSpec::new(
@@ -99,7 +106,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             topics.dlq(name),
             Cleanup::Delete(Duration::from_secs(30 * 24 * 3600)),
         ));
-        loops.push((name.clone(), target, input_topics));
+        loops.push((name.clone(), connection.clone(), input_topics));
     }
     let audit = audit::AuditLog::new(&config.kafka, &topics)?;
     specs.push(audit.topic_spec());
@@ -107,7 +114,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     specs.dedup_by(|a, b| a.name == b.name);
 
-    let (listener, _) = telemetry::bind(config.sink.admin_listen)
+    let (listener, admin_addr) = telemetry::bind(config.sink.admin_listen)
         .await
         .with_context(|| format!("bind sink.admin_listen {}", config.sink.admin_listen))?;
     let health = Arc::new(Health::default());
@@ -125,45 +132,47 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 return Ok(());
             }
             let mut running = BTreeMap::new();
-            for (name, target, input_topics) in loops {
-                let delivery = deliver::Delivery::new(
-                    &config,
-                    &topics,
-                    &name,
-                    target,
-                    routes.clone(),
-                    codec.clone(),
-                    audit.clone(),
-                )?;
-                // Range: partition i of every topic it reads goes to one replica (see
-                // `dispatch.rs`, "Replicas").
-                let consumer: rebalance::SinkConsumer = switchboard_core::kafka::consumer_config(
-                    &config.kafka,
-                    &topics.sink_group(&name),
-                )
-                .set("partition.assignment.strategy", "range")
-                .create_with_context(rebalance::Rebalances::new(&name))?;
-                let dispatch = dispatch::Dispatch::new(
-                    Arc::new(delivery),
-                    consumer,
-                    &input_topics,
-                    config.sink.concurrency_of(&name),
-                )?;
-                let token = shutdown.clone();
-                running.insert(
-                    name,
-                    tokio::spawn(async move { dispatch.run(&token).await }),
+            let config = Arc::new(config);
+            for (name, connection, input_topics) in loops {
+                let progress = Progress::new(format!("sink.{name}"), config.health.stall_after());
+                health.watch(progress.clone());
+                let assigned = Assigned::default();
+                let probe = switchboard_core::progress::watch_group(
+                    config.kafka.clone(),
+                    topics.sink_group(&name),
+                    // Retry tiers hold records that are not due yet: they wait on purpose.
+                    assigned.clone(),
+                    input_topics.clone(),
+                    progress.clone(),
+                    shutdown.clone(),
                 );
+                let delivery_loop = supervise::Loop {
+                    config: config.clone(),
+                    topics: topics.clone(),
+                    name: name.clone(),
+                    connection,
+                    routes: routes.clone(),
+                    codec: codec.clone(),
+                    audit: audit.clone(),
+                    input_topics,
+                    progress,
+                    assigned,
+                };
+                // Settings that cannot build a loop stop the sink here, at start.
+                let first = delivery_loop.build()?;
+                let token = shutdown.clone();
+                running.insert(name, (tokio::spawn(delivery_loop.run(first, token)), probe));
             }
             health.set_ready(true);
             tracing::info!(connections = ?running.keys().collect::<Vec<_>>(), "sink ready");
             let mut first_error = None;
-            for (name, handle) in running {
-                if let Err(e) = handle.await.map_err(anyhow::Error::from).and_then(|r| r) {
+            for (name, (handle, probe)) in running {
+                if let Err(e) = handle.await {
                     tracing::error!(connection = %name, error = %e, "delivery loop failed");
                     shutdown.cancel();
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert(anyhow::Error::from(e));
                 }
+                probe.abort();
             }
             audit.flush(Duration::from_secs(5)).await;
             first_error.map_or(Ok(()), Err)
@@ -175,5 +184,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         switchboard_core::service::log_stopped("sink", &result);
         result
     });
-    Ok(Started { task })
+    Ok(Started {
+        admin: admin_addr,
+        task,
+    })
 }

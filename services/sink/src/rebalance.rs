@@ -131,13 +131,17 @@ impl Generation {
 pub(crate) struct Rebalances {
     connection: String,
     shared: Arc<Shared>,
+    /// The partitions owned now, for the stall probe.
+    assigned: switchboard_core::progress::Assigned,
 }
 
 impl Rebalances {
-    pub(crate) fn new(connection: &str) -> Self {
+    pub(crate) fn new(connection: &str, assigned: switchboard_core::progress::Assigned) -> Self {
+        assigned.clear();
         Self {
             connection: connection.to_owned(),
             shared: Arc::default(),
+            assigned,
         }
     }
 
@@ -154,6 +158,7 @@ impl ConsumerContext for Rebalances {
         if !matches!(rebalance, Rebalance::Revoke(_)) {
             return;
         }
+        self.assigned.clear();
         if consumer.assignment_lost() {
             // The group moved on without this member (it did not poll within
             // max.poll.interval.ms): the partitions have a new owner already, and nothing
@@ -178,6 +183,7 @@ impl ConsumerContext for Rebalances {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
             tracing::info!(connection = %self.connection, partitions = partitions.count(), "partitions assigned");
+            self.assigned.set(partitions);
             self.shared.assigned.store(true, Ordering::Release);
         }
     }

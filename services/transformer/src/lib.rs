@@ -6,9 +6,17 @@
 //! partitions are rewound to the batch start, so a crash neither loses nor doubles a record.
 //! A record that cannot be read or mapped (class `data`) goes to `sb.dlq.transformer` in the
 //! same transaction with Connect-style error headers, and the partition moves on.
+//!
+//! Heals itself: clients that cannot go on (a fenced or fatally failed producer, the same
+//! failure over and over) are rebuilt and work resumes at the last commit (`clients.rs`).
+//! `/readyz` fails while records wait and no transaction committed for
+//! `health.stall_after_secs`.
 
 mod avro_json;
+mod clients;
 pub mod drift;
+#[cfg(debug_assertions)]
+pub mod faults;
 pub mod identity;
 pub mod mapping;
 pub mod merge;
@@ -25,6 +33,7 @@ use anyhow::Context;
 use switchboard_core::Config;
 use switchboard_core::config::ConfigError;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
+use switchboard_core::progress::Progress;
 use switchboard_core::telemetry::{self, Health};
 use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
@@ -44,6 +53,8 @@ pub(crate) struct Flow {
 
 /// A started transformer.
 pub struct Started {
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub admin: std::net::SocketAddr,
     /// Completes when the transformer has drained and stopped.
     pub task: JoinHandle<anyhow::Result<()>>,
 }
@@ -101,7 +112,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let shapes = Shapes::load(&config.transformer.schemas_dir)
         .map_err(|e| ConfigError::invalid("transformer.schemas_dir", e))?;
 
-    let (listener, _) = telemetry::bind(config.transformer.admin_listen)
+    let (listener, admin_addr) = telemetry::bind(config.transformer.admin_listen)
         .await
         .with_context(|| {
             format!(
@@ -150,11 +161,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             if !switchboard_core::service::prepare(&config.kafka, &specs, &codec, &shutdown).await {
                 return Ok(());
             }
-            let mut worker = worker::Worker::new(&config, topics, flows, shapes, codec)?;
-            health.set_ready(true);
-            tracing::info!("transformer ready");
-            let result = worker.run(&shutdown).await;
+            let group = topics.transformer_group();
+            let progress = Progress::new("transformer", config.health.stall_after());
+            health.watch(progress.clone());
+            let mut worker =
+                worker::Worker::new(&config, topics, flows, shapes, codec, progress.clone());
+            let probe = switchboard_core::progress::watch_group(
+                config.kafka.clone(),
+                group,
+                worker.assigned.clone(),
+                worker.subscribed.clone(),
+                progress,
+                shutdown.clone(),
+            );
+            tracing::info!("transformer starting");
+            let result = worker.run(&health, &shutdown).await;
             worker.close().await;
+            probe.abort();
             result
         }
         .await;
@@ -164,5 +187,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         switchboard_core::service::log_stopped("transformer", &result);
         result
     });
-    Ok(Started { task })
+    Ok(Started {
+        admin: admin_addr,
+        task,
+    })
 }

@@ -1,71 +1,70 @@
-//! The consume–transform–produce loop, one Kafka transaction per batch.
+//! The consume–transform–produce loop, one Kafka transaction per batch, on clients it
+//! rebuilds when they cannot go on (`clients.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use anyhow::Context;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::error::ClassifiedError;
-use switchboard_core::kafka::{self, ErrorHeaders};
+use switchboard_core::kafka::ErrorHeaders;
+use switchboard_core::progress::{Assigned, Progress};
+use switchboard_core::telemetry::Health;
 use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass};
 use tokio_util::sync::CancellationToken;
 
 use crate::Flow;
+use crate::clients::{self, Clients, Failure, TXN_CALL};
 use crate::drift::Shapes;
 use crate::tables::Tables;
 use crate::transform::{Output, StateTopics, Transformer};
 
-/// Bound on each transactional call; far below the transaction timeout.
-const TXN_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub(crate) struct Worker {
-    consumer: StreamConsumer,
-    producer: FutureProducer,
+    config: Config,
+    group: String,
+    transactional_id: String,
+    /// The topics it reads.
+    pub subscribed: Vec<String>,
+    /// The partitions owned now, kept across rebuilds for the stall probe.
+    pub assigned: Assigned,
+    clients: Option<Clients>,
+    /// The rebalance generation the tables were read at; `None` before the first read.
+    tables_at: Option<u64>,
     transformer: Transformer,
     dlq_topic: String,
     batch_max: usize,
     linger: Duration,
+    progress: Arc<Progress>,
 }
 
 impl Worker {
-    /// Fences earlier incarnations, loads the state tables and subscribes. Blocking.
+    /// Prepares the loop; Kafka is reached by [`Worker::run`].
     pub(crate) fn new(
         config: &Config,
         topics: Topics,
         flows: HashMap<String, Flow>,
         shapes: Shapes,
         codec: AvroCodec,
-    ) -> anyhow::Result<Self> {
+        progress: Arc<Progress>,
+    ) -> Self {
         let group = topics.transformer_group();
-        let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
-        let producer =
-            kafka::transactional_producer(&config.kafka, &format!("{group}.{instance}"))?;
-        // Fences a previous incarnation with the same transactional ID and aborts what it
-        // left open, so the tables below load without its uncommitted writes.
-        tokio::task::block_in_place(|| producer.init_transactions(TXN_TIMEOUT))?;
         let state_topics = StateTopics {
             xref: topics.xref(),
             state: topics.transformer_state(),
             review: topics.review(),
             decisions: topics.review_decisions(),
         };
-        let tables = tokio::task::block_in_place(|| {
-            Tables::load(&config.kafka, &state_topics.xref, &state_topics.state)
-        })?;
-        tracing::info!(
-            xref = tables.xref.len(),
-            records = tables.records.len(),
-            "state tables loaded"
-        );
-        let consumer = kafka::transactional_consumer(&config.kafka, &group)?;
-        let mut subscribed: Vec<&str> = flows.keys().map(String::as_str).collect();
-        subscribed.push(&state_topics.decisions);
-        consumer.subscribe(&subscribed)?;
+        let mut subscribed: Vec<String> = flows.keys().cloned().collect();
+        subscribed.push(state_topics.decisions.clone());
         let sink_connections: HashSet<String> = config
             .flows
             .iter()
@@ -79,34 +78,121 @@ impl Worker {
             config.identity.clone(),
             config.policies.clone(),
             sink_connections,
-            tables,
+            Tables::default(),
             state_topics,
             codec,
         );
-        Ok(Self {
-            consumer,
-            producer,
+        Self {
+            config: config.clone(),
+            transactional_id: clients::transactional_id(&group),
+            group,
+            subscribed,
+            assigned: Assigned::default(),
+            clients: None,
+            tables_at: None,
             transformer,
             dlq_topic: topics.dlq("transformer"),
             batch_max: config.transformer.batch_max.max(1),
             linger: Duration::from_millis(config.transformer.linger_ms),
-        })
+            progress,
+        }
+    }
+
+    /// Connects, transforms until `shutdown`, and rebuilds the clients whenever they cannot
+    /// go on (`clients.rs`). Ends with an error only for a failure no retry can mend (bad
+    /// settings, refused permissions), so that the process exits non-zero.
+    pub(crate) async fn run(
+        &mut self,
+        health: &Health,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            if !self.connect(shutdown).await? {
+                return Ok(());
+            }
+            health.set_ready(true);
+            let why = match self.serve(shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            health.set_ready(false);
+            metrics::counter!("switchboard_client_rebuilds_total", "stage" => "transformer")
+                .increment(1);
+            tracing::error!(error = %format!("{why:#}"), transactional_id = %self.transactional_id, "transformer's Kafka clients cannot go on; rebuilding them, to resume from the last commit");
+            self.close().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Builds the clients, retrying with a bounded backoff while Kafka is away. `false`:
+    /// shutdown came first.
+    async fn connect(&mut self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(false);
+            }
+            let subscribed: Vec<&str> = self.subscribed.iter().map(String::as_str).collect();
+            let connected = tokio::task::block_in_place(|| {
+                Clients::connect(
+                    &self.config,
+                    &self.group,
+                    &self.transactional_id,
+                    &subscribed,
+                    &self.assigned,
+                )
+            });
+            match connected {
+                Ok(clients) => {
+                    self.clients = Some(clients);
+                    self.tables_at = None;
+                    return Ok(true);
+                }
+                Err(e) if clients::worth_retrying(&e) => {
+                    tracing::warn!(error = %e, "transformer cannot reach Kafka; trying again");
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "transformer cannot use Kafka (check kafka.* and the ACLs): {e}"
+                    ));
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(false),
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
     }
 
     /// Leaves the group within a bound, so a broker that is gone cannot hang shutdown.
-    pub(crate) async fn close(self) {
-        switchboard_core::kafka::close_consumer(self.consumer, "transformer").await;
+    pub(crate) async fn close(&mut self) {
+        if let Some(clients) = self.clients.take() {
+            clients.close().await;
+        }
     }
 
-    pub(crate) async fn run(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    /// Consume–transform–produce on the current clients, until `shutdown` (`Ok`) or until
+    /// they cannot go on (`Err`, the reason).
+    async fn serve(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let mut backoff = Duration::from_millis(100);
+        let mut retries = 0;
         loop {
+            let consumer = &self.clients.as_ref().context("no clients")?.consumer;
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                m = self.consumer.recv() => m,
+                m = consumer.recv() => m,
             };
             let first = match first {
                 Ok(m) => m.detach(),
+                Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
+                    return Err(anyhow::anyhow!("consumer failed: {e}"));
+                }
                 Err(e) => {
                     // Broker errors repeat while it is away; do not spin on them.
                     tracing::warn!(error = %e, "consume failed");
@@ -114,35 +200,85 @@ impl Worker {
                     continue;
                 }
             };
+            // Read after the first record: a rebalance runs inside `recv`.
+            let generation = consumer.context().generation();
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + self.linger;
             while batch.len() < self.batch_max {
                 tokio::select! {
-                    m = self.consumer.recv() => match m {
+                    m = consumer.recv() => match m {
                         Ok(m) => batch.push(m.detach()),
                         Err(e) => { tracing::warn!(error = %e, "consume failed"); break; }
                     },
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
+            // A stall on purpose (tests): the batch is held, uncommitted, until released.
+            #[cfg(debug_assertions)]
+            while crate::faults::held(&self.config.kafka.topic_prefix) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+            if consumer.context().generation() != generation {
+                // A rebalance in the middle of the batch: the assignment reset every
+                // position to its committed offset, so the batch is read again from there.
+                tracing::debug!(
+                    records = batch.len(),
+                    "rebalanced while batching; reading again"
+                );
+                continue;
+            }
+            if self.tables_at != Some(generation) {
+                self.load_tables()?;
+                self.tables_at = Some(generation);
+            }
             match self.process(&batch).await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    tracing::warn!(error = %e, records = batch.len(), "transaction aborted; rewinding");
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    retries = 0;
+                    self.progress.progressed();
+                }
+                Err(Failure::Rebuild(e)) => return Err(e),
+                Err(Failure::Retry(e)) => {
+                    retries += 1;
+                    if retries >= clients::RETRIES_BEFORE_REBUILD {
+                        return Err(e.context(format!("{retries} transactions in a row failed")));
+                    }
+                    tracing::warn!(error = %format!("{e:#}"), records = batch.len(), "transaction aborted; rewinding");
                     self.rewind(&batch);
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
 
+    /// Reads the state tables from their topics, committed records only: at the first
+    /// batch of every assignment, so partitions taken over from another replica come with
+    /// what it wrote. Blocking.
+    fn load_tables(&mut self) -> anyhow::Result<()> {
+        let topics = &self.transformer.topics;
+        let tables = tokio::task::block_in_place(|| {
+            Tables::load(&self.config.kafka, &topics.xref, &topics.state)
+        })
+        .map_err(|e| anyhow::anyhow!("state tables not read: {e}"))?;
+        tracing::info!(
+            xref = tables.xref.len(),
+            records = tables.records.len(),
+            "state tables loaded"
+        );
+        self.transformer.tables = tables;
+        Ok(())
+    }
+
     /// Transforms a batch and commits outputs and offsets atomically; on failure the
     /// in-memory tables are rolled back with the transaction.
-    async fn process(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
+    async fn process(&mut self, batch: &[OwnedMessage]) -> Result<(), Failure> {
         let result = self.transform_and_commit(batch).await;
         match result {
             Ok(()) => self.transformer.tables.commit(),
@@ -151,7 +287,7 @@ impl Worker {
         result
     }
 
-    async fn transform_and_commit(&mut self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
+    async fn transform_and_commit(&mut self, batch: &[OwnedMessage]) -> Result<(), Failure> {
         let mut outputs = Vec::with_capacity(batch.len());
         for message in batch {
             match self.transformer.transform(message).await {
@@ -159,47 +295,34 @@ impl Worker {
                 Err(e) if e.class == ErrorClass::Data => {
                     outputs.push(self.dead_letter(message, &e))
                 }
-                Err(e) => return Err(e.into()),
+                // Nothing is open yet: the batch is tried again on the same clients.
+                Err(e) => return Err(Failure::Retry(e.into())),
             }
         }
-        self.producer.begin_transaction()?;
-        if let Err(e) = self.produce_and_commit(&outputs, batch) {
-            if let Err(abort) =
-                tokio::task::block_in_place(|| self.producer.abort_transaction(TXN_TIMEOUT))
-            {
-                // A producer that can neither commit nor abort is fenced or broken: stop,
-                // and let the restarted instance resume from the committed offsets.
-                return Err(anyhow::anyhow!(
-                    "transaction failed ({e}) and could not be aborted: {abort}"
-                ));
-            }
-            return Err(e);
+        let clients = self
+            .clients
+            .as_ref()
+            .ok_or_else(|| Failure::Rebuild(anyhow::anyhow!("no clients")))?;
+        if let Err(e) = clients.producer.begin_transaction() {
+            // Only a producer in a state it cannot leave refuses to begin.
+            return Err(Failure::Rebuild(anyhow::anyhow!(
+                "could not begin a transaction: {e}"
+            )));
         }
-        Ok(())
-    }
-
-    fn produce_and_commit(&self, outputs: &[Output], batch: &[OwnedMessage]) -> anyhow::Result<()> {
-        for output in outputs {
-            let mut record = FutureRecord::to(&output.topic)
-                .key(&output.key)
-                .headers(output.headers.clone());
-            if let Some(value) = &output.value {
-                record = record.payload(value);
-            }
-            // Delivery is confirmed by commit_transaction, which fails if any send failed.
-            drop(self.producer.send_result(record).map_err(|(e, _)| e)?);
+        let Err(e) = produce_and_commit(clients, &outputs, batch) else {
+            return Ok(());
+        };
+        let failure = Failure::of(&e);
+        if let Failure::Rebuild(_) = failure {
+            return Err(failure);
         }
-        let offsets = next_offsets(batch)?;
-        let metadata = self
-            .consumer
-            .group_metadata()
-            .ok_or_else(|| anyhow::anyhow!("consumer has no group metadata"))?;
-        tokio::task::block_in_place(|| -> anyhow::Result<()> {
-            self.producer
-                .send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
-            self.producer.commit_transaction(TXN_TIMEOUT)?;
-            Ok(())
-        })
+        match tokio::task::block_in_place(|| clients.producer.abort_transaction(TXN_CALL)) {
+            Ok(()) => Err(failure),
+            // A producer that can neither commit nor abort is fenced or broken.
+            Err(abort) => Err(Failure::Rebuild(anyhow::anyhow!(
+                "transaction failed ({e}) and could not be aborted: {abort}"
+            ))),
+        }
     }
 
     /// The DLQ record for a poison message: original key, value and headers plus the error.
@@ -233,6 +356,9 @@ impl Worker {
 
     /// Seeks every partition of the batch back to the batch's first record.
     fn rewind(&self, batch: &[OwnedMessage]) {
+        let Some(clients) = &self.clients else {
+            return;
+        };
         let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for m in batch {
             first
@@ -240,11 +366,11 @@ impl Worker {
                 .or_insert(m.offset());
         }
         for ((topic, partition), offset) in first {
-            if let Err(e) = self.consumer.seek(
+            if let Err(e) = clients.consumer.seek(
                 topic,
                 partition,
                 Offset::Offset(offset),
-                Timeout::After(TXN_TIMEOUT),
+                Timeout::After(TXN_CALL),
             ) {
                 // The partition may have been revoked meanwhile; its new owner starts from
                 // the last committed offset, which is the same place.
@@ -254,8 +380,37 @@ impl Worker {
     }
 }
 
+/// Sends the outputs and the batch's offsets in the open transaction, and commits it.
+fn produce_and_commit(
+    clients: &Clients,
+    outputs: &[Output],
+    batch: &[OwnedMessage],
+) -> Result<(), KafkaError> {
+    for output in outputs {
+        let mut record = FutureRecord::to(&output.topic)
+            .key(&output.key)
+            .headers(output.headers.clone());
+        if let Some(value) = &output.value {
+            record = record.payload(value);
+        }
+        // Delivery is confirmed by commit_transaction, which fails if any send failed.
+        drop(clients.producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    let offsets = next_offsets(batch)?;
+    let metadata = clients
+        .consumer
+        .group_metadata()
+        .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+    tokio::task::block_in_place(|| {
+        clients
+            .producer
+            .send_offsets_to_transaction(&offsets, &metadata, TXN_CALL)?;
+        clients.producer.commit_transaction(TXN_CALL)
+    })
+}
+
 /// The offset to commit per partition: one past the last record of the batch.
-fn next_offsets(batch: &[OwnedMessage]) -> anyhow::Result<TopicPartitionList> {
+fn next_offsets(batch: &[OwnedMessage]) -> Result<TopicPartitionList, KafkaError> {
     let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for m in batch {
         let entry = last.entry((m.topic(), m.partition())).or_insert(m.offset());

@@ -27,6 +27,10 @@ pub struct ConsoleRules {
     /// seconds (0: off).
     #[serde(default = "default_lag_seconds")]
     pub lag_seconds: u64,
+    /// Show a connection `stalled`, and alert `stalled`, when records have waited this many
+    /// seconds and its consumer groups committed nothing for as long (0: off).
+    #[serde(default = "default_stalled_secs")]
+    pub stalled_secs: u64,
     /// Alert `api_version_eol` this many days before a pinned API version's end of support.
     #[serde(default = "default_warn_days")]
     pub api_version_warn_days: u32,
@@ -43,6 +47,7 @@ impl Default for ConsoleRules {
             no_sync_minutes: default_no_sync_minutes(),
             dlq_window_secs: default_dlq_window_secs(),
             lag_seconds: default_lag_seconds(),
+            stalled_secs: default_stalled_secs(),
             api_version_warn_days: default_warn_days(),
             api_versions: BTreeMap::new(),
         }
@@ -59,6 +64,10 @@ fn default_dlq_window_secs() -> u64 {
 
 fn default_lag_seconds() -> u64 {
     600
+}
+
+fn default_stalled_secs() -> u64 {
+    60
 }
 
 fn default_warn_days() -> u32 {
