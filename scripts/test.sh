@@ -33,7 +33,7 @@ delete_left_topics() {
   [[ -z $stale ]] || delete_topics "t[a-z0-9-]+-($stale)\\..*"
 }
 delete_left_topics
-trap '[[ -n ${outage:-} ]] && kill "$outage" 2>/dev/null; delete_topics "t[a-z0-9-]+-$SB_TEST_RUN\\..*"' EXIT
+trap '[[ -z ${outage:-} ]] || kill "$outage" 2>/dev/null || true; delete_topics "t[a-z0-9-]+-$SB_TEST_RUN\\..*"' EXIT
 
 python=$(scripts/python-env.sh)
 venv_bin=$(dirname "$python")

@@ -61,6 +61,7 @@ struct Outage {
     pipedrive: PipedriveSandbox,
     prefix: String,
     yaml: String,
+    shop_secret: String,
     _dir: tempfile::TempDir,
 }
 
@@ -88,8 +89,25 @@ impl Outage {
             pipedrive,
             prefix,
             yaml,
+            shop_secret: shop_secret.to_owned(),
             _dir: dir,
         }
+    }
+
+    /// Starts ingest on the private broker, waits until it is ready and returns a Shopify
+    /// webhook sender pointed at it.
+    async fn start_ingest(&self, shutdown: &CancellationToken) -> ShopifyWebhooks {
+        let ingest = switchboard_ingest_webhook::start(load(&self.yaml), shutdown.clone())
+            .await
+            .unwrap();
+        assert!(eventually_ok(&format!("http://{}/readyz", ingest.addr)).await);
+        ShopifyWebhooks::new(
+            format!("http://{}/webhooks/shop", ingest.addr),
+            &self.shop_secret,
+            "acme.myshopify.com",
+            "2025-01",
+        )
+        .unwrap()
     }
 }
 
@@ -101,6 +119,7 @@ async fn webhook_gets_503_while_kafka_is_down_and_flows_after_it_is_back() {
         prefix,
         yaml,
         _dir,
+        ..
     } = Outage::new("outage", "outage-secret", 2000).await;
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
@@ -221,6 +240,7 @@ async fn shopify_retries_bring_in_every_event_refused_during_an_outage() {
         yaml,
         pipedrive: _pipedrive,
         _dir,
+        ..
     } = Outage::new("outage-retries", "retry-secret", 1000).await;
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
@@ -436,29 +456,14 @@ async fn restart_during(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
     const CUSTOMERS: u64 = 20_000;
-    let Outage {
-        broker,
-        prefix,
-        yaml,
-        pipedrive: _pipedrive,
-        _dir,
-    } = Outage::new("restarts-flood", "flood-secret", 2000).await;
+    let outage = Outage::new("restarts-flood", "flood-secret", 2000).await;
+    let (broker, prefix, yaml) = (&outage.broker, &outage.prefix, &outage.yaml);
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
-    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+    let shop = outage.start_ingest(&shutdown).await;
+    let transformer = switchboard_transformer::start(load(yaml), shutdown.clone())
         .await
         .unwrap();
-    assert!(eventually_ok(&format!("http://{}/readyz", ingest.addr)).await);
-    let transformer = switchboard_transformer::start(load(&yaml), shutdown.clone())
-        .await
-        .unwrap();
-    let shop = ShopifyWebhooks::new(
-        format!("http://{}/webhooks/shop", ingest.addr),
-        "flood-secret",
-        "acme.myshopify.com",
-        "2025-01",
-    )
-    .unwrap();
     let deliveries = customers_with_duplicates(9_200_000_000_000_000_000, CUSTOMERS, 5, |i| {
         format!("flood{i}@example.com")
     });
@@ -470,7 +475,7 @@ async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
     let canonical = format!("{prefix}.canonical.contact");
     let bootstrap = broker.bootstrap();
     let thresholds = [total / 5, total * 9 / 20, total * 7 / 10];
-    let recoveries = restart_during(&broker, &accepted, &thresholds, || {
+    let recoveries = restart_during(broker, &accepted, &thresholds, || {
         topic_size(&bootstrap, &canonical)
     })
     .await;
@@ -508,32 +513,22 @@ async fn deliveries_to_a_rate_limited_pipedrive_survive_three_broker_restarts() 
     // Pipedrive's documented limits are on (its search window allows 5 new persons a
     // second), so the restarts fall while the sink is delivering.
     const CUSTOMERS: u64 = 150;
-    let Outage {
-        broker,
-        pipedrive,
-        yaml,
-        prefix,
-        _dir,
-    } = Outage::new("restarts-sink", "sink-flood-secret", 2000).await;
+    let outage = Outage::new("restarts-sink", "sink-flood-secret", 2000).await;
+    let (broker, pipedrive, prefix, yaml) = (
+        &outage.broker,
+        &outage.pipedrive,
+        &outage.prefix,
+        &outage.yaml,
+    );
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
-    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+    let shop = outage.start_ingest(&shutdown).await;
+    switchboard_transformer::start(load(yaml), shutdown.clone())
         .await
         .unwrap();
-    assert!(eventually_ok(&format!("http://{}/readyz", ingest.addr)).await);
-    switchboard_transformer::start(load(&yaml), shutdown.clone())
+    let sink = switchboard_sink::start(load(yaml), shutdown.clone())
         .await
         .unwrap();
-    let sink = switchboard_sink::start(load(&yaml), shutdown.clone())
-        .await
-        .unwrap();
-    let shop = ShopifyWebhooks::new(
-        format!("http://{}/webhooks/shop", ingest.addr),
-        "sink-flood-secret",
-        "acme.myshopify.com",
-        "2025-01",
-    )
-    .unwrap();
     let email = |i: u64| format!("restart{i}@example.com");
     let deliveries = customers_with_duplicates(9_300_000_000_000_000_000, CUSTOMERS, 5, email);
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -549,18 +544,20 @@ async fn deliveries_to_a_rate_limited_pipedrive_survive_three_broker_restarts() 
         delivered.store(n, std::sync::atomic::Ordering::Relaxed);
         n as i64
     };
-    let kafka = load(&yaml).kafka;
+    let kafka = load(yaml).kafka;
     let canonical = format!("{prefix}.canonical.contact");
     let group = format!("{prefix}.sink.crm");
     let committed = || committed_sum(&kafka, &group, &canonical);
     let mut recoveries = Vec::new();
-    for threshold in [15, 50, 85] {
+    for (n, threshold) in [15, 50, 85].into_iter().enumerate() {
         assert!(
             eventually(Duration::from_secs(300), || persons() >= threshold).await,
-            "{threshold} persons delivered before the next restart"
+            "{threshold} persons delivered before sink restart {}",
+            n + 1
         );
-        recoveries
-            .extend(restart_during(&broker, &delivered, &[threshold as usize], committed).await);
+        let took = restart_during(broker, &delivered, &[threshold as usize], committed).await;
+        eprintln!("(the restart above was sink restart {})", n + 1);
+        recoveries.extend(took);
     }
     assert!(
         eventually(Duration::from_secs(300), || persons() >= CUSTOMERS as i64).await,
@@ -611,5 +608,97 @@ fn committed_sum(kafka: &switchboard_core::config::KafkaConfig, group: &str, top
             })
             .sum(),
         Err(_) => -1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn polls_resume_on_their_own_after_three_broker_restarts() {
+    init_logging();
+    ensure_stack(); // for the shared registry
+    let broker = PrivateBroker::new();
+    broker.run("kafka-up");
+    // Pipedrive's documented limits are on.
+    let crm = PipedriveSandbox::start(PipedriveConfig::new("pd-restart-token"))
+        .await
+        .unwrap();
+    let mut seeded = Vec::new();
+    let mut seed = |n: usize| {
+        for _ in 0..n {
+            let i = seeded.len();
+            let person =
+                crm.seed_person(&format!("Polled {i}"), &[&format!("polled{i}@example.com")]);
+            seeded.push(person.id);
+        }
+        seeded.len()
+    };
+    seed(20);
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("restarts-poll");
+    let yaml = format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}"}}
+registry: {{url: "{registry}"}}
+connections:
+  crm:
+    type: pipedrive
+    base_url: "{base}"
+    api_token: "{token}"
+    poll: {{entities: [persons], every_secs: 1}}
+poller: {{admin_listen: "127.0.0.1:0"}}
+"#,
+        bootstrap = broker.bootstrap(),
+        registry = registry_url(),
+        base = crm.base_url(),
+        token = secret_ref(dir.path(), "token", "pd-restart-token"),
+    );
+    let shutdown = CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    switchboard_ingest_poller::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    let topic = format!("{prefix}.raw.crm.persons");
+    let bootstrap = broker.bootstrap();
+    assert!(
+        eventually(Duration::from_secs(180), || topic_size(&bootstrap, &topic)
+            >= 20)
+        .await,
+        "the first persons were polled"
+    );
+    for restart in 1..=3 {
+        broker.run("kafka-down");
+        // Changes made while Kafka is away: the poll cannot publish them yet.
+        let total = seed(10);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        broker.run("kafka-up");
+        let back = std::time::Instant::now();
+        assert!(
+            eventually(Duration::from_secs(120), || topic_size(&bootstrap, &topic)
+                >= total as i64)
+            .await,
+            "polls resumed after restart {restart} with no process restarted"
+        );
+        let took = back.elapsed();
+        eprintln!(
+            "poller restart {restart}: the changes made while Kafka was away were published {took:?} after it was back"
+        );
+        assert!(
+            took < Duration::from_secs(30),
+            "restart {restart}: {took:?}"
+        );
+    }
+    let raw = read_topic(
+        &bootstrap,
+        &topic,
+        seeded.len(),
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    );
+    let keys: std::collections::HashSet<String> = raw
+        .iter()
+        .filter_map(|m| m.key())
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    for id in &seeded {
+        assert!(keys.contains(&id.to_string()), "person {id} was polled");
     }
 }

@@ -83,16 +83,7 @@ async fn every_event_appears_once_on_the_canonical_topic_across_sigkills() {
     transformer.kill().unwrap();
     transformer.wait().unwrap();
 
-    let mut seen = HashSet::with_capacity(EVENTS as usize);
-    for record in &records {
-        let event = record
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "sb.event.id"))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .expect("every canonical record names its event");
-        assert!(seen.insert(event), "an event appeared twice");
-    }
+    let seen = events_once(&records);
     let expected: HashSet<String> = (0..EVENTS)
         .map(|i| numbered_customer_event(i, RECORDS).event_id)
         .collect();
@@ -197,8 +188,17 @@ async fn replicas_started_and_stopped_beside_a_running_one_lose_and_double_nothi
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    let mut seen = HashSet::with_capacity(total);
-    for record in &records {
+    let seen = events_once(&records);
+    let expected: HashSet<String> = (0..3).flat_map(events).map(|e| e.event_id).collect();
+    assert_eq!(records.len(), total, "no event lost, none doubled");
+    assert_eq!(seen, expected);
+    assert_eq!(ready, Some(200), "the replica left running is ready");
+}
+
+/// The events the canonical `records` were made from, asserting that none appears twice.
+fn events_once(records: &[rdkafka::message::OwnedMessage]) -> HashSet<String> {
+    let mut seen = HashSet::with_capacity(records.len());
+    for record in records {
         let event = record
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == "sb.event.id"))
@@ -207,8 +207,5 @@ async fn replicas_started_and_stopped_beside_a_running_one_lose_and_double_nothi
             .expect("every canonical record names its event");
         assert!(seen.insert(event), "an event appeared twice");
     }
-    let expected: HashSet<String> = (0..3).flat_map(events).map(|e| e.event_id).collect();
-    assert_eq!(records.len(), total, "no event lost, none doubled");
-    assert_eq!(seen, expected);
-    assert_eq!(ready, Some(200), "the replica left running is ready");
+    seen
 }

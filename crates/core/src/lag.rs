@@ -112,35 +112,20 @@ pub fn backlog(
     if topics.is_empty() {
         return Ok(0);
     }
-    let (consumer, committed) = committed(kafka, group, topics)?;
-    let mut total = 0;
-    for e in committed.elements() {
-        let (start, end) = consumer
-            .fetch_watermarks(e.topic(), e.partition(), TIMEOUT)
-            .map_err(|err| kafka_error("watermarks", &err))?;
-        let from = match e.offset() {
-            Offset::Offset(at) => at.max(start),
-            _ => start,
-        };
-        total += (end - from).max(0);
-    }
-    Ok(total)
+    Ok(unconsumed(kafka, group, topics, None)?
+        .iter()
+        .map(|r| r.lag)
+        .sum())
 }
 
-/// How long, in seconds, the oldest record of `topics` that `group` has not consumed yet has
-/// waited (0: none waits), counted from the committed offset, or from the start of a
-/// partition the group never committed on (a stage stuck before its first commit waits
-/// too). `only`, when given, narrows it to those partitions (a member's assignment).
-pub fn oldest_waiting(
+/// Per partition of `topics` (of `only`, when given), what `group` has not consumed yet:
+/// from its committed offset, or from the partition's start where it never committed.
+fn unconsumed(
     kafka: &KafkaConfig,
     group: &str,
     topics: &[String],
     only: Option<&[(String, i32)]>,
-    now_ms: i64,
-) -> Result<i64, ClassifiedError> {
-    if topics.is_empty() {
-        return Ok(0);
-    }
+) -> Result<Vec<PartitionLag>, ClassifiedError> {
     let (consumer, committed) = committed(kafka, group, topics)?;
     let mut rows = Vec::new();
     for e in committed.elements() {
@@ -164,6 +149,24 @@ pub fn oldest_waiting(
             lag_seconds: 0,
         });
     }
+    Ok(rows)
+}
+
+/// How long, in seconds, the oldest record of `topics` that `group` has not consumed yet has
+/// waited (0: none waits), counted from the committed offset, or from the start of a
+/// partition the group never committed on (a stage stuck before its first commit waits
+/// too). `only`, when given, narrows it to those partitions (a member's assignment).
+pub fn oldest_waiting(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    only: Option<&[(String, i32)]>,
+    now_ms: i64,
+) -> Result<i64, ClassifiedError> {
+    if topics.is_empty() {
+        return Ok(0);
+    }
+    let rows = unconsumed(kafka, group, topics, only)?;
     let ages = first_unconsumed_timestamps(kafka, &rows)?;
     Ok(ages
         .values()

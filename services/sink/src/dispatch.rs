@@ -35,11 +35,10 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use switchboard_core::progress::Progress;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-use switchboard_core::progress::Progress;
 
 use crate::deliver::{Delivery, Step};
 use crate::handoff::now_millis;
