@@ -33,6 +33,15 @@ fn console_yaml(world: &World, dir: &std::path::Path, telegram_url: &str, rules:
     )
 }
 
+/// What the operators' chat received, oldest first.
+fn telegram_texts(telegram: &TelegramSandbox) -> Vec<String> {
+    telegram
+        .messages_to(SAMPLE_USER_CHAT)
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
 async fn get(url: &str) -> serde_json::Value {
     let r = reqwest::get(url).await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "{url}");
@@ -96,13 +105,7 @@ async fn a_growing_dlq_and_a_retiring_api_version_alert_on_telegram_and_resolve(
         .await
         .unwrap();
     let base = format!("http://{}", console.addr);
-    let texts = || -> Vec<String> {
-        telegram
-            .messages_to(SAMPLE_USER_CHAT)
-            .into_iter()
-            .map(|m| m.text)
-            .collect()
-    };
+    let texts = || telegram_texts(&telegram);
     let has = |prefix: &str| texts().iter().any(|t| t.starts_with(prefix));
 
     // The console has seen the first DLQ entry before the DLQ grows.
@@ -488,13 +491,7 @@ async fn a_stalled_transformer_fails_readiness_and_the_console_alerts() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(state, "stalled", "the console shows the stall");
-    let texts = || -> Vec<String> {
-        telegram
-            .messages_to(SAMPLE_USER_CHAT)
-            .into_iter()
-            .map(|m| m.text)
-            .collect()
-    };
+    let texts = || telegram_texts(&telegram);
     let has = |prefix: &str| texts().iter().any(|t| t.starts_with(prefix));
     assert!(
         eventually(Duration::from_secs(60), || has("[FIRING] stalled on shop")).await,

@@ -38,7 +38,6 @@ pub(crate) const RETRIES_BEFORE_REBUILD: u32 = 5;
 pub(crate) const TXN_CALL: Duration = Duration::from_secs(15);
 
 /// The consumer's context: counts rebalances and keeps the assignment for the stall probe.
-#[derive(Default)]
 pub(crate) struct Rebalances {
     generation: AtomicU64,
     pub assigned: Assigned,
