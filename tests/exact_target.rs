@@ -6,8 +6,7 @@
 //! to the `${file:}` secret.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "targets_support.rs"]
-mod support;
+use crate::targets_support as support;
 
 use std::time::Duration;
 

@@ -4,8 +4,7 @@
 //! goes to the DLQ with Shopify's reason, nothing secret in it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "targets_support.rs"]
-mod support;
+use crate::targets_support as support;
 
 use std::time::{Duration, Instant};
 

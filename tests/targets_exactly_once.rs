@@ -4,8 +4,7 @@
 //! sends one notification per order however often the order is redelivered.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "targets_support.rs"]
-mod support;
+use crate::targets_support as support;
 
 use std::time::Duration;
 
