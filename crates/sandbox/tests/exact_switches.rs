@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/exact_helpers.rs"]
-mod helpers;
+use crate::common::exact_helpers as helpers;
 
 use helpers::*;
 use serde_json::{Value, json};

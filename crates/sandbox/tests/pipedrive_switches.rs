@@ -5,8 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
-#[path = "common/pipedrive_receiver.rs"]
-mod receiver;
+use crate::common::pipedrive_receiver as receiver;
 
 use common::*;
 use receiver::Receiver;

@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/shopify_support.rs"]
-mod support;
+use crate::common::shopify_support as support;
 
 use std::time::Duration;
 

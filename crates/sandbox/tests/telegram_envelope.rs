@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/telegram_helpers.rs"]
-mod helpers;
+use crate::common::telegram_helpers as helpers;
 
 use helpers::*;
 use reqwest::{Client, StatusCode};

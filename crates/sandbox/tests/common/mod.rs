@@ -1,6 +1,11 @@
-//! Helpers shared by the Pipedrive emulator integration tests.
+//! Helpers shared by the emulators' integration tests, one module per system.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+pub mod exact_helpers;
+pub mod pipedrive_receiver;
+pub mod shopify_support;
+pub mod telegram_helpers;
 
 use reqwest::{Client, Response, Url};
 use serde_json::Value;
