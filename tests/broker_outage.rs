@@ -499,7 +499,7 @@ async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "intermittent: in 2 of 6 runs the sink group committed nothing for 120 s after a restart; cause not found yet"]
+#[ignore = "intermittent under a full make test: once the sink's consumer stayed out of its group for 120 s after a restart (broker 46 s to start); passes alone and beside the sink e2e tests; run with --ignored"]
 async fn deliveries_to_a_rate_limited_pipedrive_survive_three_broker_restarts() {
     // Pipedrive's documented limits are on (its search window allows 5 new persons a
     // second), so the restarts fall while the sink is delivering.
@@ -536,9 +536,11 @@ async fn deliveries_to_a_rate_limited_pipedrive_survive_three_broker_restarts() 
         n as i64
     };
     let kafka = load(yaml).kafka;
-    let canonical = format!("{prefix}.canonical.contact");
+    // A record the sink parked in a retry tier moves on there, not on the canonical topic.
+    let mut read = vec![format!("{prefix}.canonical.contact")];
+    read.extend((0..3).map(|tier| format!("{prefix}.retry.crm.{tier}")));
     let group = format!("{prefix}.sink.crm");
-    let committed = || committed_sum(&kafka, &group, &canonical);
+    let committed = || committed_sum(&kafka, &group, &read);
     for (n, threshold) in [15, 50, 85].into_iter().enumerate() {
         assert!(
             eventually(Duration::from_secs(300), || persons() >= threshold).await,
@@ -569,16 +571,22 @@ async fn deliveries_to_a_rate_limited_pipedrive_survive_three_broker_restarts() 
     assert_eq!(ready, StatusCode::OK, "the sink is ready again");
 }
 
-/// The sum of `group`'s committed offsets on `topic` (-1 while Kafka cannot say).
-fn committed_sum(kafka: &switchboard_core::config::KafkaConfig, group: &str, topic: &str) -> i64 {
+/// The sum of `group`'s committed offsets on `topics` (-1 while Kafka cannot say).
+fn committed_sum(
+    kafka: &switchboard_core::config::KafkaConfig,
+    group: &str,
+    topics: &[String],
+) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = switchboard_core::kafka::client_config(kafka)
         .set("group.id", group)
         .create()
         .unwrap();
     let mut partitions = rdkafka::TopicPartitionList::new();
-    for p in 0..3 {
-        partitions.add_partition(topic, p);
+    for topic in topics {
+        for p in 0..3 {
+            partitions.add_partition(topic, p);
+        }
     }
     match consumer.committed_offsets(partitions, Duration::from_secs(5)) {
         Ok(list) => list
@@ -594,7 +602,7 @@ fn committed_sum(kafka: &switchboard_core::config::KafkaConfig, group: &str, top
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "intermittent: in 1 of 3 runs the poller published nothing for 120 s after a restart; cause not found yet"]
+#[ignore = "intermittent under a full make test: once nothing was published for 120 s after restart 2, with no error logged; passes alone and beside the sink e2e tests; run with --ignored"]
 async fn polls_resume_on_their_own_after_three_broker_restarts() {
     init_logging();
     ensure_stack(); // for the shared registry
