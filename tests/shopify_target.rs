@@ -127,7 +127,9 @@ async fn shopify_customers_at_the_bucket_limit_keep_goodput_and_honour_retry_aft
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        eventually(Duration::from_secs(90), || shop.customers().len() >= N + MORE).await,
+        eventually(Duration::from_secs(90), || shop.customers().len()
+            >= N + MORE)
+        .await,
         "the later customers arrived too"
     );
     let requests = shop.control().requests();

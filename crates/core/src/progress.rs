@@ -93,33 +93,85 @@ impl Progress {
     }
 }
 
-/// The partitions a consumer owns now, kept by its rebalance callback for the probe.
+/// How long a consumer may stay out of its group (its partitions revoked or lost, and no
+/// assignment since, not even an empty one) before its stage rebuilds it: longer than a
+/// session timeout (10 s) plus a rejoin, which is what librdkafka does by itself after a
+/// broker restart. Past it the member is stuck (seen once under load after a broker
+/// restart: no rejoin within 120 s, a request to the group coordinator never sent), and a
+/// new client with new connections is the way back.
+pub const MEMBERSHIP_BOUND: Duration = Duration::from_secs(45);
+
+/// How often, at least, a stage looks at its membership.
+pub const MEMBERSHIP_CHECK: Duration = Duration::from_secs(5);
+
+/// The partitions a consumer owns now, and since when it is out of its group, kept by its
+/// rebalance callback for the probe and for the stage's membership check.
 #[derive(Debug, Clone, Default)]
-pub struct Assigned(Arc<Mutex<Vec<(String, i32)>>>);
+pub struct Assigned(Arc<Mutex<Membership>>);
+
+#[derive(Debug, Default)]
+struct Membership {
+    owned: Vec<(String, i32)>,
+    /// Since when no assignment holds (revoked, lost, or not yet joined); `None` while
+    /// one does, even an empty one.
+    out_since: Option<Instant>,
+}
 
 impl Assigned {
-    /// Replaces the set with `list`.
+    /// An assignment: replaces the set with `list` (which may be empty: a member of the
+    /// group with nothing to do).
     pub fn set(&self, list: &TopicPartitionList) {
         let partitions = list
             .elements()
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
-        if let Ok(mut owned) = self.0.lock() {
-            *owned = partitions;
+        if let Ok(mut m) = self.0.lock() {
+            m.owned = partitions;
+            m.out_since = None;
         }
     }
 
-    /// Owns nothing (revoked, or closed).
+    /// Owns nothing and is out of the group (revoked, lost, closed, or a new consumer).
     pub fn clear(&self) {
-        if let Ok(mut owned) = self.0.lock() {
-            owned.clear();
+        if let Ok(mut m) = self.0.lock() {
+            m.owned.clear();
+            m.out_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Owns nothing, and out of the group from now: a new consumer (not since its
+    /// predecessor left), or a revoke whose own handling took a while.
+    pub fn out_from_now(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.owned.clear();
+            m.out_since = Some(Instant::now());
         }
     }
 
     /// The owned partitions.
     pub fn get(&self) -> Vec<(String, i32)> {
-        self.0.lock().map(|o| o.clone()).unwrap_or_default()
+        self.0.lock().map(|m| m.owned.clone()).unwrap_or_default()
+    }
+
+    /// How long the consumer has been out of its group; `None` while it is in it.
+    pub fn out_of_group_for(&self) -> Option<Duration> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.out_since.map(|t| t.elapsed()))
+    }
+
+    /// An error for the stage to rebuild its consumer on, once it has been out of its
+    /// group for longer than [`MEMBERSHIP_BOUND`].
+    pub fn check_membership(&self) -> anyhow::Result<()> {
+        match self.out_of_group_for() {
+            Some(out) if out > MEMBERSHIP_BOUND => anyhow::bail!(
+                "the consumer has been out of its group for {} s (no assignment since its partitions were revoked or lost); rebuilding it",
+                out.as_secs()
+            ),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -149,18 +201,23 @@ pub fn watch_group(
             }
             let mut owned = assigned.get();
             owned.retain(|(t, _)| topics.contains(t));
-            if owned.is_empty() {
+            // A member out of its group waits with the whole group's work, for as long as
+            // it has been out: stalled if it stays out while that work waits. A member
+            // in the group that owns nothing of `topics` has nothing to wait for.
+            let out = assigned.out_of_group_for();
+            if owned.is_empty() && out.is_none() {
                 progress.set_waiting(None);
                 progress.export();
                 continue;
             }
             let (kafka, group, topics) = (kafka.clone(), group.clone(), topics.clone());
             let measured = tokio::task::spawn_blocking(move || {
+                let only = (!owned.is_empty()).then_some(owned);
                 crate::lag::oldest_waiting(
                     &kafka,
                     &group,
                     &topics,
-                    Some(&owned),
+                    only.as_deref(),
                     crate::lag::now_millis(),
                 )
             })
@@ -168,9 +225,10 @@ pub fn watch_group(
             match measured {
                 // A partition whose lag is a transaction's commit marker has no record to
                 // date: nothing waits there.
-                Ok(Ok(oldest)) => progress.set_waiting(
-                    (oldest > 0).then(|| Duration::from_secs(u64::try_from(oldest).unwrap_or(0))),
-                ),
+                Ok(Ok(oldest)) => progress.set_waiting((oldest > 0).then(|| {
+                    let waited = Duration::from_secs(u64::try_from(oldest).unwrap_or(0));
+                    out.map_or(waited, |out| out.min(waited))
+                })),
                 Ok(Err(e)) => {
                     tracing::debug!(stage = %progress.stage, error = %e, "lag probe failed")
                 }
@@ -214,6 +272,27 @@ pub fn watch_fatal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_is_out_of_its_group_from_a_revoke_until_any_assignment() {
+        let a = Assigned::default();
+        assert!(a.out_of_group_for().is_none());
+        a.clear();
+        let first = a.out_of_group_for().expect("out after a revoke");
+        std::thread::sleep(Duration::from_millis(20));
+        a.clear();
+        assert!(
+            a.out_of_group_for().unwrap() >= first + Duration::from_millis(20),
+            "a second revoke keeps the first one's time"
+        );
+        a.out_from_now();
+        assert!(a.out_of_group_for().unwrap() < Duration::from_millis(20));
+        assert!(a.check_membership().is_ok(), "within the bound");
+        // An empty assignment is membership too: an extra replica with nothing to do.
+        a.set(&TopicPartitionList::new());
+        assert!(a.out_of_group_for().is_none());
+        assert!(a.get().is_empty());
+    }
 
     #[test]
     fn idle_is_never_stalled() {

@@ -9,6 +9,7 @@
 //! partitions when its session times out.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use switchboard_core::config::KafkaConfig;
 use switchboard_core::kafka::{Cleanup, TopicSpec, client_config};
+use switchboard_core::progress::Assigned;
 use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 
@@ -24,15 +26,31 @@ pub(crate) const LEASE_PARTITIONS: i32 = 12;
 
 struct LeaseState {
     owned: Mutex<HashSet<i32>>,
+    /// Whether (and since when) this replica is out of the group, for the rebuild.
+    membership: Assigned,
     cycles: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
-pub(crate) struct LeaseContext(Arc<LeaseState>);
+pub(crate) struct LeaseContext(Arc<LeaseState>, AtomicBool);
+
+impl LeaseContext {
+    fn new(state: Arc<LeaseState>) -> Self {
+        Self(state, AtomicBool::new(false))
+    }
+
+    /// A replaced member's callbacks (its close may end late) no longer touch the state.
+    fn retired(&self) -> bool {
+        self.1.load(Ordering::Acquire)
+    }
+}
 
 impl ClientContext for LeaseContext {}
 
 impl ConsumerContext for LeaseContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if self.retired() {
+            return;
+        }
         if let Rebalance::Revoke(list) = rebalance {
             for element in list.elements() {
                 let Some(cycle) = usize::try_from(element.partition())
@@ -50,13 +68,18 @@ impl ConsumerContext for LeaseContext {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&element.partition());
             }
+            self.0.membership.out_from_now();
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if self.retired() {
+            return;
+        }
         if let Rebalance::Assign(list) = rebalance {
             let mut owned = self.0.owned.lock().unwrap_or_else(PoisonError::into_inner);
             owned.extend(list.elements().iter().map(|e| e.partition()));
+            self.0.membership.set(list);
             tracing::info!(partitions = ?owned, "poll leases assigned");
         }
     }
@@ -88,21 +111,49 @@ impl Leases {
     ) -> anyhow::Result<(Arc<Self>, tokio::task::JoinHandle<Membership>)> {
         let state = Arc::new(LeaseState {
             owned: Mutex::default(),
+            membership: Assigned::default(),
             cycles: (0..LEASE_PARTITIONS)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
         });
-        let consumer: BaseConsumer<LeaseContext> = client_config(kafka)
-            .set("group.id", format!("{}.poller", kafka.topic_prefix))
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "10000")
-            .set("partition.assignment.strategy", "range")
-            .create_with_context(LeaseContext(state.clone()))?;
-        consumer.subscribe(&[&format!("{}.poller.leases", kafka.topic_prefix)])?;
+        let member = {
+            let (kafka, state) = (kafka.clone(), state.clone());
+            move || -> anyhow::Result<Membership> {
+                state.membership.out_from_now();
+                let consumer: BaseConsumer<LeaseContext> = client_config(&kafka)
+                    .set("group.id", format!("{}.poller", kafka.topic_prefix))
+                    .set("enable.auto.commit", "false")
+                    .set("session.timeout.ms", "10000")
+                    .set("partition.assignment.strategy", "range")
+                    .create_with_context(LeaseContext::new(state.clone()))?;
+                consumer.subscribe(&[&format!("{}.poller.leases", kafka.topic_prefix)])?;
+                Ok(consumer)
+            }
+        };
+        let mut consumer = member()?;
         let task = tokio::task::spawn_blocking(move || {
             while !shutdown.is_cancelled() {
                 // No records ever arrive; polling serves the group protocol and callbacks.
                 let _ = consumer.poll(Duration::from_millis(200));
+                if let Err(why) = consumer.context().0.membership.check_membership() {
+                    // Stuck out of the group: a new member with new connections rejoins.
+                    // Owning nothing since the revoke, this replica polls nothing meanwhile.
+                    tracing::warn!(error = %format!("{why:#}"), "poll leases");
+                    match member() {
+                        Ok(fresh) => {
+                            consumer.context().1.store(true, Ordering::Release);
+                            // Dropping leaves the group, which waits for the coordinator:
+                            // off this thread, which serves the new member.
+                            let old = std::mem::replace(&mut consumer, fresh);
+                            let _ = std::thread::Builder::new()
+                                .name("lease-close".to_owned())
+                                .spawn(move || drop(old));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "poll leases: a new member could not be made; trying again")
+                        }
+                    }
+                }
             }
             consumer.unsubscribe();
             for _ in 0..10 {
@@ -111,6 +162,11 @@ impl Leases {
             consumer
         });
         Ok((Arc::new(Self { state }), task))
+    }
+
+    /// How long this replica has been out of the lease group (`None`: in it).
+    pub(crate) fn out_of_group_for(&self) -> Option<Duration> {
+        self.state.membership.out_of_group_for()
     }
 
     /// The right to run one poll cycle of `connection`, if this replica owns it now. Hold

@@ -105,9 +105,10 @@ pub(crate) async fn poll_loop(
                 }
             }
         } else {
-            // Not ours (now): look again soon, a rebalance may hand it over.
+            // Not ours (now): look again soon, a rebalance may hand it over. Out of the
+            // lease group, no replica may be polling it: that waits (and stalls).
             failing_since = None;
-            progress.set_waiting(None);
+            progress.set_waiting(leases.out_of_group_for());
             wait = Duration::from_secs(1).min(every);
         }
         tokio::select! {

@@ -35,7 +35,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use switchboard_core::progress::Progress;
+use switchboard_core::progress::{MEMBERSHIP_CHECK, Progress};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -131,12 +131,14 @@ impl Dispatch {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         loop {
+            // Out of the group for too long: fail, so the loop is rebuilt with a new consumer.
+            self.consumer.context().check_membership()?;
             if self.shared.assigned.swap(false, Ordering::AcqRel) {
                 self.start_lanes(lanes, shutdown).await?;
             }
             self.resume_due();
             let next_due = self.waiting.values().map(|(_, due)| *due).min();
-            let sleep = next_due.map_or(Duration::from_secs(3600), |due| {
+            let sleep = next_due.map_or(MEMBERSHIP_CHECK, |due| {
                 Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).max(1))
             });
             let message = tokio::select! {

@@ -137,12 +137,18 @@ pub(crate) struct Rebalances {
 
 impl Rebalances {
     pub(crate) fn new(connection: &str, assigned: switchboard_core::progress::Assigned) -> Self {
-        assigned.clear();
+        assigned.out_from_now();
         Self {
             connection: connection.to_owned(),
             shared: Arc::default(),
             assigned,
         }
+    }
+
+    /// An error once the consumer has been out of its group for too long
+    /// ([`switchboard_core::progress::MEMBERSHIP_BOUND`]): the loop fails and is rebuilt.
+    pub(crate) fn check_membership(&self) -> anyhow::Result<()> {
+        self.assigned.check_membership()
     }
 
     /// What the callbacks share with the loop and its lanes.
@@ -177,6 +183,8 @@ impl ConsumerContext for Rebalances {
             tracing::debug!(connection = %self.connection, error = %e, "commit at revoke (nothing stored?)");
         }
         *self.shared.offsets() = Offsets::default();
+        // Out of the group from the end of the drain (up to REVOKE_BOUND), not its start.
+        self.assigned.out_from_now();
         tracing::info!(connection = %self.connection, "partitions revoked; finished records committed");
     }
 

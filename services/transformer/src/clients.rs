@@ -95,7 +95,7 @@ impl Clients {
             generation: AtomicU64::new(0),
             assigned: assigned.clone(),
         };
-        assigned.clear();
+        assigned.out_from_now();
         let consumer: TransformerConsumer =
             kafka::transactional_consumer_config(&config.kafka, group)
                 .create_with_context(context)?;

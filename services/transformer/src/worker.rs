@@ -16,7 +16,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use switchboard_core::avro::AvroCodec;
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::kafka::ErrorHeaders;
-use switchboard_core::progress::{Assigned, Progress};
+use switchboard_core::progress::{Assigned, MEMBERSHIP_CHECK, Progress};
 use switchboard_core::telemetry::Health;
 use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass};
@@ -183,10 +183,13 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         let mut retries = 0;
         loop {
+            // Out of the group for too long: new clients rejoin (`MEMBERSHIP_BOUND`).
+            self.assigned.check_membership()?;
             let consumer = &self.clients.as_ref().context("no clients")?.consumer;
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 m = consumer.recv() => m,
+                _ = tokio::time::sleep(MEMBERSHIP_CHECK) => continue,
             };
             let first = match first {
                 Ok(m) => m.detach(),
