@@ -138,9 +138,11 @@ impl Dispatch {
             }
             self.resume_due();
             let next_due = self.waiting.values().map(|(_, due)| *due).min();
-            let sleep = next_due.map_or(MEMBERSHIP_CHECK, |due| {
-                Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).max(1))
-            });
+            let sleep = next_due
+                .map_or(MEMBERSHIP_CHECK, |due| {
+                    Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0).max(1))
+                })
+                .min(MEMBERSHIP_CHECK);
             let message = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
