@@ -110,7 +110,7 @@ async fn shopify_customers_at_the_bucket_limit_keep_goodput_and_honour_retry_aft
     );
     // The other app keeps at it until the sink has met a 429 (30 s at most): on a busy
     // machine a fixed spell could end before the sink's next call.
-    let sink_throttled = |shop: &ShopifySandbox| {
+    let sink_throttled = || {
         shop.control().requests()[before..]
             .iter()
             .any(|r| r.status == 429 && !r.path.contains("count.json"))
@@ -118,7 +118,7 @@ async fn shopify_customers_at_the_bucket_limit_keep_goodput_and_honour_retry_aft
     let url = shop.api_url("2025-01", "customers/count.json");
     let http = reqwest::Client::new();
     let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until && !sink_throttled(&shop) {
+    while Instant::now() < until && !sink_throttled() {
         let _ = http
             .get(&url)
             .header("X-Shopify-Access-Token", TOKEN)

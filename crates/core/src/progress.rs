@@ -117,6 +117,34 @@ struct Membership {
     out_since: Option<Instant>,
 }
 
+impl Membership {
+    /// Out of the group since `at`, unless it already was (then since then).
+    fn revoked(&mut self, at: Instant) {
+        self.owned.clear();
+        self.out_since.get_or_insert(at);
+    }
+
+    /// Out of the group since `at`, whatever came before.
+    fn out_from(&mut self, at: Instant) {
+        self.owned.clear();
+        self.out_since = Some(at);
+    }
+
+    fn out_for(&self, now: Instant) -> Option<Duration> {
+        self.out_since.map(|t| now.saturating_duration_since(t))
+    }
+
+    fn check(&self, now: Instant) -> anyhow::Result<()> {
+        match self.out_for(now) {
+            Some(out) if out > MEMBERSHIP_BOUND => anyhow::bail!(
+                "the consumer has been out of its group for {} s (no assignment since its partitions were revoked or lost); rebuilding it",
+                out.as_secs()
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Assigned {
     /// An assignment: replaces the set with `list` (which may be empty: a member of the
     /// group with nothing to do).
@@ -132,11 +160,11 @@ impl Assigned {
         }
     }
 
-    /// Owns nothing and is out of the group (revoked, lost, closed, or a new consumer).
+    /// Owns nothing and is out of the group (revoked, lost, or closed), since the first
+    /// of these if several come in a row.
     pub fn clear(&self) {
         if let Ok(mut m) = self.0.lock() {
-            m.owned.clear();
-            m.out_since.get_or_insert_with(Instant::now);
+            m.revoked(Instant::now());
         }
     }
 
@@ -144,8 +172,7 @@ impl Assigned {
     /// predecessor left), or a revoke whose own handling took a while.
     pub fn out_from_now(&self) {
         if let Ok(mut m) = self.0.lock() {
-            m.owned.clear();
-            m.out_since = Some(Instant::now());
+            m.out_from(Instant::now());
         }
     }
 
@@ -156,21 +183,15 @@ impl Assigned {
 
     /// How long the consumer has been out of its group; `None` while it is in it.
     pub fn out_of_group_for(&self) -> Option<Duration> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|m| m.out_since.map(|t| t.elapsed()))
+        self.0.lock().ok()?.out_for(Instant::now())
     }
 
     /// An error for the stage to rebuild its consumer on, once it has been out of its
     /// group for longer than [`MEMBERSHIP_BOUND`].
     pub fn check_membership(&self) -> anyhow::Result<()> {
-        match self.out_of_group_for() {
-            Some(out) if out > MEMBERSHIP_BOUND => anyhow::bail!(
-                "the consumer has been out of its group for {} s (no assignment since its partitions were revoked or lost); rebuilding it",
-                out.as_secs()
-            ),
-            _ => Ok(()),
+        match self.0.lock() {
+            Ok(m) => m.check(Instant::now()),
+            Err(_) => Ok(()),
         }
     }
 }
@@ -275,22 +296,37 @@ mod tests {
 
     #[test]
     fn a_member_is_out_of_its_group_from_a_revoke_until_any_assignment() {
-        let a = Assigned::default();
-        assert!(a.out_of_group_for().is_none());
-        a.clear();
-        let first = a.out_of_group_for().expect("out after a revoke");
-        std::thread::sleep(Duration::from_millis(20));
-        a.clear();
-        assert!(
-            a.out_of_group_for().unwrap() >= first + Duration::from_millis(20),
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut m = Membership::default();
+        assert_eq!(m.out_for(t0), None, "a member until told otherwise");
+        m.revoked(t0);
+        m.revoked(t0 + s(20));
+        assert_eq!(
+            m.out_for(t0 + s(30)),
+            Some(s(30)),
             "a second revoke keeps the first one's time"
         );
-        a.out_from_now();
-        assert!(a.out_of_group_for().unwrap() < Duration::from_millis(20));
-        assert!(a.check_membership().is_ok(), "within the bound");
+        assert!(m.check(t0 + MEMBERSHIP_BOUND).is_ok(), "within the bound");
+        assert!(
+            m.check(t0 + MEMBERSHIP_BOUND + s(1)).is_err(),
+            "past the bound: rebuild"
+        );
+        m.out_from(t0 + s(40));
+        assert_eq!(
+            m.out_for(t0 + s(50)),
+            Some(s(10)),
+            "a new consumer counts from its start"
+        );
+        assert!(m.check(t0 + MEMBERSHIP_BOUND + s(1)).is_ok());
+
         // An empty assignment is membership too: an extra replica with nothing to do.
+        let a = Assigned::default();
+        a.clear();
+        assert!(a.out_of_group_for().is_some());
         a.set(&TopicPartitionList::new());
         assert!(a.out_of_group_for().is_none());
+        assert!(a.check_membership().is_ok());
         assert!(a.get().is_empty());
     }
 

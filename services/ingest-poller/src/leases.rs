@@ -31,16 +31,25 @@ struct LeaseState {
     cycles: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
-pub(crate) struct LeaseContext(Arc<LeaseState>, AtomicBool);
+pub(crate) struct LeaseContext {
+    state: Arc<LeaseState>,
+    /// Set when this member is replaced: its callbacks (its close may end late) no longer
+    /// touch the state.
+    retired: AtomicBool,
+}
 
 impl LeaseContext {
     fn new(state: Arc<LeaseState>) -> Self {
-        Self(state, AtomicBool::new(false))
+        let retired = AtomicBool::new(false);
+        Self { state, retired }
     }
 
-    /// A replaced member's callbacks (its close may end late) no longer touch the state.
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
     fn retired(&self) -> bool {
-        self.1.load(Ordering::Acquire)
+        self.retired.load(Ordering::Acquire)
     }
 }
 
@@ -55,20 +64,20 @@ impl ConsumerContext for LeaseContext {
             for element in list.elements() {
                 let Some(cycle) = usize::try_from(element.partition())
                     .ok()
-                    .and_then(|p| self.0.cycles.get(p))
+                    .and_then(|p| self.state.cycles.get(p))
                 else {
                     continue;
                 };
                 // Runs on the blocking thread that polls the group: wait here until a
                 // running cycle of this partition has finished.
                 let _running = cycle.blocking_lock();
-                self.0
+                self.state
                     .owned
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&element.partition());
             }
-            self.0.membership.out_from_now();
+            self.state.membership.out_from_now();
         }
     }
 
@@ -77,9 +86,13 @@ impl ConsumerContext for LeaseContext {
             return;
         }
         if let Rebalance::Assign(list) = rebalance {
-            let mut owned = self.0.owned.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut owned = self
+                .state
+                .owned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             owned.extend(list.elements().iter().map(|e| e.partition()));
-            self.0.membership.set(list);
+            self.state.membership.set(list);
             tracing::info!(partitions = ?owned, "poll leases assigned");
         }
     }
@@ -135,13 +148,13 @@ impl Leases {
             while !shutdown.is_cancelled() {
                 // No records ever arrive; polling serves the group protocol and callbacks.
                 let _ = consumer.poll(Duration::from_millis(200));
-                if let Err(why) = consumer.context().0.membership.check_membership() {
+                if let Err(why) = consumer.context().state.membership.check_membership() {
                     // Stuck out of the group: a new member with new connections rejoins.
                     // Owning nothing since the revoke, this replica polls nothing meanwhile.
                     tracing::warn!(error = %format!("{why:#}"), "poll leases");
                     match member() {
                         Ok(fresh) => {
-                            consumer.context().1.store(true, Ordering::Release);
+                            consumer.context().retire();
                             // Dropping leaves the group, which waits for the coordinator:
                             // off this thread, which serves the new member.
                             let old = std::mem::replace(&mut consumer, fresh);
