@@ -27,6 +27,7 @@ mod pipedrive_poller;
 mod pipedrive_reconcile;
 mod poison;
 mod poller_leases;
+mod producer_heals;
 mod python_reader;
 mod reconcile;
 mod rolling_restart;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dlq;
 pub mod envelope;
 pub mod error;
+pub mod healing;
 pub mod kafka;
 pub mod lag;
 pub mod policy;

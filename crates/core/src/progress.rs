@@ -260,36 +260,6 @@ pub fn watch_group(
     })
 }
 
-/// Watches an idempotent producer for a fatal error (librdkafka's `rd_kafka_fatal_error`:
-/// after one, every send fails for good). On one, logs it, cancels `shutdown` and ends with
-/// the reason, so the service stops with an error and its process exits non-zero for the
-/// orchestrator to restart: the producer is shared by every request and state writer, and
-/// a fresh process is the one clean rebuild. Broker outages are not fatal; librdkafka
-/// reconnects by itself.
-pub fn watch_fatal(
-    producer: rdkafka::producer::FutureProducer,
-    whose: &'static str,
-    shutdown: CancellationToken,
-) -> JoinHandle<Option<String>> {
-    use rdkafka::producer::Producer;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            if let Some((code, reason)) = producer.client().fatal_error() {
-                let why = format!(
-                    "{whose}'s Kafka producer failed for good ({code:?}: {reason}); stopping so that the process is restarted"
-                );
-                tracing::error!(error = %why, "fatal Kafka client");
-                shutdown.cancel();
-                return Some(why);
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,35 +5,42 @@
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
 use crate::avro::AvroCodec;
 use crate::config::Config;
 use crate::envelope::{CHANGE_EVENT_SCHEMA, ChangeEvent};
 use crate::error::{ClassifiedError, ErrorClass};
+use crate::healing::HealingProducer;
 use crate::kafka;
 use crate::topics::Topics;
 
 /// Writes raw change events; cheap to clone.
 #[derive(Clone)]
 pub struct RawPublisher {
-    producer: FutureProducer,
+    producer: HealingProducer,
     codec: AvroCodec,
     topics: Topics,
     ack_timeout: Duration,
 }
 
 impl RawPublisher {
-    /// A publisher whose sends are acknowledged or failed within `ack_timeout`.
+    /// A publisher whose sends are acknowledged or failed within `ack_timeout`. Its
+    /// producer is rebuilt once sends have only timed out for [`stuck_after`]`(ack_timeout)`.
     pub fn new(
         config: &Config,
         codec: AvroCodec,
         ack_timeout: Duration,
     ) -> Result<Self, ClassifiedError> {
+        let kafka_config = config.kafka.clone();
+        let producer = HealingProducer::new(
+            move || kafka::producer(&kafka_config, ack_timeout),
+            stuck_after(ack_timeout),
+        )
+        .map_err(|e| kafka::kafka_error("producer", &e))?;
         Ok(Self {
-            producer: kafka::producer(&config.kafka, ack_timeout)
-                .map_err(|e| kafka::kafka_error("producer", &e))?,
+            producer,
             codec,
             topics: Topics::new(&config.kafka.topic_prefix),
             ack_timeout,
@@ -41,7 +48,7 @@ impl RawPublisher {
     }
 
     /// The underlying producer (for state topics written next to the events).
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &HealingProducer {
         &self.producer
     }
 
@@ -75,19 +82,28 @@ impl RawPublisher {
         match sent {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(kafka::kafka_error("produce", &e)),
-            Err(_) => Err(ClassifiedError::new(
-                ErrorClass::Transient,
-                "kafka produce timed out",
-            )),
+            Err(_) => {
+                self.producer.timed_out();
+                Err(ClassifiedError::new(
+                    ErrorClass::Transient,
+                    "kafka produce timed out",
+                ))
+            }
         }
     }
 
     /// Waits for queued records at shutdown.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+        if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!(error = %e, "producer flush incomplete at shutdown");
         }
     }
+}
+
+/// How long a raw publisher's sends may only time out before its producer is rebuilt:
+/// five delivery timeouts, and at least 15 s, longer than a broker takes to restart.
+pub fn stuck_after(ack_timeout: Duration) -> Duration {
+    (ack_timeout * 5).max(Duration::from_secs(15))
 }
 
 /// Now as Unix epoch milliseconds.

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 use switchboard_core::config::KafkaConfig;
 use switchboard_core::error::ClassifiedError;
+use switchboard_core::healing::HealingProducer;
 use switchboard_core::kafka::{self, Cleanup, TopicSpec};
 
 /// A stored cursor.
@@ -33,13 +34,13 @@ pub(crate) struct Cursor {
 
 /// All cursors of this deployment.
 pub(crate) struct Cursors {
-    producer: FutureProducer,
+    producer: HealingProducer,
     topic: String,
     table: Mutex<HashMap<String, Cursor>>,
 }
 
 impl Cursors {
-    pub(crate) fn new(kafka: &KafkaConfig, producer: FutureProducer) -> Self {
+    pub(crate) fn new(kafka: &KafkaConfig, producer: HealingProducer) -> Self {
         Self {
             producer,
             topic: format!("{}.cursors", kafka.topic_prefix),

@@ -164,11 +164,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 return Ok(());
             }
             cursors.load(&config.kafka).await?;
-            let fatal = switchboard_core::progress::watch_fatal(
-                publisher.producer().clone(),
-                "ingest-poller",
-                shutdown.clone(),
-            );
+            let healing = publisher
+                .producer()
+                .watch("ingest-poller", shutdown.clone());
             let stall_after = config.health.stall_after();
             let watched = |name: &str| {
                 let progress = Progress::new(format!("poller.{name}"), stall_after);
@@ -216,7 +214,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 l.await?;
             }
             switchboard_core::kafka::close_consumer(membership.await?, "poller leases").await;
-            if let Ok(Some(why)) = fatal.await {
+            if let Ok(Some(why)) = healing.await {
                 anyhow::bail!(why);
             }
             anyhow::Ok(())

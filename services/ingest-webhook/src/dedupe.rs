@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use switchboard_core::config::KafkaConfig;
+use switchboard_core::healing::HealingProducer;
 use switchboard_core::kafka::{Cleanup, TopicSpec, client_config};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -70,13 +70,13 @@ impl Drop for ClaimGuard<'_> {
 /// The dedupe map and its Kafka topic.
 pub(crate) struct Dedupe {
     seen: Mutex<HashMap<String, Entry>>,
-    producer: FutureProducer,
+    producer: HealingProducer,
     topic: String,
     window_ms: i64,
 }
 
 impl Dedupe {
-    pub(crate) fn new(producer: FutureProducer, topic: String, window: Duration) -> Self {
+    pub(crate) fn new(producer: HealingProducer, topic: String, window: Duration) -> Self {
         Self {
             seen: Mutex::default(),
             producer,
@@ -142,7 +142,7 @@ impl Dedupe {
         }
         let value = now_ms.to_string();
         let record = FutureRecord::to(&self.topic).key(key).payload(&value);
-        match self.producer.send_result(record) {
+        match self.producer.current().send_result(record) {
             Ok(delivery) => {
                 tokio::spawn(async move {
                     if let Ok(Err((e, _))) = delivery.await {
@@ -286,8 +286,7 @@ impl Dedupe {
 
     /// Waits until queued markers are written (at shutdown).
     pub(crate) fn flush(&self, timeout: Duration) {
-        use rdkafka::producer::Producer;
-        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+        if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!(error = %e, "dedupe markers not flushed at shutdown");
         }
     }

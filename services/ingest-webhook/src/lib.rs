@@ -86,11 +86,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     });
     let task = tokio::spawn(async move {
         let serve = tokio::spawn(telemetry::serve(listener, router, stop_serving));
-        let fatal = switchboard_core::progress::watch_fatal(
-            app.publisher.producer().clone(),
-            "ingest-webhook",
-            shutdown.clone(),
-        );
+        let healing = app
+            .publisher
+            .producer()
+            .watch("ingest-webhook", shutdown.clone());
         let mut follower = None;
         if app.publisher.prepare(&shutdown).await {
             // Ready only once the dedupe state is loaded, so a restart still dedupes.
@@ -131,7 +130,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         // Requests still in flight were answered by the graceful shutdown above; flush
         // whatever the producer still holds before the process ends.
         app.publisher.flush(Duration::from_secs(10));
-        if let Ok(Some(why)) = fatal.await {
+        if let Ok(Some(why)) = healing.await {
             tracing::error!(error = %why, "ingest-webhook stopped on an error");
             return Err(anyhow::anyhow!(why));
         }

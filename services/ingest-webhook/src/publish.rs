@@ -150,7 +150,7 @@ impl Publisher {
     }
 
     /// The producer every write of this service goes through.
-    pub(crate) fn producer(&self) -> &rdkafka::producer::FutureProducer {
+    pub(crate) fn producer(&self) -> &switchboard_core::healing::HealingProducer {
         self.raw.producer()
     }
 
