@@ -2,19 +2,19 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test unit e2e bench stack-up stack-down schemas-check lint fmt deploy-check
+.PHONY: run test unit e2e bench setup setup-test stack-up stack-down schemas-check lint fmt deploy-check
 
 ## run: local stack + services + sandbox traffic; prints where to look; Ctrl-C stops it
-run:
+run: setup
 	scripts/run-demo.sh
 
 ## test: unit tests and end-to-end tests on the real Kafka broker and schema registry
-test: stack-up
+test: setup-test stack-up
 	scripts/test.sh
 
 ## bench: first-flow throughput; transformer vs. Kafka ConsumerPerformance; sink vs. a bare
 ## HTTP client and at Shopify's limit; ingest vs. bare HTTP vs. Kafka ProducerPerformance
-bench: stack-up
+bench: setup stack-up
 	$(CARGO) bench -p switchboard-tests --bench first_flow
 	$(CARGO) bench -p switchboard-tests --bench transformer
 	$(CARGO) bench -p switchboard-tests --bench sink
@@ -24,6 +24,13 @@ bench: stack-up
 ## schemas, docker-compose.yml and the Dockerfile through their own loaders; offline
 deploy-check:
 	scripts/validate-deploy.sh
+
+## setup: the system packages the build and the stack need, installed when missing (apt-get)
+setup:
+	scripts/setup.sh run
+
+setup-test:
+	scripts/setup.sh test
 
 stack-up:
 	scripts/stack.sh up
