@@ -23,6 +23,7 @@ mod ops_console_rules;
 mod ops_dlq;
 mod ops_lag_replay;
 mod partial_failure;
+mod pipedrive_pace;
 mod pipedrive_poller;
 mod pipedrive_reconcile;
 mod poison;

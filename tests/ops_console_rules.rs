@@ -336,6 +336,7 @@ async fn a_record_waiting_in_a_retry_tier_is_the_retry_backlog() {
         dir.path(),
         &world.pipedrive.base_url(),
         CRM_TOKEN,
+        UNPACED_PIPEDRIVE,
         "in_place_attempts: 1, retry_tiers_secs: [3600], circuit_after_records: 100",
     );
     let config = load(&yaml);

@@ -71,7 +71,7 @@ async fn a_target_that_dead_letters_flags_the_instance_until_a_redrive_completes
     let dir = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("partial");
     let connections = format!(
-        "  crm: {{type: pipedrive, base_url: \"{}\", api_token: \"{}\"}}\n  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: \"2025-01\", webhook_secret: \"${{env:CARGO_PKG_NAME}}\", access_token: \"{}\", base_url: \"{}\"}}\n",
+        "  crm: {{type: pipedrive, base_url: \"{}\", api_token: \"{}\", burst_limit: 1000000, search_limit: 1000000}}\n  shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: \"2025-01\", webhook_secret: \"${{env:CARGO_PKG_NAME}}\", access_token: \"{}\", base_url: \"{}\"}}\n",
         pipedrive.base_url(),
         secret_ref(dir.path(), "crm", CRM_TOKEN),
         secret_ref(dir.path(), "shop", SHOP_TOKEN),

@@ -112,7 +112,7 @@ kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions:
 registry: {{url: "{registry}"}}
 connections:
   shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop}"}}
-  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{crm}"}}
+  crm: {{type: pipedrive, base_url: "{pipedrive}", api_token: "{crm}", {UNPACED_PIPEDRIVE}}}
 flows:
   - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v2, to: contact, sinks: [{{target: crm.persons, match_on: email}}]}}
 ingest: {{listen: "{ingest_addr}", drain_ms: 500}}

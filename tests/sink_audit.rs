@@ -37,6 +37,7 @@ async fn start_sink(
         dir,
         &pipedrive.base_url(),
         TOKEN,
+        UNPACED_PIPEDRIVE,
         "in_place_attempts: 2, max_backoff_ms: 100, retry_tiers_secs: [1]",
     );
     let shutdown = CancellationToken::new();

@@ -45,6 +45,7 @@ impl Rig {
             dir.path(),
             &pipedrive.base_url(),
             TOKEN,
+            UNPACED_PIPEDRIVE,
             // Four records in flight: a kill leaves later records finished before earlier ones.
             "max_backoff_ms: 30000, concurrency: 4",
         );

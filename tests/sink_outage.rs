@@ -36,6 +36,7 @@ async fn an_outage_waits_without_dead_letters_and_a_422_is_dead_lettered_at_once
         dir.path(),
         &pipedrive.base_url(),
         TOKEN,
+        UNPACED_PIPEDRIVE,
         "in_place_attempts: 2, max_backoff_ms: 1000, retry_tiers_secs: [2, 4], circuit_after_records: 2",
     );
     let shutdown = CancellationToken::new();
@@ -136,6 +137,7 @@ async fn refused_credentials_pause_the_connection_until_they_change() {
         dir.path(),
         &pipedrive.base_url(),
         "revoked-token",
+        "",
         "max_backoff_ms: 500",
     );
     let token_file = dir.path().join("crm");

@@ -50,6 +50,7 @@ async fn a_failing_key_waits_in_order_while_others_flow_and_a_redrive_keeps_its_
         dir.path(),
         &pipedrive.base_url(),
         TOKEN,
+        UNPACED_PIPEDRIVE,
         // Four lanes: the blocked key holds up only its own records, whatever lane it shares.
         "in_place_attempts: 2, max_backoff_ms: 100, retry_tiers_secs: [1, 1], concurrency: 4",
     );

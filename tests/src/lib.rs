@@ -113,6 +113,8 @@ pub struct FlowSetup<'a> {
     pub pipedrive_url: &'a str,
     pub shop_secret_ref: &'a str,
     pub crm_token_ref: &'a str,
+    /// Extra settings of the `crm` connection, `key: value, ...` ([`crm_pacing`]).
+    pub crm_settings: &'a str,
     pub ack_timeout_ms: u64,
 }
 
@@ -138,7 +140,7 @@ connections:
     base_url: "{pipedrive}"
     api_token: "{crm_token}"
     timeout_ms: 5000
-flows:
+{crm_settings}flows:
   - name: shop-customers-to-crm
     from: shop.customers
     mapping: shopify/customer-to-contact.v1
@@ -164,6 +166,12 @@ sink:
         shop_secret = s.shop_secret_ref,
         pipedrive = s.pipedrive_url,
         crm_token = s.crm_token_ref,
+        crm_settings = s
+            .crm_settings
+            .split(", ")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| format!("    {kv}\n"))
+            .collect::<String>(),
         ack = s.ack_timeout_ms,
         mappings = workspace_root().join("mappings").display(),
     )
@@ -369,18 +377,21 @@ pub struct World {
 }
 
 impl World {
-    pub async fn new(test: &str, pipedrive: PipedriveConfig) -> Self {
+    pub async fn new(test: &str, pipedrive_config: PipedriveConfig) -> Self {
         init_logging();
         ensure_stack();
         let dir = tempfile::tempdir().unwrap();
         let prefix = unique_prefix(test);
-        let pipedrive = PipedriveSandbox::start(pipedrive).await.unwrap();
+        let pipedrive = PipedriveSandbox::start(pipedrive_config.clone())
+            .await
+            .unwrap();
         let yaml = flow_yaml(&FlowSetup {
             prefix: &prefix,
             bootstrap: &kafka_bootstrap(),
             pipedrive_url: &pipedrive.base_url(),
             shop_secret_ref: &secret_ref(dir.path(), "shop", SHOP_SECRET),
             crm_token_ref: &secret_ref(dir.path(), "crm", CRM_TOKEN),
+            crm_settings: crm_pacing(&pipedrive_config),
             ack_timeout_ms: 4000,
         });
         Self {
@@ -629,13 +640,14 @@ impl ContactWriter {
 }
 
 /// A sink configuration: Shopify customers → contacts → persons of the Pipedrive sandbox at
-/// `pipedrive_url`, secrets written into `dir`, plus `sink_settings` (YAML flow-map entries
-/// such as `in_place_attempts: 2`).
+/// `pipedrive_url`, secrets written into `dir`, plus `crm_settings` and `sink_settings`
+/// (YAML flow-map entries such as [`UNPACED_PIPEDRIVE`] or `in_place_attempts: 2`).
 pub fn pipedrive_sink_yaml(
     prefix: &str,
     dir: &Path,
     pipedrive_url: &str,
     token: &str,
+    crm_settings: &str,
     sink_settings: &str,
 ) -> String {
     format!(
@@ -644,7 +656,7 @@ kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions:
 registry: {{url: "{registry}"}}
 connections:
   shop: {{type: shopify, shop_domain: acme.myshopify.com, api_version: "2025-01", webhook_secret: "{shop_secret}"}}
-  crm: {{type: pipedrive, base_url: "{pipedrive_url}", api_token: "{token}"}}
+  crm: {{type: pipedrive, base_url: "{pipedrive_url}", api_token: "{token}", {crm_settings}}}
 flows:
   - {{name: contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, sinks: [{{target: crm.persons}}]}}
 sink: {{admin_listen: "127.0.0.1:0", {sink_settings}}}
@@ -680,6 +692,20 @@ transformer:
 
 /// A Pipedrive sandbox configuration without its rate limits, for runs that measure or
 /// stress Switchboard rather than Pipedrive's documented limits.
+/// The Pipedrive connection's own pacing for a sandbox from [`unthrottled_pipedrive`]:
+/// raised to match, so a test of something else is not held at the documented limits.
+pub const UNPACED_PIPEDRIVE: &str = "burst_limit: 1000000, search_limit: 1000000";
+
+/// The connection settings that pace a Pipedrive client for a sandbox started with `config`:
+/// [`UNPACED_PIPEDRIVE`] for an unthrottled one, else none (the documented limits).
+pub fn crm_pacing(config: &PipedriveConfig) -> &'static str {
+    if config.search_burst_limit >= 1_000_000 {
+        UNPACED_PIPEDRIVE
+    } else {
+        ""
+    }
+}
+
 pub fn unthrottled_pipedrive(token: &str) -> PipedriveConfig {
     PipedriveConfig {
         burst_limit: 1_000_000,
@@ -763,6 +789,7 @@ impl PipedriveSinkRig {
             dir.path(),
             &pipedrive.base_url(),
             token,
+            UNPACED_PIPEDRIVE,
             sink_settings,
         ));
         let writer = ContactWriter::new(&prefix);

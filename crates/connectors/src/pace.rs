@@ -4,6 +4,8 @@
 //! - [`Gate`]: no call before an instant (a `Retry-After`, a reset at zero remaining).
 //! - [`LeakyBucket`]: Shopify's bucket as its call-limit header reports it; a call waits
 //!   while the bucket would be within `margin` marbles of full.
+//! - [`SlidingWindow`]: at most `limit` calls in any rolling window, as Pipedrive counts its
+//!   burst and search limits, with a little slack for the calls' travel time.
 //! - [`WindowClock`]: maps a server's fixed-window resets (Exact's epoch-ms
 //!   `X-RateLimit-Minutely-Reset`) onto local time, learning the server clock's offset and
 //!   speed from the moments the reset value moves on, so a wait for "the reset" is right
@@ -11,6 +13,7 @@
 //!
 //! Guarantee: waits only; nothing here fails a call.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,52 @@ impl Gate {
         if let Some(at) = at {
             tokio::time::sleep_until(at.into()).await;
         }
+    }
+}
+
+/// At most `limit` calls in any rolling `window`. Each call reserves its moment: now, or
+/// once the `limit`-th call before it is `window` plus `slack` old. Reservations are in
+/// order, so concurrent callers queue fairly, and a burst of up to `limit` goes at once.
+/// The slack covers the calls' travel: two calls a window apart when sent may arrive a
+/// little closer.
+#[derive(Debug)]
+pub struct SlidingWindow {
+    limit: usize,
+    span: Duration,
+    /// The reserved moments of the last `limit` calls, oldest first.
+    reserved: Mutex<VecDeque<Instant>>,
+}
+
+impl SlidingWindow {
+    /// `limit` calls per `window`, `slack` kept in hand.
+    pub fn new(limit: u32, window: Duration, slack: Duration) -> Self {
+        let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+        Self {
+            limit,
+            span: window + slack,
+            reserved: Mutex::new(VecDeque::with_capacity(limit)),
+        }
+    }
+
+    /// Waits for this call's moment.
+    pub async fn take(&self) {
+        let at = self.reserve(Instant::now());
+        tokio::time::sleep_until(at.into()).await;
+    }
+
+    /// Reserves the first moment from `now` on that keeps the window.
+    fn reserve(&self, now: Instant) -> Instant {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        let at = if reserved.len() < self.limit {
+            now
+        } else {
+            now.max(reserved[reserved.len() - self.limit] + self.span)
+        };
+        reserved.push_back(at);
+        while reserved.len() > self.limit {
+            reserved.pop_front();
+        }
+        at
     }
 }
 
@@ -186,6 +235,31 @@ mod tests {
             start.elapsed() >= Duration::from_millis(80),
             "{:?}",
             start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_sliding_window_admits_a_burst_then_one_call_per_freed_slot() {
+        let w = SlidingWindow::new(3, Duration::from_secs(2), Duration::from_millis(100));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(w.reserve(t0), t0);
+        assert_eq!(w.reserve(t0 + ms(10)), t0 + ms(10));
+        assert_eq!(
+            w.reserve(t0 + ms(20)),
+            t0 + ms(20),
+            "a burst up to the limit"
+        );
+        assert_eq!(
+            w.reserve(t0 + ms(30)),
+            t0 + ms(2100),
+            "the first call's slot"
+        );
+        assert_eq!(w.reserve(t0 + ms(40)), t0 + ms(2110));
+        assert_eq!(
+            w.reserve(t0 + ms(5000)),
+            t0 + ms(5000),
+            "an idle window admits at once"
         );
     }
 

@@ -1,33 +1,43 @@
 //! Calls to Pipedrive's v2 API (persons as a target; persons, organizations and deals
 //! listed by `update_time`), with errors classified at this boundary.
 //!
-//! Listings are paced at the connection's `burst_limit` per 2-second window (spread evenly,
-//! no burst), and a 429 waits for `x-ratelimit-reset` (or 2 s) and retries, never counted
-//! as a failure (§2.7).
+//! Every call is paced before it goes (§2.7): at most the connection's `burst_limit` calls
+//! in any rolling 2 s, searches also at most its `search_limit` (default [`SEARCH_LIMIT`]), and after a 429 no
+//! call until its `x-ratelimit-reset`. Listings retry a 429 themselves, never counted as a
+//! failure; a target call's 429 is a rate-limit error the sink waits out.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Client;
 use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::PipedriveConnection;
 use super::model::{Envelope, Person, PersonInput, SearchData};
-use crate::http::{System, check, check_as, network_error, retry_hint, send};
+use crate::http::{Answer, System, check, check_paced, network_error, retry_hint, send};
+use crate::pace::{Gate, SlidingWindow};
 
 /// The largest page the v2 lists serve.
 pub const MAX_LIMIT: u32 = 500;
+
+/// Search calls per rolling 2 s on every plan (§2.7): `search_limit`'s default.
+pub const SEARCH_LIMIT: u32 = 10;
+
+/// Pipedrive's burst windows roll over 2 s.
+const WINDOW: Duration = Duration::from_secs(2);
+
+/// Kept in hand on each window, for the calls' travel time.
+const SLACK: Duration = Duration::from_millis(150);
 
 /// A client for one Pipedrive connection; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PipedriveClient {
     http: Client,
     connection: PipedriveConnection,
-    pub(super) limiter: Arc<DefaultDirectRateLimiter>,
-    pub(super) gate: Arc<crate::pace::Gate>,
+    burst: Arc<SlidingWindow>,
+    search: Arc<SlidingWindow>,
+    gate: Arc<Gate>,
 }
 
 /// One page of a v2 list.
@@ -47,16 +57,36 @@ impl PipedriveClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| network_error("build http client", &e))?;
-        let per_window = NonZeroU32::new(connection.burst_limit.max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(Duration::from_secs(2) / per_window.get())
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
         Ok(Self {
             http,
-            connection,
-            limiter: Arc::new(RateLimiter::direct(quota)),
+            burst: Arc::new(SlidingWindow::new(connection.burst_limit, WINDOW, SLACK)),
+            search: Arc::new(SlidingWindow::new(connection.search_limit, WINDOW, SLACK)),
             gate: Arc::default(),
+            connection,
         })
+    }
+
+    /// Waits until a call fits the connection's windows, and for any hold a 429 left. A
+    /// search takes its search slot first, so a wait there spends no burst slot.
+    async fn wait_turn(&self, search: bool) {
+        self.gate.ready().await;
+        if search {
+            self.search.take().await;
+        }
+        self.burst.take().await;
+    }
+
+    /// One paced call, classified the Pipedrive way; a 429 holds the connection's calls
+    /// for its `x-ratelimit-reset`.
+    pub(super) async fn paced(
+        &self,
+        what: &str,
+        search: bool,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, ClassifiedError> {
+        self.wait_turn(search).await;
+        let answer = send(request).await.map_err(|e| network_error(what, &e))?;
+        check_paced(System::Pipedrive, what, answer, &self.gate)
     }
 
     /// Records of `entity` (`persons`, `organizations`, `deals`) updated at or after
@@ -79,7 +109,7 @@ impl PipedriveClient {
         }
         let what = format!("list {entity}");
         for _ in 0..10 {
-            self.limiter.until_ready().await;
+            self.wait_turn(false).await;
             let answer = send(
                 self.request(reqwest::Method::GET, &format!("/api/v2/{entity}"))
                     .query(&query),
@@ -93,7 +123,7 @@ impl PipedriveClient {
                     wait_ms = wait.as_millis() as u64,
                     "pipedrive rate limit; waiting"
                 );
-                tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+                self.gate.hold(wait.min(Duration::from_secs(60)));
                 continue;
             }
             let body: Value = check(&what, answer)?.json(&what)?;
@@ -122,18 +152,17 @@ impl PipedriveClient {
 
     /// The ID of the person whose e-mail is exactly `email`, if any.
     pub async fn find_person_by_email(&self, email: &str) -> Result<Option<u64>, ClassifiedError> {
-        let answer = send(
-            self.request(reqwest::Method::GET, "/api/v2/persons/search")
-                .query(&[
-                    ("term", email),
-                    ("fields", "email"),
-                    ("exact_match", "true"),
-                ]),
-        )
-        .await
-        .map_err(|e| network_error("search persons", &e))?;
-        let found: Envelope<SearchData> =
-            check_as(System::Pipedrive, "search persons", answer)?.json("search persons")?;
+        let request = self
+            .request(reqwest::Method::GET, "/api/v2/persons/search")
+            .query(&[
+                ("term", email),
+                ("fields", "email"),
+                ("exact_match", "true"),
+            ]);
+        let found: Envelope<SearchData> = self
+            .paced("search persons", true, request)
+            .await?
+            .json("search persons")?;
         // exact_match matches whole terms; compare again so a near hit never links.
         Ok(found
             .data
@@ -146,14 +175,13 @@ impl PipedriveClient {
 
     /// Creates a person and returns its ID.
     pub async fn create_person(&self, person: &PersonInput) -> Result<u64, ClassifiedError> {
-        let answer = send(
-            self.request(reqwest::Method::POST, "/api/v2/persons")
-                .json(person),
-        )
-        .await
-        .map_err(|e| network_error("create person", &e))?;
-        let created: Envelope<Person> =
-            check_as(System::Pipedrive, "create person", answer)?.json("create person")?;
+        let request = self
+            .request(reqwest::Method::POST, "/api/v2/persons")
+            .json(person);
+        let created: Envelope<Person> = self
+            .paced("create person", false, request)
+            .await?
+            .json("create person")?;
         Ok(created.data.id)
     }
 
@@ -163,13 +191,12 @@ impl PipedriveClient {
         id: u64,
         person: &PersonInput,
     ) -> Result<(), ClassifiedError> {
-        let answer = send(
-            self.request(reqwest::Method::PATCH, &format!("/api/v2/persons/{id}"))
-                .json(person),
-        )
-        .await
-        .map_err(|e| network_error("update person", &e))?;
-        check_as(System::Pipedrive, "update person", answer).map(|_| ())
+        let request = self
+            .request(reqwest::Method::PATCH, &format!("/api/v2/persons/{id}"))
+            .json(person);
+        self.paced("update person", false, request)
+            .await
+            .map(|_| ())
     }
 }
 

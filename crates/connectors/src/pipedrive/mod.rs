@@ -34,10 +34,13 @@ pub struct PipedriveConnection {
     /// without them the connection accepts no webhooks.
     #[serde(default)]
     pub webhook_auth: Option<WebhookAuth>,
-    /// Requests per 2-second burst window the pollers allow themselves (the API token's
-    /// limit is 20 on Lite, 40 on Growth, §2.7); shared by every listing of this connection.
+    /// Calls in any rolling 2 s this process allows itself (the API token's limit is 20 on
+    /// Lite, 40 on Growth, §2.7); shared by every call of this connection in the process.
     #[serde(default = "default_burst_limit")]
     pub burst_limit: u32,
+    /// Search calls in any rolling 2 s (10 on every plan, §2.7), within `burst_limit`.
+    #[serde(default = "default_search_limit")]
+    pub search_limit: u32,
     /// A fallback poller for a company without webhooks: changes since the last poll.
     #[serde(default)]
     pub poll: Option<PipedrivePoll>,
@@ -83,6 +86,10 @@ fn default_base_url() -> String {
 
 fn default_burst_limit() -> u32 {
     20
+}
+
+fn default_search_limit() -> u32 {
+    api::SEARCH_LIMIT
 }
 
 fn default_timeout_ms() -> u64 {

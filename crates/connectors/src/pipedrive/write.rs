@@ -1,5 +1,5 @@
 //! Pipedrive as a target for organizations and deals (API v2, §2.5): search, create,
-//! update, each paced by the connection's burst limit and classified the Pipedrive way
+//! update, each paced by the connection's windows and classified the Pipedrive way
 //! (a 403 is a refused field, `data`; 429 waits `x-ratelimit-reset`).
 
 use reqwest::Method;
@@ -7,7 +7,6 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::api::PipedriveClient;
-use crate::http::{System, check_paced, network_error, send};
 
 impl PipedriveClient {
     /// One paced call with a JSON answer.
@@ -18,15 +17,13 @@ impl PipedriveClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, ClassifiedError> {
-        self.gate.ready().await;
-        self.limiter.until_ready().await;
         let what = format!("pipedrive {method} {path}");
+        let search = path.ends_with("/search");
         let mut request = self.request(method, path).query(query);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
-        let answer = check_paced(System::Pipedrive, &what, answer, &self.gate)?;
+        let answer = self.paced(&what, search, request).await?;
         serde_json::from_slice(&answer.body).map_err(|_| {
             ClassifiedError::new(ErrorClass::Transient, format!("{what}: answer is not JSON"))
         })
