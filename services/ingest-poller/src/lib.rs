@@ -64,7 +64,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let connections = switchboard_connectors::connections(&config)?;
     let topics = Topics::new(&config.kafka.topic_prefix);
     let codec = AvroCodec::new(&config.registry)?;
-    let publisher = RawPublisher::new(&config, codec.clone(), Duration::from_secs(30))?;
+    // A failed send fails the cycle, which is retried from the committed cursor; a short
+    // delivery timeout lets a stuck producer be replaced after 25 s (`raw::stuck_after`).
+    let publisher = RawPublisher::new(&config, codec.clone(), Duration::from_secs(5))?;
     let cursors = Arc::new(Cursors::new(&config.kafka, publisher.producer().clone()));
 
     let mut specs = vec![
