@@ -101,7 +101,8 @@ impl RawPublisher {
 }
 
 /// How long a raw publisher's sends may only time out before its producer is rebuilt:
-/// five delivery timeouts, and at least 15 s, longer than a broker takes to restart.
+/// five delivery timeouts, and at least 15 s. A broker that takes longer to come back costs
+/// a rebuild it did not need, which is only a reconnect.
 pub fn stuck_after(ack_timeout: Duration) -> Duration {
     (ack_timeout * 5).max(Duration::from_secs(15))
 }
