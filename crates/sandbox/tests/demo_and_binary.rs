@@ -99,11 +99,20 @@ async fn demo_streams_signed_creates_updates_and_redeliveries() {
 #[tokio::test]
 async fn demo_stops_on_cancel_and_refuses_a_bad_rate() {
     let cancel = CancellationToken::new();
-    // A port nobody listens on: bind one, then let it go.
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A listener that accepts and hangs up at once, so every webhook fails; its first
+    // connection says the first webhook went out.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let free = listener.local_addr().unwrap();
+    let first = std::sync::Arc::new(tokio::sync::Notify::new());
+    tokio::spawn({
+        let first = first.clone();
+        async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+                first.notify_one();
+            }
+        }
+    });
     let options = DemoOptions {
         pipedrive: Some(PipedriveConfig::new("demo-token")),
         webhook_url: format!("http://{free}/webhooks/shop"),
@@ -121,7 +130,9 @@ async fn demo_stops_on_cancel_and_refuses_a_bad_rate() {
     };
     assert!(run_demo(bad, CancellationToken::new()).await.is_err());
     let run = tokio::spawn(run_demo(options, cancel.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(10), first.notified())
+        .await
+        .expect("the first webhook went out");
     cancel.cancel();
     let stats = tokio::time::timeout(Duration::from_secs(3), run)
         .await
@@ -129,7 +140,7 @@ async fn demo_stops_on_cancel_and_refuses_a_bad_rate() {
         .unwrap()
         .unwrap();
     assert!(stats.sent >= 1, "the first webhook goes out at once");
-    assert_eq!(stats.failed, stats.sent, "nothing listens there");
+    assert_eq!(stats.failed, stats.sent, "every connection was hung up on");
 }
 
 #[test]
