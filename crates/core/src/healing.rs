@@ -86,8 +86,8 @@ impl HealingProducer {
         sent
     }
 
-    /// Counts the outcome of a send made through [`current`](Self::current).
-    pub fn count(&self, sent: &OwnedDeliveryResult) {
+    /// Counts the outcome of a send.
+    fn count(&self, sent: &OwnedDeliveryResult) {
         match sent {
             Ok(_) => self.sends().delivered(),
             Err((e, _)) if is_timeout(e) => self.timed_out(),
