@@ -418,7 +418,7 @@ fn customers_with_duplicates(
 /// How soon after the broker's return a flow must move again. The aim is 30 s, and most
 /// restarts take 1-16 s; but librdkafka's consumer sometimes never rejoins its group after
 /// a restart (its requests to the coordinator stay in the out-queue), and then the
-/// membership bound (45 s, `core::progress::MEMBERSHIP_BOUND`) replaces it: 62 s once, in a
+/// membership bound (45 s, `core::membership::MEMBERSHIP_BOUND`) replaces it: 62 s once, in a
 /// cold `.ci/run`. This bound is what the stages guarantee today, not the aim.
 const RESUME_BOUND: Duration = Duration::from_secs(90);
 

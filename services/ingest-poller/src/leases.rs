@@ -17,7 +17,7 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use switchboard_core::config::KafkaConfig;
 use switchboard_core::kafka::{Cleanup, TopicSpec, client_config};
-use switchboard_core::progress::Assigned;
+use switchboard_core::membership::Assigned;
 use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 

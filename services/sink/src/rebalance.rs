@@ -132,11 +132,11 @@ pub(crate) struct Rebalances {
     connection: String,
     shared: Arc<Shared>,
     /// The partitions owned now, for the stall probe.
-    assigned: switchboard_core::progress::Assigned,
+    assigned: switchboard_core::membership::Assigned,
 }
 
 impl Rebalances {
-    pub(crate) fn new(connection: &str, assigned: switchboard_core::progress::Assigned) -> Self {
+    pub(crate) fn new(connection: &str, assigned: switchboard_core::membership::Assigned) -> Self {
         assigned.out_from_now();
         Self {
             connection: connection.to_owned(),
@@ -146,7 +146,7 @@ impl Rebalances {
     }
 
     /// An error once the consumer has been out of its group for too long
-    /// ([`switchboard_core::progress::MEMBERSHIP_BOUND`]): the loop fails and is rebuilt.
+    /// ([`switchboard_core::membership::MEMBERSHIP_BOUND`]): the loop fails and is rebuilt.
     pub(crate) fn check_membership(&self) -> anyhow::Result<()> {
         self.assigned.check_membership()
     }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use switchboard_connectors::Connection;
 use switchboard_core::Config;
 use switchboard_core::avro::AvroCodec;
-use switchboard_core::progress::{Assigned, Progress};
+use switchboard_core::membership::Assigned;
+use switchboard_core::progress::Progress;
 use switchboard_core::topics::Topics;
 use tokio_util::sync::CancellationToken;
 

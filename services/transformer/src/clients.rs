@@ -28,7 +28,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use switchboard_core::Config;
 use switchboard_core::kafka;
-use switchboard_core::progress::Assigned;
+use switchboard_core::membership::Assigned;
 
 /// Abortable failures in a row that rebuild the clients.
 pub(crate) const RETRIES_BEFORE_REBUILD: u32 = 5;
