@@ -8,6 +8,7 @@
 mod targets_support;
 
 mod avro_wire;
+mod consumer_rejoins;
 mod dedupe;
 mod echo;
 mod exact_poller;

@@ -10,8 +10,8 @@
 //! Liveness (`/healthz`) stays apart: a stage that cannot reach Kafka is not ready, but
 //! restarting it would not bring Kafka back; the stages rebuild their own clients.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;

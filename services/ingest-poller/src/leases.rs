@@ -17,7 +17,7 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use switchboard_core::config::KafkaConfig;
 use switchboard_core::kafka::{Cleanup, TopicSpec, client_config};
-use switchboard_core::membership::Assigned;
+use switchboard_core::membership::{self, Assigned};
 use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 
@@ -115,7 +115,7 @@ impl Leases {
         .with_partitions(LEASE_PARTITIONS)
     }
 
-    /// Joins the group; the returned task keeps the membership alive until shutdown, then
+    /// Joins the group (checked as [`membership::watch_rejoin`] says); the returned task keeps the membership alive until shutdown, then
     /// unsubscribes and hands back the consumer, to be closed within a bound
     /// (`kafka::close_consumer`).
     pub(crate) fn join(
@@ -132,9 +132,9 @@ impl Leases {
         let member = {
             let (kafka, state) = (kafka.clone(), state.clone());
             move || -> anyhow::Result<Membership> {
-                state.membership.out_from_now();
                 let consumer: BaseConsumer<LeaseContext> = client_config(&kafka)
-                    .set("group.id", format!("{}.poller", kafka.topic_prefix))
+                    .set("group.id", group_of(&kafka))
+                    .set("client.id", state.membership.new_member("poller"))
                     .set("enable.auto.commit", "false")
                     .set("session.timeout.ms", "10000")
                     .set("partition.assignment.strategy", "range")
@@ -144,6 +144,13 @@ impl Leases {
             }
         };
         let mut consumer = member()?;
+        // Ends at shutdown, as the membership does.
+        membership::watch_rejoin(
+            kafka.clone(),
+            group_of(kafka),
+            state.membership.clone(),
+            shutdown.clone(),
+        );
         let task = tokio::task::spawn_blocking(move || {
             while !shutdown.is_cancelled() {
                 // No records ever arrive; polling serves the group protocol and callbacks.
@@ -208,6 +215,11 @@ fn partition_of(connection: &str) -> i32 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     i32::try_from(hash % LEASE_PARTITIONS as u64).unwrap_or(0)
+}
+
+/// The lease group: `<prefix>.poller`.
+fn group_of(kafka: &KafkaConfig) -> String {
+    format!("{}.poller", kafka.topic_prefix)
 }
 
 #[cfg(test)]

@@ -147,6 +147,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     progress.clone(),
                     shutdown.clone(),
                 );
+                let rejoin = switchboard_core::membership::watch_rejoin(
+                    config.kafka.clone(),
+                    topics.sink_group(&name),
+                    assigned.clone(),
+                    shutdown.clone(),
+                );
                 let delivery_loop = supervise::Loop {
                     config: config.clone(),
                     topics: topics.clone(),
@@ -162,18 +168,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 // Settings that cannot build a loop stop the sink here, at start.
                 let first = delivery_loop.build()?;
                 let token = shutdown.clone();
-                running.insert(name, (tokio::spawn(delivery_loop.run(first, token)), probe));
+                running.insert(
+                    name,
+                    (
+                        tokio::spawn(delivery_loop.run(first, token)),
+                        [probe, rejoin],
+                    ),
+                );
             }
             health.set_ready(true);
             tracing::info!(connections = ?running.keys().collect::<Vec<_>>(), "sink ready");
             let mut first_error = None;
-            for (name, (handle, probe)) in running {
+            for (name, (handle, probes)) in running {
                 if let Err(e) = handle.await {
                     tracing::error!(connection = %name, error = %e, "delivery loop failed");
                     shutdown.cancel();
                     first_error.get_or_insert(anyhow::Error::from(e));
                 }
-                probe.abort();
+                probes.iter().for_each(JoinHandle::abort);
             }
             audit.flush(Duration::from_secs(5)).await;
             first_error.map_or(Ok(()), Err)

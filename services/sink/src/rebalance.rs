@@ -137,7 +137,6 @@ pub(crate) struct Rebalances {
 
 impl Rebalances {
     pub(crate) fn new(connection: &str, assigned: switchboard_core::membership::Assigned) -> Self {
-        assigned.out_from_now();
         Self {
             connection: connection.to_owned(),
             shared: Arc::default(),

@@ -58,6 +58,10 @@ impl Loop {
             &self.topics.sink_group(&self.name),
         )
         .set("partition.assignment.strategy", "range")
+        .set(
+            "client.id",
+            self.assigned.new_member(&format!("sink.{}", self.name)),
+        )
         .create_with_context(rebalance::Rebalances::new(
             &self.name,
             self.assigned.clone(),

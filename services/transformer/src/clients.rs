@@ -95,9 +95,9 @@ impl Clients {
             generation: AtomicU64::new(0),
             assigned: assigned.clone(),
         };
-        assigned.out_from_now();
         let consumer: TransformerConsumer =
             kafka::transactional_consumer_config(&config.kafka, group)
+                .set("client.id", assigned.new_member("transformer"))
                 .create_with_context(context)?;
         rdkafka::consumer::Consumer::subscribe(&consumer, subscribed)?;
         Ok(Self { producer, consumer })

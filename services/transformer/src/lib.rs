@@ -166,6 +166,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             health.watch(progress.clone());
             let mut worker =
                 worker::Worker::new(&config, topics, flows, shapes, codec, progress.clone());
+            let rejoin = switchboard_core::membership::watch_rejoin(
+                config.kafka.clone(),
+                group.clone(),
+                worker.assigned.clone(),
+                shutdown.clone(),
+            );
             let probe = switchboard_core::progress::watch_group(
                 config.kafka.clone(),
                 group,
@@ -178,6 +184,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let result = worker.run(&health, &shutdown).await;
             worker.close().await;
             probe.abort();
+            rejoin.abort();
             result
         }
         .await;
