@@ -10,6 +10,7 @@ mod targets_support;
 mod avro_wire;
 mod consumer_rejoins;
 mod dedupe;
+mod deletes;
 mod echo;
 mod exact_poller;
 mod exact_target;

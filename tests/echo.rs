@@ -1,5 +1,7 @@
 //! Two-way sync without ping-pong: the sink writes a person to Pipedrive, Pipedrive's
 //! webhook reports that write back to Switchboard, and no new canonical change comes of it.
+//! The same for a deletion: a customer deleted in Shopify is deleted in Pipedrive, once,
+//! and Pipedrive's report of that deletion is an echo too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -163,4 +165,64 @@ sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 2000}}
         Duration::from_secs(1),
     );
     assert_eq!(canonical.len(), 2, "the edit in Pipedrive is a change");
+
+    // The customer is deleted in Shopify (its webhook carries only the ID): the person goes.
+    let deletion = serde_json::to_vec(&serde_json::json!({"id": 4242, "phone": null,
+        "addresses": [], "tax_exemptions": [], "email_marketing_consent": null,
+        "sms_marketing_consent": null, "admin_graphql_api_id": "gid://shopify/Customer/4242"}))
+    .unwrap();
+    for delivery in ["wh-echo-delete", "wh-echo-delete-again"] {
+        assert_eq!(
+            shop.send("customers/delete", &deletion, delivery)
+                .await
+                .unwrap(),
+            StatusCode::OK
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(60), || pipedrive.persons().is_empty()).await,
+        "the person was deleted in Pipedrive"
+    );
+    assert!(pipedrive.person(person.id).unwrap().is_deleted);
+    let echoes = read_topic(
+        &kafka_bootstrap(),
+        &echo_topic,
+        3,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_eq!(
+        echoes.len(),
+        3,
+        "Pipedrive reported the create, the edit and the deletion"
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || group_caught_up(
+            &kafka_bootstrap(),
+            &group,
+            &echoes
+        ))
+        .await,
+        "the transformer processed the deletion's echo"
+    );
+    let canonical = read_topic(
+        &kafka_bootstrap(),
+        &format!("{prefix}.canonical.contact"),
+        usize::MAX,
+        Duration::from_secs(3),
+        Duration::ZERO,
+    );
+    assert_eq!(
+        canonical.len(),
+        3,
+        "one deletion: the second delivery and Pipedrive's echo changed nothing"
+    );
+    let deletes = pipedrive
+        .control()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 1, "Pipedrive was asked to delete once");
+    assert_eq!(pipedrive.total_creates(), 1);
 }

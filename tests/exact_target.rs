@@ -163,6 +163,51 @@ async fn exact_accounts_at_sixty_a_minute_keep_goodput_without_429() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_organization_deletes_its_exact_account_once() {
+    let b = books("exact-delete", 1.0, 600).await;
+    let mut gone = organization(0);
+    gone["deleted"] = json!(true);
+    produce(
+        &b.prefix,
+        "organization",
+        &[organization(0), organization(1)],
+    )
+    .await;
+    produce(&b.prefix, "organization", &[gone.clone(), gone]).await;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&b.yaml), stop.clone())
+        .await
+        .unwrap();
+    let deletes = || {
+        b.exact
+            .control()
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || deletes().len() == 2).await,
+        "both deliveries of the deletion reached Exact"
+    );
+    let deletes = deletes();
+    assert_eq!(deletes[0].path, deletes[1].path, "the same account");
+    assert_eq!(
+        deletes.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [204, 404],
+        "deleted once, then found gone"
+    );
+    let names: Vec<_> = b
+        .exact
+        .accounts()
+        .iter()
+        .map(|a| a["Name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["Acme 1 BV"], "Acme 0 deleted, Acme 1 stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exact_tokens_rotate_across_a_restart_and_a_revoked_token_pauses_until_new_credentials() {
     // 100×: the 10-minute access token lives six real seconds.
     let b = books("exact-tokens", 100.0, 5000).await;

@@ -290,3 +290,51 @@ async fn without_an_xref_the_search_finds_what_was_created_and_nothing_is_create
         assert_eq!(shop.control().creates_for(id), 1, "order {i} created once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_contact_deletes_its_shopify_customer_once() {
+    init_logging();
+    ensure_stack();
+    let shop = ShopifySandbox::start(ShopifyConfig::new(TOKEN))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("shop-delete");
+    let yaml = sink_yaml(
+        &prefix,
+        &shop_connection(&shop, &secret_ref(dir.path(), "shop", TOKEN)),
+        FLOW,
+        "",
+    );
+    let mut gone = contact(0, None);
+    gone["deleted"] = json!(true);
+    produce(&prefix, "contact", &[contact(0, None), contact(1, None)]).await;
+    produce(&prefix, "contact", &[gone.clone(), gone]).await;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+
+    let deletes = || {
+        shop.control()
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || deletes().len() == 2).await,
+        "both deliveries of the deletion reached Shopify"
+    );
+    let deletes = deletes();
+    assert_eq!(deletes[0].path, deletes[1].path, "the same customer");
+    assert_eq!(
+        deletes.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 404],
+        "deleted once, then found gone"
+    );
+    assert!(shop.customer_by_email("buyer0@example.com").is_none());
+    assert!(shop.customer_by_email("buyer1@example.com").is_some());
+    assert_eq!(shop.customers().len(), 1);
+}

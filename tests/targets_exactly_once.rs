@@ -170,8 +170,9 @@ async fn a_redelivered_order_notifies_telegram_once() {
     }
 }
 
-/// A tiny REST API: `POST /things` creates, `PUT /things/{id}` replaces, `GET
-/// /things?switchboard_id=` searches; every call needs the bearer token.
+/// A tiny REST API: `POST /things` creates, `PUT /things/{id}` replaces, `DELETE
+/// /things/{id}` deletes, `GET /things?switchboard_id=` searches; every call needs the
+/// bearer token.
 mod rest {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
@@ -186,6 +187,8 @@ mod rest {
     pub struct Api {
         pub things: Arc<Mutex<BTreeMap<u64, Value>>>,
         pub creates: Arc<Mutex<usize>>,
+        /// The status of every delete, in order.
+        pub deletes: Arc<Mutex<Vec<u16>>>,
     }
 
     fn authorized(headers: &HeaderMap) -> Result<(), StatusCode> {
@@ -198,7 +201,7 @@ mod rest {
     pub async fn serve(api: Api) -> String {
         let app = Router::new()
             .route("/things", get(search).post(create))
-            .route("/things/{id}", put(replace))
+            .route("/things/{id}", put(replace).delete(remove))
             .with_state(api);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -231,7 +234,7 @@ mod rest {
     ) -> Result<(StatusCode, Json<Value>), StatusCode> {
         authorized(&headers)?;
         let mut things = api.things.lock().unwrap();
-        let id = things.len() as u64 + 1;
+        let id = *api.creates.lock().unwrap() as u64 + 1;
         things.insert(id, body);
         *api.creates.lock().unwrap() += 1;
         Ok((StatusCode::CREATED, Json(json!({"data": {"id": id}}))))
@@ -251,6 +254,20 @@ mod rest {
             }
             None => Err(StatusCode::NOT_FOUND),
         }
+    }
+
+    async fn remove(
+        State(api): State<Api>,
+        headers: HeaderMap,
+        Path(id): Path<u64>,
+    ) -> Result<StatusCode, StatusCode> {
+        authorized(&headers)?;
+        let status = match api.things.lock().unwrap().remove(&id) {
+            Some(_) => StatusCode::NO_CONTENT,
+            None => StatusCode::NOT_FOUND,
+        };
+        api.deletes.lock().unwrap().push(status.as_u16());
+        Ok(status).and_then(|s| if s.is_success() { Ok(s) } else { Err(s) })
     }
 }
 
@@ -303,4 +320,72 @@ async fn a_generic_http_target_upserts_duplicates_once_by_the_switchboard_id() {
     .await;
     assert!(done, "every contact arrived with its last version");
     assert_eq!(*api.creates.lock().unwrap(), 10, "each created once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generic_http_target_deletes_what_the_source_deleted_unless_it_keeps_deleted_records() {
+    init_logging();
+    ensure_stack();
+    let (api, kept) = (rest::Api::default(), rest::Api::default());
+    let (url, kept_url) = (
+        rest::serve(api.clone()).await,
+        rest::serve(kept.clone()).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("http-delete");
+    let bearer = secret_ref(dir.path(), "bearer", "rest-token");
+    let connection = |name: &str, url: &str| {
+        format!(
+            "  {name}:\n    type: http\n    target: {{base_url: \"{url}\", path: /things, update_path: \"/things/{{id}}\", id_pointer: /data/id, bearer: \"{bearer}\"}}\n"
+        )
+    };
+    let connections = connection("things", &url) + &connection("kept", &kept_url);
+    let flows = "  - {name: c, from: src.persons, mapping: test/c.v1, to: contact, sinks: [{target: things.contacts}, {target: kept.contacts}]}";
+    let yaml = sink_yaml(&prefix, &connections, flows, "") + "  keep_deleted: [kept]\n";
+    let contact = |i: usize, deleted: bool| {
+        canonical(
+            "contact",
+            "persons",
+            &format!("p{i}"),
+            json!({"email": format!("h{i}@example.com"), "deleted": deleted}),
+        )
+    };
+    produce(&prefix, "contact", &[contact(0, false), contact(1, false)]).await;
+    produce(&prefix, "contact", &[contact(0, true), contact(0, true)]).await;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+
+    let gone = crate::deletes::outcome_of(&prefix, contact(0, true)["id"].as_str().unwrap(), |o| {
+        o.connection == "kept"
+    })
+    .await;
+    assert!(
+        gone.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("sink.keep_deleted")),
+        "{gone:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || api
+            .deletes
+            .lock()
+            .unwrap()
+            .len()
+            == 2)
+        .await,
+        "both deliveries of the deletion reached the API"
+    );
+    assert_eq!(*api.deletes.lock().unwrap(), [204, 404]);
+    let things = api.things.lock().unwrap().clone();
+    assert_eq!(things.len(), 1, "p0 deleted, p1 stays: {things:?}");
+    assert_eq!(things.values().next().unwrap()["email"], "h1@example.com");
+    assert_eq!(
+        kept.things.lock().unwrap().len(),
+        2,
+        "the kept target deleted nothing"
+    );
+    assert!(kept.deletes.lock().unwrap().is_empty());
 }

@@ -278,8 +278,12 @@ pub fn failure(
             .or(Some(Duration::from_secs(2))),
         _ => None,
     };
-    ClassifiedError::new(class, format!("{what}: HTTP {status}: {}", redact(body)))
-        .retry_after(retry_after)
+    let error = ClassifiedError::new(class, format!("{what}: HTTP {status}: {}", redact(body)))
+        .retry_after(retry_after);
+    match status.as_u16() {
+        404 | 410 => error.reason(switchboard_core::error::NOT_FOUND),
+        _ => error,
+    }
 }
 
 /// `Retry-After` (seconds) or, failing that, a rate-limit reset header in seconds.

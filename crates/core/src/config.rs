@@ -335,6 +335,11 @@ pub struct SinkConfig {
     /// Per target connection, a `concurrency` other than the default.
     #[serde(default)]
     pub concurrency_by_connection: BTreeMap<String, u32>,
+    /// Target connections where a record the source deleted stays (outcome `skipped`,
+    /// with the reason). Elsewhere the deletion reaches the target: the record linked to
+    /// the deleted one is deleted.
+    #[serde(default)]
+    pub keep_deleted: Vec<String>,
 }
 
 impl SinkConfig {
@@ -466,6 +471,7 @@ impl Default for SinkConfig {
             rates: BTreeMap::new(),
             concurrency: default_concurrency(),
             concurrency_by_connection: BTreeMap::new(),
+            keep_deleted: Vec::new(),
         }
     }
 }
@@ -646,10 +652,22 @@ impl Config {
                 ));
             }
         }
-        for name in self.sink.concurrency_by_connection.keys() {
+        let named = self
+            .sink
+            .concurrency_by_connection
+            .keys()
+            .map(|name| (format!("sink.concurrency_by_connection.{name}"), name))
+            .chain(
+                self.sink
+                    .keep_deleted
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| (format!("sink.keep_deleted[{i}]"), name)),
+            );
+        for (key, name) in named {
             if !self.connections.contains_key(name) {
                 problems.push(ConfigError::invalid(
-                    format!("sink.concurrency_by_connection.{name}"),
+                    key,
                     format!("connection `{name}` is not defined under `connections`"),
                 ));
             }

@@ -76,4 +76,13 @@ impl ClassifiedError {
         self.retry_after = after;
         self
     }
+
+    /// Whether the other side said the record is not there (HTTP 404 or 410).
+    pub fn is_not_found(&self) -> bool {
+        self.reason == Some(NOT_FOUND)
+    }
 }
+
+/// The reason of an answer that says the record is not there (HTTP 404 or 410): deleted
+/// at the target, or never there.
+pub const NOT_FOUND: &str = "not_found";

@@ -42,7 +42,7 @@ use crate::credentials::Writer;
 use crate::handoff::{ACTION, Handoff, header, original_topic};
 use crate::routes::Routes;
 use crate::status::{State, Status};
-use crate::targets::{Record, Target};
+use crate::targets::{Delivered, Record, Target};
 use crate::xref::TargetXref;
 
 /// Delivers one target connection's records.
@@ -64,6 +64,8 @@ pub(crate) struct Delivery {
     limiter: Option<DefaultDirectRateLimiter>,
     in_place_attempts: u32,
     max_backoff: Duration,
+    /// `sink.keep_deleted` names this connection: deletions are not passed on.
+    keep_deleted: bool,
 }
 
 /// What became of one record.
@@ -131,6 +133,7 @@ impl Delivery {
             limiter,
             in_place_attempts: config.sink.in_place_attempts.max(1),
             max_backoff: Duration::from_millis(config.sink.max_backoff_ms),
+            keep_deleted: config.sink.keep_deleted.iter().any(|c| c == connection),
         })
     }
 
@@ -388,18 +391,25 @@ impl Delivery {
             return Ok(None);
         };
         let known = self.xref.native_id(entity, &record.id);
-        // Two records the target matches on one natural key must not both create.
-        let claim = if known.is_none()
-            && let Some(key) = target.claim(entity, &record)
-        {
-            Some(self.claims.hold(key).await)
+        let delivered = if record.deleted() && self.keep_deleted {
+            Delivered::skipped(
+                known.as_deref(),
+                "deleted at the source; this connection keeps deleted records (sink.keep_deleted)",
+            )
         } else {
-            None
+            match self
+                .write(target, entity, &record, known.as_deref(), attempt)
+                .await
+            {
+                // The linked record is gone (deleted at the target, or by an earlier deletion
+                // of this record): matched or created anew, as if never linked.
+                Err(e) if known.is_some() && !record.deleted() && e.is_not_found() => {
+                    tracing::info!(connection = %self.connection, entity, canonical_id = %record.id, native_id = ?known, "the linked record is gone at the target; matching or creating it anew");
+                    self.write(target, entity, &record, None, attempt).await?
+                }
+                written => written?,
+            }
         };
-        let delivered = crate::audit::scope(&self.audit, &self.connection, Some(&record), attempt)
-            .run(target.deliver(entity, &record, known.as_deref()))
-            .await?;
-        drop(claim);
         if delivered.outcome == crate::targets::Outcome::Created {
             crash_after_create_for_tests();
         }
@@ -412,15 +422,41 @@ impl Delivery {
         metrics::counter!("switchboard_sink_deliveries_total", "connection" => self.connection.clone(), "outcome" => outcome.as_str()).increment(1);
         metrics::gauge!("switchboard_sink_last_success_timestamp_seconds", "connection" => self.connection.clone())
             .set(time::OffsetDateTime::now_utc().unix_timestamp() as f64);
-        tracing::info!(connection = %self.connection, entity, record_id = record.str("source_id").unwrap_or_default(), canonical_id = %record.id, event_id = record.str("source_event_id").unwrap_or_default(), native_id = ?delivered.native_id, outcome = outcome.as_str(), "delivered");
+        tracing::info!(connection = %self.connection, entity, record_id = record.str("source_id").unwrap_or_default(), canonical_id = %record.id, event_id = record.str("source_event_id").unwrap_or_default(), native_id = ?delivered.native_id, outcome = outcome.as_str(), note = delivered.note.unwrap_or_default(), "delivered");
         Ok(Some(crate::audit::outcome(
             &self.connection,
             canonical,
             &record,
             DeliveryState::Delivered,
             delivered.native_id,
-            None,
+            delivered.note.map(str::to_owned),
         )))
+    }
+
+    /// One write of `record` at the target, `known` its linked native ID. Without one, the
+    /// record's natural key is claimed first: two records the target matches on one key
+    /// must not both create.
+    async fn write(
+        &self,
+        target: &Target,
+        entity: &str,
+        record: &Record,
+        known: Option<&str>,
+        attempt: u32,
+    ) -> Result<Delivered, ClassifiedError> {
+        let claim = if known.is_none()
+            && !record.deleted()
+            && let Some(key) = target.claim(entity, record)
+        {
+            Some(self.claims.hold(key).await)
+        } else {
+            None
+        };
+        let delivered = crate::audit::scope(&self.audit, &self.connection, Some(record), attempt)
+            .run(target.deliver(entity, record, known))
+            .await;
+        drop(claim);
+        delivered
     }
 
     async fn decode(&self, message: &OwnedMessage) -> Result<Record, ClassifiedError> {

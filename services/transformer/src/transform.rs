@@ -199,6 +199,10 @@ impl Transformer {
                 ..RecordState::default()
             });
         let policies = &self.policies;
+        // A deletion carries no new values (a delete payload is mostly empty): the record
+        // keeps its last ones, and a target's report of the deletion is an echo like any.
+        let deleted = event.operation == Operation::Delete;
+        let no_values = serde_json::Map::new();
         let outcome = merge::merge(
             &mut state,
             &Change {
@@ -206,8 +210,8 @@ impl Transformer {
                 ts: event.source_timestamp.unwrap_or(event.received_at),
                 event: &event.event_id,
                 mapping: flow.mapping.name(),
-                deleted: event.operation == Operation::Delete,
-                fields: &fields,
+                deleted,
+                fields: if deleted { &no_values } else { &fields },
             },
             |field| policies.policy(&entity, field),
         );

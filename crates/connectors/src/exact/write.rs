@@ -134,6 +134,13 @@ impl ExactClient {
             })
     }
 
+    /// Deletes row `guid` of `set`; one that is already gone answers a `not_found` error.
+    pub async fn delete(&self, set: &str, guid: &str) -> Result<(), ClassifiedError> {
+        self.call(Method::DELETE, &format!("{set}(guid'{guid}')"), &[], None)
+            .await
+            .map(|_| ())
+    }
+
     /// Updates row `guid` of `set`.
     pub async fn update(&self, set: &str, guid: &str, body: &Value) -> Result<(), ClassifiedError> {
         self.call(

@@ -4,7 +4,8 @@
 //! Check-before-create: the sink's xref first; else `search_path` (with `{key}` replaced by
 //! the record's `match_field`, URL-encoded) and the ID at `search_pointer` in the answer;
 //! then `update_method update_path` (`{id}` replaced) or `method path` (create) and the ID
-//! at `id_pointer` in the answer. The body is the canonical record's fields as JSON plus
+//! at `id_pointer` in the answer. A record the source deleted is deleted with
+//! `delete_method delete_path` (default `DELETE` on `update_path`). The body is the canonical record's fields as JSON plus
 //! `switchboard_id` (the canonical ID), so a target that stores it can be searched by it.
 //! Answers are classified by [`crate::http`] (generic reading: `Retry-After` honoured).
 
@@ -36,6 +37,12 @@ pub struct GenericTarget {
     pub update_method: String,
     /// Path of an update with `{id}`, e.g. `/v1/contacts/{id}`.
     pub update_path: String,
+    /// Method of a delete (default `DELETE`).
+    #[serde(default = "default_delete_method")]
+    pub delete_method: String,
+    /// Path of a delete with `{id}` (default: `update_path`).
+    #[serde(default)]
+    pub delete_path: Option<String>,
     /// Search path with `{key}`, e.g. `/v1/contacts?email={key}`; none: no search.
     #[serde(default)]
     pub search_path: Option<String>,
@@ -72,6 +79,9 @@ fn default_create_method() -> String {
 fn default_update_method() -> String {
     "PUT".to_owned()
 }
+fn default_delete_method() -> String {
+    "DELETE".to_owned()
+}
 fn default_match_field() -> String {
     "id".to_owned()
 }
@@ -85,6 +95,7 @@ impl GenericTarget {
         for (key, method) in [
             ("method", &self.method),
             ("update_method", &self.update_method),
+            ("delete_method", &self.delete_method),
         ] {
             if Method::from_bytes(method.as_bytes()).is_err() {
                 return Err(ConfigError::invalid(
@@ -102,6 +113,16 @@ impl GenericTarget {
         if !self.update_path.contains("{id}") {
             return Err(ConfigError::invalid(
                 format!("{at}.update_path"),
+                "must contain `{id}`, where the record's ID goes",
+            ));
+        }
+        if self
+            .delete_path
+            .as_ref()
+            .is_some_and(|p| !p.contains("{id}"))
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.delete_path"),
                 "must contain `{id}`, where the record's ID goes",
             ));
         }
@@ -218,6 +239,19 @@ impl GenericWriter {
                     ),
                 )
             })
+    }
+
+    /// Deletes record `id`; one that is already gone answers a `not_found` error.
+    pub async fn delete(&self, id: &str) -> Result<(), ClassifiedError> {
+        let path = self
+            .settings
+            .delete_path
+            .as_deref()
+            .unwrap_or(&self.settings.update_path)
+            .replace("{id}", &encode(id));
+        self.call(&self.settings.delete_method, &path, None)
+            .await
+            .map(|_| ())
     }
 
     /// Updates record `id`.

@@ -1,5 +1,4 @@
-//! Pipedrive as a target for organizations and deals (API v2, §2.5): search, create,
-//! update, each paced by the connection's windows and classified the Pipedrive way
+//! Pipedrive as a target (API v2, §2.5): search, create, update and delete, each paced by the connection's windows and classified the Pipedrive way
 //! (a 403 is a refused field, `data`; 429 waits `x-ratelimit-reset`).
 
 use reqwest::Method;
@@ -70,6 +69,14 @@ impl PipedriveClient {
                     format!("create {entity}: no data.id in the answer"),
                 )
             })
+    }
+
+    /// Deletes record `id` of `entity` (a soft delete, purged after 30 days, §2.5); one
+    /// that is already gone answers a `not_found` error.
+    pub async fn delete(&self, entity: &str, id: u64) -> Result<(), ClassifiedError> {
+        self.call_json(Method::DELETE, &format!("/api/v2/{entity}/{id}"), &[], None)
+            .await
+            .map(|_| ())
     }
 
     /// Updates record `id` of `entity`.

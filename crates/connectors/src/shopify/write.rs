@@ -124,6 +124,14 @@ impl ShopifyWriter {
         id_in(&answer, "customer")
     }
 
+    /// Deletes `resource` (`customers`, `orders`) `id`; one that is already gone answers a
+    /// `not_found` error.
+    pub async fn delete(&self, resource: &str, id: u64) -> Result<(), ClassifiedError> {
+        self.call(Method::DELETE, &format!("{resource}/{id}.json"), &[], None)
+            .await
+            .map(|_| ())
+    }
+
     /// Updates customer `id`.
     pub async fn update_customer(&self, id: u64, customer: &Value) -> Result<(), ClassifiedError> {
         self.call(

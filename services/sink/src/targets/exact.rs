@@ -81,9 +81,6 @@ impl ExactTarget {
         record: &Record,
         known: Option<&str>,
     ) -> Result<Delivered, ClassifiedError> {
-        if record.deleted() {
-            return Ok(Delivered::skipped(known));
-        }
         let client = self.client().await?;
         let (outcome, id) = match entity {
             "accounts" => account(client, record, known).await?,
@@ -94,10 +91,22 @@ impl ExactTarget {
                 )));
             }
         };
-        Ok(Delivered {
-            outcome,
-            native_id: Some(id),
-        })
+        Ok(Delivered::new(outcome, id))
+    }
+
+    /// Deletes account or sales invoice `id` (Exact refuses to delete an account that is in
+    /// use or an invoice that is no longer a draft: a `data` error, with its answer).
+    pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
+        let set = match entity {
+            "accounts" => ACCOUNTS,
+            "sales_invoices" => INVOICES,
+            other => {
+                return Err(data(format!(
+                    "Exact target entity `{other}` is not supported"
+                )));
+            }
+        };
+        self.client().await?.delete(set, id).await
     }
 
     async fn invoice(

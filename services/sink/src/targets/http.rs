@@ -30,9 +30,6 @@ impl HttpTarget {
         record: &Record,
         known: Option<&str>,
     ) -> Result<Delivered, ClassifiedError> {
-        if record.deleted() {
-            return Ok(Delivered::skipped(known));
-        }
         let mut body = record.fields.clone();
         body.insert("switchboard_id".to_owned(), Value::from(record.id.clone()));
         let body = Value::Object(body);
@@ -53,9 +50,11 @@ impl HttpTarget {
             }
             None => (Outcome::Created, self.writer.create(&body).await?),
         };
-        Ok(Delivered {
-            outcome,
-            native_id: Some(id),
-        })
+        Ok(Delivered::new(outcome, id))
+    }
+
+    /// Deletes record `id`.
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), ClassifiedError> {
+        self.writer.delete(id).await
     }
 }

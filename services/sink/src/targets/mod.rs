@@ -86,7 +86,9 @@ pub(crate) enum Outcome {
     Created,
     /// An existing record (known by the xref or found by search) was updated.
     Updated,
-    /// Nothing to do (e.g. a deletion, which this target does not propagate).
+    /// The linked record was deleted (or was already gone).
+    Deleted,
+    /// Nothing to do; [`Delivered::note`] says why.
     Skipped,
 }
 
@@ -95,6 +97,7 @@ impl Outcome {
         match self {
             Self::Created => "created",
             Self::Updated => "updated",
+            Self::Deleted => "deleted",
             Self::Skipped => "skipped",
         }
     }
@@ -107,14 +110,26 @@ pub(crate) struct Delivered {
     pub outcome: Outcome,
     /// The target's ID of the record, to link in the xref.
     pub native_id: Option<String>,
+    /// Why nothing was done, for the outcome on `sb.deliveries` and the log.
+    pub note: Option<&'static str>,
 }
 
 impl Delivered {
-    /// Nothing done; the known native ID stays linked.
-    pub(crate) fn skipped(known: Option<&str>) -> Self {
+    /// `outcome` for the target's record `native_id`.
+    pub(crate) fn new(outcome: Outcome, native_id: impl Into<String>) -> Self {
+        Self {
+            outcome,
+            native_id: Some(native_id.into()),
+            note: None,
+        }
+    }
+
+    /// Nothing done, because of `note`; the known native ID stays linked.
+    pub(crate) fn skipped(known: Option<&str>, note: &'static str) -> Self {
         Self {
             outcome: Outcome::Skipped,
             native_id: known.map(str::to_owned),
+            note: Some(note),
         }
     }
 }
@@ -185,19 +200,58 @@ impl Target {
     }
 
     /// Writes `record` as a `entity` of this target (e.g. `persons`). `known` is the
-    /// native ID the xref links to the record, if any.
+    /// native ID the xref links to the record, if any. A record the source deleted deletes
+    /// the linked one ([`Target::delete`]).
     pub(crate) async fn deliver(
         &self,
         entity: &str,
         record: &Record,
         known: Option<&str>,
     ) -> Result<Delivered, ClassifiedError> {
+        if record.deleted() {
+            return self.delete(entity, known).await;
+        }
         match self {
             Self::Pipedrive(t) => t.deliver(entity, record, known).await,
             Self::Shopify(t) => t.deliver(entity, record, known).await,
             Self::Exact(t) => t.deliver(entity, record, known).await,
             Self::Telegram(t) => t.deliver(entity, record, known).await,
             Self::Http(t) => t.deliver(record, known).await,
+        }
+    }
+
+    /// A record the source deleted: the target's record linked to it is deleted, and one
+    /// already gone (deleted there too, or by an earlier delivery of this deletion) counts
+    /// as deleted. The link stays, so a redelivery deletes nothing else. Without a link
+    /// nothing is deleted: a record found only by its natural key was not written for
+    /// this one, and may be someone else's.
+    async fn delete(
+        &self,
+        entity: &str,
+        known: Option<&str>,
+    ) -> Result<Delivered, ClassifiedError> {
+        let Some(id) = known else {
+            return Ok(Delivered::skipped(
+                None,
+                "deleted at the source; no record here is linked to it",
+            ));
+        };
+        let done = match self {
+            Self::Pipedrive(t) => t.delete(entity, id).await,
+            Self::Shopify(t) => t.delete(entity, id).await,
+            Self::Exact(t) => t.delete(entity, id).await,
+            Self::Http(t) => t.delete(id).await,
+            Self::Telegram(_) => {
+                return Ok(Delivered::skipped(
+                    known,
+                    "deleted at the source; a sent message is not taken back",
+                ));
+            }
+        };
+        match done {
+            Ok(()) => Ok(Delivered::new(Outcome::Deleted, id)),
+            Err(e) if e.is_not_found() => Ok(Delivered::new(Outcome::Deleted, id)),
+            Err(e) => Err(e),
         }
     }
 }

@@ -31,9 +31,6 @@ impl PipedriveTarget {
         record: &Record,
         known: Option<&str>,
     ) -> Result<Delivered, ClassifiedError> {
-        if record.deleted() {
-            return Ok(Delivered::skipped(known));
-        }
         let known = known.and_then(|id| id.parse::<u64>().ok());
         let (outcome, id) = match entity {
             "persons" => self.person(record, known).await?,
@@ -55,10 +52,20 @@ impl PipedriveTarget {
                 )));
             }
         };
-        Ok(Delivered {
-            outcome,
-            native_id: Some(id.to_string()),
-        })
+        Ok(Delivered::new(outcome, id.to_string()))
+    }
+
+    /// Deletes `entity` `id` (a soft delete in Pipedrive).
+    pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
+        if !["persons", "organizations", "deals"].contains(&entity) {
+            return Err(data(format!(
+                "Pipedrive target entity `{entity}` is not supported"
+            )));
+        }
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| data(format!("linked Pipedrive ID `{id}` is not a number")))?;
+        self.client.delete(entity, id).await
     }
 
     /// A contact becomes a person: the one the xref knows, else the one with the same

@@ -34,9 +34,6 @@ impl ShopifyTarget {
         record: &Record,
         known: Option<&str>,
     ) -> Result<Delivered, ClassifiedError> {
-        if record.deleted() {
-            return Ok(Delivered::skipped(known));
-        }
         let known = known.and_then(|id| id.parse::<u64>().ok());
         let (outcome, id) = match entity {
             "customers" => self.customer(record, known).await?,
@@ -47,10 +44,20 @@ impl ShopifyTarget {
                 )));
             }
         };
-        Ok(Delivered {
-            outcome,
-            native_id: Some(id.to_string()),
-        })
+        Ok(Delivered::new(outcome, id.to_string()))
+    }
+
+    /// Deletes customer or order `id`.
+    pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
+        if !["customers", "orders"].contains(&entity) {
+            return Err(data(format!(
+                "Shopify target entity `{entity}` is not supported"
+            )));
+        }
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| data(format!("linked Shopify ID `{id}` is not a number")))?;
+        self.writer.delete(entity, id).await
     }
 
     async fn customer(

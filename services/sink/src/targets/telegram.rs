@@ -41,17 +41,17 @@ impl TelegramTarget {
                 "Telegram target entity `{entity}` is not supported"
             )));
         }
-        if known.is_some() || record.deleted() {
-            return Ok(Delivered::skipped(known));
+        if known.is_some() {
+            return Ok(Delivered::skipped(
+                known,
+                "the notification was sent; an update sends no second one",
+            ));
         }
         let id = self
             .client
             .send_message(&self.chat_id, &order_message(record))
             .await?;
-        Ok(Delivered {
-            outcome: Outcome::Created,
-            native_id: Some(id.to_string()),
-        })
+        Ok(Delivered::new(Outcome::Created, id.to_string()))
     }
 }
 
