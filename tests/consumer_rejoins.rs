@@ -45,7 +45,7 @@ fn member(
 ) -> std::thread::JoinHandle<()> {
     let consumer: BaseConsumer = kafka::client_config(kafka)
         .set("group.id", group)
-        .set("client.id", assigned.new_member("test"))
+        .set("client.id", assigned.new_member(kafka, "test"))
         .set("session.timeout.ms", "6000")
         .create()
         .unwrap();

@@ -142,11 +142,20 @@ impl Assigned {
     }
 
     /// A new consumer for `stage`, out of the group until its first assignment: returns
-    /// its `client.id`, unique to it, which [`watch_rejoin`] looks for among the group's
-    /// members. Set it on the consumer's config.
-    pub fn new_member(&self, stage: &str) -> String {
-        let incarnation = uuid::Uuid::new_v4().simple().to_string();
-        let client_id = format!("{stage}.{}", &incarnation[..8]);
+    /// its `client.id`, which [`watch_rejoin`] looks for among the group's members. Set it
+    /// on the consumer's config. It is `<stage>.<random>`, unique to this consumer, unless
+    /// the operator set `client.id` in `kafka.properties` (for quotas or logs): that one is
+    /// kept as it is, and where replicas share it the probe takes any of them for this
+    /// member and leaves the rebuild to [`MEMBERSHIP_BOUND`].
+    pub fn new_member(&self, kafka: &KafkaConfig, stage: &str) -> String {
+        let client_id = kafka
+            .properties
+            .get("client.id")
+            .cloned()
+            .unwrap_or_else(|| {
+                let incarnation = uuid::Uuid::new_v4().simple().to_string();
+                format!("{stage}.{}", &incarnation[..8])
+            });
         if let Ok(mut m) = self.0.lock() {
             m.out_from(Instant::now());
             m.client_id.clone_from(&client_id);

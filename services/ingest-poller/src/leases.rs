@@ -134,7 +134,7 @@ impl Leases {
             move || -> anyhow::Result<Membership> {
                 let consumer: BaseConsumer<LeaseContext> = client_config(&kafka)
                     .set("group.id", group_of(&kafka))
-                    .set("client.id", state.membership.new_member("poller"))
+                    .set("client.id", state.membership.new_member(&kafka, "poller"))
                     .set("enable.auto.commit", "false")
                     .set("session.timeout.ms", "10000")
                     .set("partition.assignment.strategy", "range")

@@ -60,7 +60,8 @@ impl Loop {
         .set("partition.assignment.strategy", "range")
         .set(
             "client.id",
-            self.assigned.new_member(&format!("sink.{}", self.name)),
+            self.assigned
+                .new_member(&self.config.kafka, &format!("sink.{}", self.name)),
         )
         .create_with_context(rebalance::Rebalances::new(
             &self.name,

@@ -97,7 +97,10 @@ impl Clients {
         };
         let consumer: TransformerConsumer =
             kafka::transactional_consumer_config(&config.kafka, group)
-                .set("client.id", assigned.new_member("transformer"))
+                .set(
+                    "client.id",
+                    assigned.new_member(&config.kafka, "transformer"),
+                )
                 .create_with_context(context)?;
         rdkafka::consumer::Consumer::subscribe(&consumer, subscribed)?;
         Ok(Self { producer, consumer })
