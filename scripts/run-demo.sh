@@ -87,8 +87,9 @@ cat <<INFO
 
 Switchboard demo is running.
   Shopify webhooks in    POST http://127.0.0.1:8080/webhooks/shop  (sandbox sends ${SB_DEMO_RATE:-5}/s)
-  Pipedrive sandbox      http://127.0.0.1:8070/api/v2/persons       (the sink's target)
-  Exact sandbox          http://127.0.0.1:8073  polled every 30 s into sb.raw.books.accounts
+  Pipedrive sandbox      http://127.0.0.1:8070/api/v2/persons, /api/v2/organizations  (the sink's target)
+  Exact sandbox          http://127.0.0.1:8073  250 accounts polled every 30 s into sb.raw.books.accounts,
+                         then to Pipedrive organizations
   Shopify, Telegram      http://127.0.0.1:8072, http://127.0.0.1:8071 (REST and Bot API emulators)
   Sandbox control        GET http://127.0.0.1:8070/_sandbox/requests, /_sandbox/counters (each emulator)
   Kafka                  127.0.0.1:9092  topics sb.raw.shop.customers, sb.canonical.contact, sb.dlq.*

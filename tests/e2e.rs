@@ -15,6 +15,7 @@ mod echo;
 mod exact_poller;
 mod exact_target;
 mod first_flow;
+mod flows;
 mod four_sources;
 mod generic_poller;
 mod kafka_security;
