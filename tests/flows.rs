@@ -120,11 +120,194 @@ poller: {{admin_listen: "127.0.0.1:0"}}
     assert_eq!(names(), ["Flow 0 BV", "Flow 1 Renamed BV"]);
     for i in 0..3 {
         let name = format!("Flow {i} BV");
-        assert_eq!(crm.creates_for_organization(&name), 1, "{name} created once");
+        assert_eq!(
+            crm.creates_for_organization(&name),
+            1,
+            "{name} created once"
+        );
     }
     assert_eq!(
         crm.creates_for_organization("Flow 1 Renamed BV"),
         0,
         "the rename updated the organization"
     );
+}
+
+/// Shopify customers ↔ Pipedrive persons, two-way, from each side's own webhooks: a
+/// customer created in Shopify becomes a person; a phone added in Pipedrive reaches the
+/// Shopify customer; a rename in Shopify reaches the person. Each edit reaches the other
+/// side once, and every webhook that reports Switchboard's own write back is an echo: three
+/// canonical changes in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shopify_customers_and_pipedrive_persons_stay_in_sync_both_ways_without_ping_pong() {
+    use switchboard_sandbox::shopify::CustomerChange;
+    use switchboard_sandbox::{ShopifyConfig, ShopifySandbox};
+
+    const SHOP_SECRET: &str = "two-way-shop-secret";
+    const SHOP_TOKEN: &str = "shpat_two_way";
+    const CRM_TOKEN: &str = "two-way-crm-token";
+    const HOOK_PASSWORD: &str = "two-way-hook-password";
+    init_logging();
+    ensure_stack();
+    let shop = ShopifySandbox::start(ShopifyConfig {
+        api_secret: SHOP_SECRET.into(),
+        ..ShopifyConfig::new(SHOP_TOKEN)
+    })
+    .await
+    .unwrap();
+    let crm = PipedriveSandbox::start(PipedriveConfig::new(CRM_TOKEN))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("flow-two-way");
+    let yaml = format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 3}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify, shop_domain: "{domain}", api_version: "2025-01", webhook_secret: "{shop_secret}", access_token: "{shop_token}", base_url: "{shop_url}"}}
+  crm:
+    type: pipedrive
+    base_url: "{crm_url}"
+    api_token: "{crm_token}"
+    webhook_auth: {{username: switchboard, password: "{hook}"}}
+flows:
+  - name: shop-customers-to-crm
+    from: shop.customers
+    mapping: shopify/customer-to-contact.v1
+    to: contact
+    sinks: [{{target: crm.persons, match_on: email}}]
+  - name: crm-persons-to-shop
+    from: crm.persons
+    mapping: pipedrive/person-to-contact.v1
+    to: contact
+    sinks: [{{target: shop.customers}}]
+ingest: {{listen: "127.0.0.1:0"}}
+transformer: {{admin_listen: "127.0.0.1:0", mappings_dir: "{root}/mappings", linger_ms: 10}}
+sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 2000}}
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        domain = shop.shop_domain(),
+        shop_secret = secret_ref(dir.path(), "shop", SHOP_SECRET),
+        shop_token = secret_ref(dir.path(), "shop-token", SHOP_TOKEN),
+        shop_url = shop.base_url(),
+        crm_url = crm.base_url(),
+        crm_token = secret_ref(dir.path(), "crm", CRM_TOKEN),
+        hook = secret_ref(dir.path(), "hook", HOOK_PASSWORD),
+        root = workspace_root().display(),
+    );
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    wait_ready(ingest.addr).await;
+    switchboard_transformer::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    switchboard_sink::start(load(&yaml), shutdown.clone())
+        .await
+        .unwrap();
+    // Each side reports its changes to Switchboard, as a two-way sync needs.
+    for topic in ["customers/create", "customers/update"] {
+        shop.subscribe(topic, &format!("http://{}/webhooks/shop", ingest.addr))
+            .unwrap();
+    }
+    let subscribed = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", crm.base_url()))
+        .header("x-api-token", CRM_TOKEN)
+        .json(&json!({
+            "subscription_url": format!("http://{}/webhooks/crm", ingest.addr),
+            "event_action": "*", "event_object": "person",
+            "http_auth_user": "switchboard", "http_auth_password": HOOK_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(subscribed.status().is_success());
+
+    let email = "two.way@example.com";
+    shop.trigger_customer_change(&CustomerChange {
+        email: email.into(),
+        first_name: Some("Ada".into()),
+        last_name: Some("Lovelace".into()),
+        ..CustomerChange::default()
+    })
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || crm
+            .person_by_email(email)
+            .is_some())
+        .await,
+        "the Shopify customer became a Pipedrive person"
+    );
+
+    // A phone added in Pipedrive reaches Shopify.
+    let person = crm.person_by_email(email).unwrap();
+    let phone = "+31205550199";
+    let edited = reqwest::Client::new()
+        .patch(format!("{}/api/v2/persons/{}", crm.base_url(), person.id))
+        .header("x-api-token", CRM_TOKEN)
+        .json(&json!({"phones": [{"value": phone, "primary": true, "label": "work"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(edited.status().is_success());
+    assert!(
+        eventually(Duration::from_secs(60), || shop
+            .customer_by_email(email)
+            .is_some_and(|c| c.phone.as_deref() == Some(phone)))
+        .await,
+        "the phone added in Pipedrive reached Shopify"
+    );
+
+    // A rename in Shopify reaches Pipedrive.
+    shop.trigger_customer_change(&CustomerChange {
+        email: email.into(),
+        first_name: Some("Adaline".into()),
+        ..CustomerChange::default()
+    })
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || crm
+            .person_by_email(email)
+            .is_some_and(|p| p.first_name.as_deref() == Some("Adaline")))
+        .await,
+        "the rename in Shopify reached Pipedrive"
+    );
+
+    // Every report has come in (Shopify: the create, the echo of the phone, the rename;
+    // Pipedrive: the echo of the create, the phone, the echo of the rename) and has been
+    // transformed: only the three edits are canonical changes.
+    for connection in ["shop.customers", "crm.persons"] {
+        let topic = format!("{prefix}.raw.{connection}");
+        let raw = read_topic(
+            &kafka_bootstrap(),
+            &topic,
+            3,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        );
+        assert_eq!(raw.len(), 3, "{topic}: three reports");
+        assert!(
+            eventually(Duration::from_secs(60), || group_caught_up(
+                &kafka_bootstrap(),
+                &format!("{prefix}.transformer"),
+                &raw
+            ))
+            .await,
+            "the transformer processed every report on {topic}"
+        );
+    }
+    let canonical = read_topic(
+        &kafka_bootstrap(),
+        &format!("{prefix}.canonical.contact"),
+        usize::MAX,
+        Duration::from_secs(3),
+        Duration::ZERO,
+    );
+    assert_eq!(canonical.len(), 3, "three edits, no echo among them");
+    assert_eq!(crm.persons().len(), 1);
+    assert_eq!(crm.total_creates(), 1, "the person created once");
+    assert_eq!(shop.customers().len(), 1, "no second customer");
 }
