@@ -11,28 +11,10 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use switchboard_core::config::KafkaConfig;
-use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::kafka;
 use switchboard_core::membership::{self, Assigned, MEMBERSHIP_BOUND};
 use switchboard_tests::*;
 use tokio_util::sync::CancellationToken;
-
-async fn topic(prefix: &str) -> (KafkaConfig, String) {
-    let kafka: KafkaConfig = serde_json::from_value(serde_json::json!({
-        "bootstrap_servers": kafka_bootstrap(), "topic_prefix": prefix, "partitions": 1
-    }))
-    .unwrap();
-    let topic = format!("{prefix}.members");
-    kafka::ensure_topics(
-        &kafka,
-        &[TopicSpec::new(
-            topic.clone(),
-            Cleanup::Delete(Duration::from_secs(3600)),
-        )],
-    )
-    .await
-    .unwrap();
-    (kafka, topic)
-}
 
 /// A member of `group` on `topic`, its `client.id` from `assigned`, polled on a thread
 /// until `stop`; `assigned` is told of its first assignment.
@@ -72,7 +54,7 @@ async fn a_member_the_group_went_on_without_is_rebuilt_before_the_bound() {
     init_logging();
     ensure_stack();
     let prefix = unique_prefix("rejoin");
-    let (kafka, topic) = topic(&prefix).await;
+    let (kafka, topic) = one_topic(&prefix, "members").await;
     let group = format!("{prefix}.group");
     let shutdown = CancellationToken::new();
     let assigned = Assigned::default();

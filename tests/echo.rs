@@ -70,17 +70,7 @@ sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 2000}}
         .unwrap();
 
     // Pipedrive reports every person change to Switchboard, as a two-way sync needs.
-    let subscribed = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
-        .header("x-api-token", CRM_TOKEN)
-        .json(&serde_json::json!({
-            "subscription_url": format!("http://{}/webhooks/crm", ingest.addr),
-            "event_action": "*", "event_object": "person",
-            "http_auth_user": "switchboard", "http_auth_password": CRM_HOOK_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert!(subscribed.status().is_success());
+    subscribe_to_persons(&pipedrive, CRM_TOKEN, ingest.addr, CRM_HOOK_PASSWORD).await;
 
     let shop = ShopifyWebhooks::new(
         format!("http://{}/webhooks/shop", ingest.addr),

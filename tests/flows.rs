@@ -214,17 +214,7 @@ sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 2000}}
         shop.subscribe(topic, &format!("http://{}/webhooks/shop", ingest.addr))
             .unwrap();
     }
-    let subscribed = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks", crm.base_url()))
-        .header("x-api-token", CRM_TOKEN)
-        .json(&json!({
-            "subscription_url": format!("http://{}/webhooks/crm", ingest.addr),
-            "event_action": "*", "event_object": "person",
-            "http_auth_user": "switchboard", "http_auth_password": HOOK_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert!(subscribed.status().is_success());
+    subscribe_to_persons(&crm, CRM_TOKEN, ingest.addr, HOOK_PASSWORD).await;
 
     let email = "two.way@example.com";
     shop.trigger_customer_change(&CustomerChange {

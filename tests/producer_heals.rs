@@ -13,27 +13,9 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureRecord;
 use switchboard_core::config::KafkaConfig;
 use switchboard_core::healing::HealingProducer;
-use switchboard_core::kafka::{self, Cleanup, TopicSpec};
+use switchboard_core::kafka;
 use switchboard_tests::*;
 use tokio_util::sync::CancellationToken;
-
-async fn topic(prefix: &str) -> (KafkaConfig, String) {
-    let kafka: KafkaConfig = serde_json::from_value(serde_json::json!({
-        "bootstrap_servers": kafka_bootstrap(), "topic_prefix": prefix, "partitions": 1
-    }))
-    .unwrap();
-    let topic = format!("{prefix}.heals");
-    kafka::ensure_topics(
-        &kafka,
-        &[TopicSpec::new(
-            topic.clone(),
-            Cleanup::Delete(Duration::from_secs(3600)),
-        )],
-    )
-    .await
-    .unwrap();
-    (kafka, topic)
-}
 
 /// A broker address on loopback where nothing listens: a client there is not fatal, and
 /// every send times out, as the stuck producer's did.
@@ -48,7 +30,7 @@ fn nowhere(kafka: &KafkaConfig) -> KafkaConfig {
 async fn a_producer_whose_sends_only_time_out_is_replaced_and_its_successor_delivers() {
     init_logging();
     ensure_stack();
-    let (kafka, topic) = topic(&unique_prefix("producer-heals")).await;
+    let (kafka, topic) = one_topic(&unique_prefix("producer-heals"), "heals").await;
     let dead = nowhere(&kafka);
     let made = Arc::new(AtomicUsize::new(0));
     let producer = HealingProducer::new(
@@ -124,7 +106,7 @@ async fn a_producer_whose_sends_only_time_out_is_replaced_and_its_successor_deli
 async fn a_stuck_producer_that_cannot_be_rebuilt_stops_the_service_with_the_reason() {
     init_logging();
     ensure_stack();
-    let (kafka, topic) = topic(&unique_prefix("producer-unbuildable")).await;
+    let (kafka, topic) = one_topic(&unique_prefix("producer-unbuildable"), "heals").await;
     let dead = nowhere(&kafka);
     let made = Arc::new(AtomicUsize::new(0));
     let producer = HealingProducer::new(

@@ -866,3 +866,47 @@ pub async fn assert_each_update_once_in_order(
         );
     }
 }
+
+/// A Kafka config on the shared broker with topic prefix `prefix` and one partition per
+/// topic, and the topic `<prefix>.<name>`, made.
+pub async fn one_topic(
+    prefix: &str,
+    name: &str,
+) -> (switchboard_core::config::KafkaConfig, String) {
+    let kafka: switchboard_core::config::KafkaConfig = serde_json::from_value(serde_json::json!({
+        "bootstrap_servers": kafka_bootstrap(), "topic_prefix": prefix, "partitions": 1
+    }))
+    .unwrap();
+    let topic = format!("{prefix}.{name}");
+    switchboard_core::kafka::ensure_topics(
+        &kafka,
+        &[switchboard_core::kafka::TopicSpec::new(
+            topic.clone(),
+            switchboard_core::kafka::Cleanup::Delete(Duration::from_secs(3600)),
+        )],
+    )
+    .await
+    .unwrap();
+    (kafka, topic)
+}
+
+/// Subscribes Switchboard's ingest at `ingest` to every person change of `pipedrive`
+/// (webhooks v2, Basic auth `switchboard`:`password`), as a two-way sync needs.
+pub async fn subscribe_to_persons(
+    pipedrive: &PipedriveSandbox,
+    token: &str,
+    ingest: SocketAddr,
+    password: &str,
+) {
+    let subscribed = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", pipedrive.base_url()))
+        .header("x-api-token", token)
+        .json(&serde_json::json!({
+            "subscription_url": format!("http://{ingest}/webhooks/crm"),
+            "event_action": "*", "event_object": "person",
+            "http_auth_user": "switchboard", "http_auth_password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert!(subscribed.status().is_success());
+}
