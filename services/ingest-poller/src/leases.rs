@@ -115,9 +115,9 @@ impl Leases {
         .with_partitions(LEASE_PARTITIONS)
     }
 
-    /// Joins the group (checked as [`membership::watch_rejoin`] says); the returned task keeps the membership alive until shutdown, then
-    /// unsubscribes and hands back the consumer, to be closed within a bound
-    /// (`kafka::close_consumer`).
+    /// Joins the group (a member left out is replaced, see [`membership::watch_rejoin`]);
+    /// the returned task keeps the membership alive until shutdown, then unsubscribes and
+    /// hands back the consumer, to be closed within a bound (`kafka::close_consumer`).
     pub(crate) fn join(
         kafka: &KafkaConfig,
         shutdown: CancellationToken,
