@@ -43,27 +43,54 @@ impl Gate {
 }
 
 /// At most `limit` calls in any rolling `window`. Each call reserves its moment: now, or
-/// once the `limit`-th call before it is `window` plus `slack` old. Reservations are in
+/// once the `limit`-th call before it is `window` plus a slack old. Reservations are in
 /// order, so concurrent callers queue fairly, and a burst of up to `limit` goes at once.
-/// The slack covers the calls' travel: two calls a window apart when sent may arrive a
-/// little closer.
+/// The slack covers the calls' travel: the server counts a call when it handles it,
+/// somewhere between its sending and its answer, so two calls a window apart when sent may
+/// be counted closer. It is the larger of the configured `slack` and the longest of the
+/// last [`TRAVELS`] calls' round trips ([`SlidingWindow::observe`]): on a loaded machine
+/// or a slow network the window widens by as much as calls take.
 #[derive(Debug)]
 pub struct SlidingWindow {
     limit: usize,
-    span: Duration,
+    window: Duration,
+    slack: Duration,
     /// The reserved moments of the last `limit` calls, oldest first.
     reserved: Mutex<VecDeque<Instant>>,
+    /// The round trips of the last [`TRAVELS`] calls.
+    travels: Mutex<VecDeque<Duration>>,
 }
 
+/// Round trips a [`SlidingWindow`] remembers for its slack.
+pub const TRAVELS: usize = 32;
+
 impl SlidingWindow {
-    /// `limit` calls per `window`, `slack` kept in hand.
+    /// `limit` calls per `window`, at least `slack` kept in hand.
     pub fn new(limit: u32, window: Duration, slack: Duration) -> Self {
         let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
         Self {
             limit,
-            span: window + slack,
+            window,
+            slack,
             reserved: Mutex::new(VecDeque::with_capacity(limit)),
+            travels: Mutex::new(VecDeque::with_capacity(TRAVELS)),
         }
+    }
+
+    /// A call of this window took `travel` from sending to its answer.
+    pub fn observe(&self, travel: Duration) {
+        let mut travels = self.travels.lock().unwrap_or_else(|e| e.into_inner());
+        if travels.len() == TRAVELS {
+            travels.pop_front();
+        }
+        travels.push_back(travel);
+    }
+
+    /// The window plus the slack kept now.
+    fn span(&self) -> Duration {
+        let travels = self.travels.lock().unwrap_or_else(|e| e.into_inner());
+        let longest = travels.iter().max().copied().unwrap_or_default();
+        self.window + self.slack.max(longest)
     }
 
     /// Waits for this call's moment.
@@ -74,11 +101,12 @@ impl SlidingWindow {
 
     /// Reserves the first moment from `now` on that keeps the window.
     fn reserve(&self, now: Instant) -> Instant {
+        let span = self.span();
         let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
         let at = if reserved.len() < self.limit {
             now
         } else {
-            now.max(reserved[reserved.len() - self.limit] + self.span)
+            now.max(reserved[reserved.len() - self.limit] + span)
         };
         reserved.push_back(at);
         while reserved.len() > self.limit {
@@ -260,6 +288,30 @@ mod tests {
             w.reserve(t0 + ms(5000)),
             t0 + ms(5000),
             "an idle window admits at once"
+        );
+    }
+
+    #[test]
+    fn slow_calls_widen_the_window_by_their_round_trip() {
+        let w = SlidingWindow::new(1, Duration::from_secs(2), Duration::from_millis(100));
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(w.reserve(t0), t0);
+        w.observe(ms(40));
+        assert_eq!(w.reserve(t0), t0 + ms(2100), "fast calls: the slack");
+        w.observe(ms(700));
+        assert_eq!(
+            w.reserve(t0),
+            t0 + ms(2100) + ms(2700),
+            "a call that took 700 ms may have been counted 700 ms late"
+        );
+        for _ in 0..TRAVELS {
+            w.observe(ms(40));
+        }
+        assert_eq!(
+            w.reserve(t0),
+            t0 + ms(4800) + ms(2100),
+            "forgotten once the last calls are fast again"
         );
     }
 

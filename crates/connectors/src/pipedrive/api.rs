@@ -2,8 +2,9 @@
 //! listed by `update_time`), with errors classified at this boundary.
 //!
 //! Every call is paced before it goes (§2.7): at most the connection's `burst_limit` calls
-//! in any rolling 2 s, searches also at most its `search_limit` (default [`SEARCH_LIMIT`]), and after a 429 no
-//! call until its `x-ratelimit-reset`. Listings retry a 429 themselves, never counted as a
+//! in any rolling 2 s, searches also at most its `search_limit` (default [`SEARCH_LIMIT`]),
+//! each window widened by the calls' round trips, and after a 429 no call until its
+//! `x-ratelimit-reset`. Listings retry a 429 themselves, never counted as a
 //! failure; a target call's 429 is a rate-limit error the sink waits out.
 
 use std::sync::Arc;
@@ -27,7 +28,8 @@ pub const SEARCH_LIMIT: u32 = 10;
 /// Pipedrive's burst windows roll over 2 s.
 const WINDOW: Duration = Duration::from_secs(2);
 
-/// Kept in hand on each window, for the calls' travel time.
+/// Kept in hand on each window at least, for the calls' travel time; more while calls
+/// take longer (`SlidingWindow::observe`).
 const SLACK: Duration = Duration::from_millis(150);
 
 /// A client for one Pipedrive connection; cheap to clone.
@@ -76,6 +78,14 @@ impl PipedriveClient {
         self.burst.take().await;
     }
 
+    /// Tells the windows how long a call took, so they keep that much more in hand.
+    fn travelled(&self, search: bool, took: Duration) {
+        self.burst.observe(took);
+        if search {
+            self.search.observe(took);
+        }
+    }
+
     /// One paced call, classified the Pipedrive way; a 429 holds the connection's calls
     /// for its `x-ratelimit-reset`.
     pub(super) async fn paced(
@@ -85,7 +95,10 @@ impl PipedriveClient {
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, ClassifiedError> {
         self.wait_turn(search).await;
-        let answer = send(request).await.map_err(|e| network_error(what, &e))?;
+        let sent = std::time::Instant::now();
+        let answer = send(request).await;
+        self.travelled(search, sent.elapsed());
+        let answer = answer.map_err(|e| network_error(what, &e))?;
         check_paced(System::Pipedrive, what, answer, &self.gate)
     }
 
@@ -110,12 +123,14 @@ impl PipedriveClient {
         let what = format!("list {entity}");
         for _ in 0..10 {
             self.wait_turn(false).await;
+            let sent = std::time::Instant::now();
             let answer = send(
                 self.request(reqwest::Method::GET, &format!("/api/v2/{entity}"))
                     .query(&query),
             )
-            .await
-            .map_err(|e| network_error(&what, &e))?;
+            .await;
+            self.travelled(false, sent.elapsed());
+            let answer = answer.map_err(|e| network_error(&what, &e))?;
             if answer.status.as_u16() == 429 {
                 let wait = retry_hint(&answer).unwrap_or(Duration::from_secs(2));
                 tracing::debug!(
