@@ -49,6 +49,13 @@ if [[ -x $venv_bin/cargo-nextest ]]; then
   # CI's time is the longer of the two runs instead of their sum.
   "$CARGO" test -p switchboard-tests --test broker_outage --no-run "$@"
   PATH="$venv_bin:$PATH" "$CARGO" nextest run --workspace --no-run "$@"
+  # Tests that kill a service run its real binary (tests/src/lib.rs `service_binary`). Built
+  # here with the rest, not by the first such test while the others wait on cargo's lock;
+  # one package at a time, as the tests build them (features resolve per package).
+  for package in switchboard-ingest-webhook switchboard-transformer switchboard-sink \
+    switchboard-console switchboard-cli; do
+    "$CARGO" build -q -p "$package" --bins
+  done
   "$CARGO" test -p switchboard-tests --test broker_outage "$@" > >(sed 's/^/[broker_outage] /') 2>&1 &
   outage=$!
   status=0

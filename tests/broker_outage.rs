@@ -482,9 +482,23 @@ async fn restart_during(
 
 /// 20,000 customers and ~4,000 re-deliveries, sent by a client that retries until 2xx,
 /// while the broker restarts three times: each customer once on the canonical topic (read
-/// committed) and created once in Pipedrive, with no process restarted by hand.
+/// committed), with no process restarted by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
+    restarts_in_a_flood(false).await;
+}
+
+/// The same, with the sink delivering the flood to Pipedrive meanwhile: each customer
+/// created once there too. Left out of `make test` for CI's time: beside the other tests
+/// on 2 cores its 20,000 deliveries doubled this binary's run (528 s to 1,012 s). Run it
+/// with `cargo test -p switchboard-tests --test broker_outage -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "20,000 deliveries to Pipedrive: minutes of CI; run by hand"]
+async fn three_broker_restarts_in_a_webhook_flood_reach_pipedrive_once() {
+    restarts_in_a_flood(true).await;
+}
+
+async fn restarts_in_a_flood(to_pipedrive: bool) {
     const CUSTOMERS: u64 = 20_000;
     // Pipedrive unthrottled: this test is about exactly once through the restarts, and at
     // the documented limits 20,000 new persons take over half an hour (the sink test below
@@ -503,9 +517,11 @@ async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
     let transformer = switchboard_transformer::start(load(yaml), shutdown.clone())
         .await
         .unwrap();
-    switchboard_sink::start(load(&format!("{yaml}  concurrency: 8\n")), shutdown.clone())
-        .await
-        .unwrap();
+    if to_pipedrive {
+        switchboard_sink::start(load(&format!("{yaml}  concurrency: 8\n")), shutdown.clone())
+            .await
+            .unwrap();
+    }
     let deliveries = customers_with_duplicates(9_200_000_000_000_000_000, CUSTOMERS, 5, |i| {
         format!("flood{i}@example.com")
     });
@@ -541,6 +557,9 @@ async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
         .unwrap()
         .status();
     assert_eq!(ready, StatusCode::OK, "the transformer is ready again");
+    if !to_pipedrive {
+        return;
+    }
 
     let pipedrive = &outage.pipedrive;
     assert!(
