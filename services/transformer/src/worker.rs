@@ -313,8 +313,15 @@ impl Worker {
                 "could not begin a transaction: {e}"
             )));
         }
-        let Err(e) = produce_and_commit(clients, &outputs, batch) else {
-            return Ok(());
+        let e = match produce_and_commit(clients, &outputs, batch).await {
+            Ok(()) => return Ok(()),
+            Err(Commit::Stuck) => {
+                return Err(Failure::Rebuild(anyhow::anyhow!(
+                    "the transaction's offsets and commit did not return within {} s (librdkafka waits for an absent group coordinator without end); rebuilding the clients",
+                    COMMIT_BOUND.as_secs()
+                )));
+            }
+            Err(Commit::Failed(e)) => e,
         };
         let failure = Failure::of(&e);
         if let Failure::Rebuild(_) = failure {
@@ -384,12 +391,36 @@ impl Worker {
     }
 }
 
-/// Sends the outputs and the batch's offsets in the open transaction, and commits it.
-fn produce_and_commit(
+/// How long the batch's offsets and the commit may take together before the clients count
+/// as stuck. librdkafka's `send_offsets_to_transaction` does not always keep its own
+/// timeout: while the group coordinator is away it can wait without end
+/// (confluentinc/librdkafka#5456; seen here when a broker stopped for good mid-transaction).
+const COMMIT_BOUND: Duration = Duration::from_secs(3 * TXN_CALL.as_secs());
+
+/// Why a transaction did not commit.
+enum Commit {
+    /// Kafka answered with an error.
+    Failed(KafkaError),
+    /// No answer within [`COMMIT_BOUND`] (or no thread to ask on): the call is left on its
+    /// own thread, holding the old producer, and the clients are rebuilt (which fences
+    /// that producer).
+    Stuck,
+}
+
+impl From<KafkaError> for Commit {
+    fn from(e: KafkaError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Sends the outputs and the batch's offsets in the open transaction, and commits it. The
+/// offsets and the commit run on a thread of their own, awaited for [`COMMIT_BOUND`], so a
+/// call librdkafka never returns from can neither hold this stage nor its shutdown.
+async fn produce_and_commit(
     clients: &Clients,
     outputs: &[Output],
     batch: &[OwnedMessage],
-) -> Result<(), KafkaError> {
+) -> Result<(), Commit> {
     for output in outputs {
         let mut record = FutureRecord::to(&output.topic)
             .key(&output.key)
@@ -405,12 +436,21 @@ fn produce_and_commit(
         .consumer
         .group_metadata()
         .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
-    tokio::task::block_in_place(|| {
-        clients
-            .producer
-            .send_offsets_to_transaction(&offsets, &metadata, TXN_CALL)?;
-        clients.producer.commit_transaction(TXN_CALL)
-    })
+    let producer = clients.producer.clone();
+    let (done, answer) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("txn-commit".to_owned())
+        .spawn(move || {
+            let committed = producer
+                .send_offsets_to_transaction(&offsets, &metadata, TXN_CALL)
+                .and_then(|()| producer.commit_transaction(TXN_CALL));
+            let _ = done.send(committed);
+        })
+        .map_err(|_| Commit::Stuck)?;
+    match tokio::time::timeout(COMMIT_BOUND, answer).await {
+        Ok(Ok(committed)) => committed.map_err(Commit::Failed),
+        Ok(Err(_)) | Err(_) => Err(Commit::Stuck),
+    }
 }
 
 /// The offset to commit per partition: one past the last record of the batch.
