@@ -1,5 +1,6 @@
-//! A consumer out of its group is rebuilt as soon as the broker shows the group settled
-//! without it, not only after the membership bound (crates/core/src/membership.rs). After
+//! A consumer out of its group fails its membership check, which its stage rebuilds it on,
+//! as soon as the broker shows the group settled without it, not only after the membership
+//! bound (crates/core/src/membership.rs). After
 //! a broker restart librdkafka's consumer was seen never to rejoin, its requests to the
 //! coordinator stuck in an out-queue; the stages then waited 45 s to replace it.
 //!
@@ -50,7 +51,7 @@ fn member(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_the_group_went_on_without_is_rebuilt_before_the_bound() {
+async fn a_member_the_group_went_on_without_fails_its_membership_check_before_the_bound() {
     init_logging();
     ensure_stack();
     let prefix = unique_prefix("rejoin");

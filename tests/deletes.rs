@@ -124,13 +124,7 @@ async fn a_deletion_reaches_pipedrive_once_and_a_record_back_from_it_is_created_
         );
     }
     // The second delivery of each deletion is answered 404, and counts as done.
-    let deletes = || {
-        crm.control()
-            .requests()
-            .iter()
-            .filter(|r| r.method == "DELETE")
-            .count()
-    };
+    let deletes = || calls(crm.control(), "DELETE").len();
     assert!(
         eventually(Duration::from_secs(60), || deletes() == 4).await,
         "each deletion delivered twice"
@@ -138,11 +132,9 @@ async fn a_deletion_reaches_pipedrive_once_and_a_record_back_from_it_is_created_
     for (i, id) in linked.iter().enumerate() {
         let last = outcome_of(&prefix, deleted[i]["id"].as_str().unwrap(), |_| true).await;
         assert_eq!(last.native_id, Some(id.to_string()));
-        let deletes = crm
-            .control()
-            .requests()
-            .iter()
-            .filter(|r| r.method == "DELETE" && r.path == format!("/api/v2/persons/{id}"))
+        let deletes = calls(crm.control(), "DELETE")
+            .into_iter()
+            .filter(|r| r.path == format!("/api/v2/persons/{id}"))
             .map(|r| r.status)
             .collect::<Vec<_>>();
         assert_eq!(

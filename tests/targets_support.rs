@@ -194,13 +194,7 @@ pub fn rate_report(requests: &[LoggedRequest], prefix: &str) -> RateReport {
 /// Waits for the two deliveries of one record's deletion to reach the emulator behind
 /// `control`, and checks they asked for the same record: deleted (`ok`), then found gone.
 pub async fn deleted_once_then_found_gone(control: &switchboard_sandbox::Control, ok: u16) {
-    let deletes = || {
-        control
-            .requests()
-            .into_iter()
-            .filter(|r| r.method == "DELETE")
-            .collect::<Vec<_>>()
-    };
+    let deletes = || calls(control, "DELETE");
     assert!(
         eventually(Duration::from_secs(60), || deletes().len() == 2).await,
         "both deliveries of the deletion reached the target"

@@ -910,3 +910,39 @@ pub async fn subscribe_to_persons(
         .unwrap();
     assert!(subscribed.status().is_success());
 }
+
+/// The calls with `method` (e.g. `DELETE`) that the emulator behind `control` logged, in
+/// order.
+pub fn calls(
+    control: &switchboard_sandbox::Control,
+    method: &str,
+) -> Vec<switchboard_sandbox::control::LoggedRequest> {
+    control
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == method)
+        .collect()
+}
+
+/// The `n` records of the raw topic `raw`, once exactly they are there and the
+/// transformer's `group` has committed past them.
+pub async fn transformed(raw: &str, n: usize, group: &str) -> Vec<OwnedMessage> {
+    let records = read_topic(
+        &kafka_bootstrap(),
+        raw,
+        n,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_eq!(records.len(), n, "{raw}: {n} records");
+    assert!(
+        eventually(Duration::from_secs(60), || group_caught_up(
+            &kafka_bootstrap(),
+            group,
+            &records
+        ))
+        .await,
+        "{group} processed every record on {raw}"
+    );
+    records
+}

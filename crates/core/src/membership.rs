@@ -214,12 +214,9 @@ pub fn watch_rejoin(
                 tokio::task::spawn_blocking(move || settled_without(&kafka, &group, &client_id))
                     .await
             };
-            let settled = match asked {
-                Ok(Ok(settled)) => settled,
-                Ok(Err(e)) => {
-                    tracing::debug!(%group, error = %e, "group probe failed");
-                    None
-                }
+            // A probe that fails (broker away, task lost) is no answer: the count restarts.
+            let settled = match asked.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
+                Ok(settled) => settled,
                 Err(e) => {
                     tracing::debug!(%group, error = %e, "group probe failed");
                     None

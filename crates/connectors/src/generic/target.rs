@@ -5,8 +5,9 @@
 //! the record's `match_field`, URL-encoded) and the ID at `search_pointer` in the answer;
 //! then `update_method update_path` (`{id}` replaced) or `method path` (create) and the ID
 //! at `id_pointer` in the answer. A record the source deleted is deleted with
-//! `delete_method delete_path` (default `DELETE` on `update_path`). The body is the canonical record's fields as JSON plus
-//! `switchboard_id` (the canonical ID), so a target that stores it can be searched by it.
+//! `delete_method delete_path` (default `DELETE` on `update_path`). The body is the
+//! canonical record's fields as JSON plus `switchboard_id` (the canonical ID), so a target
+//! that stores it can be searched by it.
 //! Answers are classified by [`crate::http`] (generic reading: `Retry-After` honoured).
 
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! Pipedrive as a target (API v2, §2.5): search, create, update and delete, each paced by the connection's windows and classified the Pipedrive way
-//! (a 403 is a refused field, `data`; 429 waits `x-ratelimit-reset`).
+//! Pipedrive as a target (API v2, §2.5): search, create, update and delete, each paced by
+//! the connection's windows and classified the Pipedrive way (a 403 is a refused field,
+//! `data`; 429 waits `x-ratelimit-reset`).
 
 use reqwest::Method;
 use serde_json::Value;

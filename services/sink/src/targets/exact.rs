@@ -26,7 +26,7 @@ use switchboard_core::error::ClassifiedError;
 use switchboard_core::tokens::{TokenManager, TokenStore};
 use tokio::sync::OnceCell;
 
-use super::{Delivered, Outcome, Record, data, money};
+use super::{Delivered, Outcome, Record, data, money, unsupported};
 
 const ACCOUNTS: &str = "crm/Accounts";
 const INVOICES: &str = "salesinvoice/SalesInvoices";
@@ -86,9 +86,7 @@ impl ExactTarget {
             "accounts" => account(client, record, known).await?,
             "sales_invoices" => self.invoice(client, record, known).await?,
             other => {
-                return Err(data(format!(
-                    "Exact target entity `{other}` is not supported"
-                )));
+                return Err(unsupported("Exact", other));
             }
         };
         Ok(Delivered::new(outcome, id))
@@ -101,9 +99,7 @@ impl ExactTarget {
             "accounts" => ACCOUNTS,
             "sales_invoices" => INVOICES,
             other => {
-                return Err(data(format!(
-                    "Exact target entity `{other}` is not supported"
-                )));
+                return Err(unsupported("Exact", other));
             }
         };
         self.client().await?.delete(set, id).await

@@ -139,6 +139,19 @@ pub(crate) fn data(message: impl Into<String>) -> ClassifiedError {
     ClassifiedError::new(ErrorClass::Data, message)
 }
 
+/// The `data` error of an entity `system`'s target does not write.
+pub(crate) fn unsupported(system: &str, entity: &str) -> ClassifiedError {
+    data(format!(
+        "{system} target entity `{entity}` is not supported"
+    ))
+}
+
+/// A linked native ID that `system` numbers (Pipedrive, Shopify), or a `data` error.
+pub(crate) fn numeric_id(system: &str, id: &str) -> Result<u64, ClassifiedError> {
+    id.parse()
+        .map_err(|_| data(format!("linked {system} ID `{id}` is not a number")))
+}
+
 /// A canonical decimal string (money, quantities) as a number, for targets that take one.
 pub(crate) fn money(value: Option<&Value>) -> Option<f64> {
     match value? {

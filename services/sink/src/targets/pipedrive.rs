@@ -12,7 +12,7 @@ use switchboard_connectors::pipedrive::model::PersonInput;
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
-use super::{Delivered, Outcome, Record, data, money};
+use super::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
 
 pub(crate) struct PipedriveTarget {
     client: PipedriveClient,
@@ -47,9 +47,7 @@ impl PipedriveTarget {
                     .await?
             }
             other => {
-                return Err(data(format!(
-                    "Pipedrive target entity `{other}` is not supported"
-                )));
+                return Err(unsupported("Pipedrive", other));
             }
         };
         Ok(Delivered::new(outcome, id.to_string()))
@@ -58,13 +56,9 @@ impl PipedriveTarget {
     /// Deletes `entity` `id` (a soft delete in Pipedrive).
     pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
         if !["persons", "organizations", "deals"].contains(&entity) {
-            return Err(data(format!(
-                "Pipedrive target entity `{entity}` is not supported"
-            )));
+            return Err(unsupported("Pipedrive", entity));
         }
-        let id = id
-            .parse::<u64>()
-            .map_err(|_| data(format!("linked Pipedrive ID `{id}` is not a number")))?;
+        let id = numeric_id("Pipedrive", id)?;
         self.client.delete(entity, id).await
     }
 

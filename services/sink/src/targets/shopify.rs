@@ -15,7 +15,7 @@ use switchboard_core::ErrorClass;
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
-use super::{Delivered, Outcome, Record, data, money};
+use super::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
 
 pub(crate) struct ShopifyTarget {
     writer: ShopifyWriter,
@@ -39,9 +39,7 @@ impl ShopifyTarget {
             "customers" => self.customer(record, known).await?,
             "orders" => self.order(record, known).await?,
             other => {
-                return Err(data(format!(
-                    "Shopify target entity `{other}` is not supported"
-                )));
+                return Err(unsupported("Shopify", other));
             }
         };
         Ok(Delivered::new(outcome, id.to_string()))
@@ -50,13 +48,9 @@ impl ShopifyTarget {
     /// Deletes customer or order `id`.
     pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
         if !["customers", "orders"].contains(&entity) {
-            return Err(data(format!(
-                "Shopify target entity `{entity}` is not supported"
-            )));
+            return Err(unsupported("Shopify", entity));
         }
-        let id = id
-            .parse::<u64>()
-            .map_err(|_| data(format!("linked Shopify ID `{id}` is not a number")))?;
+        let id = numeric_id("Shopify", id)?;
         self.writer.delete(entity, id).await
     }
 

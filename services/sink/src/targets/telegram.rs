@@ -11,7 +11,7 @@ use switchboard_connectors::telegram::TelegramConnection;
 use switchboard_connectors::telegram::api::TelegramClient;
 use switchboard_core::error::ClassifiedError;
 
-use super::{Delivered, Outcome, Record, data};
+use super::{Delivered, Outcome, Record, data, unsupported};
 
 pub(crate) struct TelegramTarget {
     client: TelegramClient,
@@ -37,9 +37,7 @@ impl TelegramTarget {
         known: Option<&str>,
     ) -> Result<Delivered, ClassifiedError> {
         if entity != "messages" {
-            return Err(data(format!(
-                "Telegram target entity `{entity}` is not supported"
-            )));
+            return Err(unsupported("Telegram", entity));
         }
         if known.is_some() {
             return Ok(Delivered::skipped(
