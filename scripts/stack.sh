@@ -111,8 +111,15 @@ check_port_free() {
 spawn() {
   local name=$1 out=$2 && shift 2
   (cd "$STATE" && exec 9>&- && exec setsid "$@" </dev/null >>"$out" 2>&1) &
-  echo $! >"$STATE/$name.pid"
-  log "$name starting (pid $!), logs in $(dirname "$out")"
+  local pid=$! i=0
+  echo "$pid" >"$STATE/$name.pid"
+  # Until the subshell has exec'd, its cmdline is bash's and running_pid would take the
+  # pid for someone else's: on a loaded machine that read as "exited during startup".
+  until tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "-Dsb.stack=$STATE "; do
+    kill -0 "$pid" 2>/dev/null && ((i++ < 200)) || break
+    sleep 0.05
+  done
+  log "$name starting (pid $pid), logs in $(dirname "$out")"
 }
 
 # Polls "$@" until it succeeds; gives up when the process dies or after $TIMEOUT seconds.
