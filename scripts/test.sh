@@ -47,16 +47,15 @@ if [[ -x $venv_bin/cargo-nextest ]]; then
   # .config/nextest.toml.
   # They run beside nextest, not after it: each waits mostly on its own private broker, and
   # CI's time is the longer of the two runs instead of their sum.
-  "$CARGO" test -p switchboard-tests --test broker_outage --no-run "$@"
+  # One build of every test binary, broker_outage's too, with the workspace's features:
+  # built with `-p switchboard-tests` apart, its dependencies resolved other features and
+  # were compiled a second time (208 s of a cold run's compile).
   PATH="$venv_bin:$PATH" "$CARGO" nextest run --workspace --no-run "$@"
-  # Tests that kill a service run its real binary (tests/src/lib.rs `service_binary`). Built
-  # here with the rest, not by the first such test while the others wait on cargo's lock;
-  # one package at a time, as the tests build them (features resolve per package).
-  for package in switchboard-ingest-webhook switchboard-transformer switchboard-sink \
-    switchboard-console switchboard-cli; do
-    "$CARGO" build -q -p "$package" --bins
-  done
-  "$CARGO" test -p switchboard-tests --test broker_outage "$@" > >(sed 's/^/[broker_outage] /') 2>&1 &
+  # Tests that kill a service run its real binary (tests/src/lib.rs `service_binary`), with
+  # the same command, so it is built here with the rest and not by the first such test
+  # while the others wait on cargo's lock.
+  "$CARGO" build -q --workspace --bins
+  "$CARGO" test --workspace --test broker_outage "$@" > >(sed 's/^/[broker_outage] /') 2>&1 &
   outage=$!
   status=0
   PATH="$venv_bin:$PATH" "$CARGO" nextest run --workspace -E 'not binary(broker_outage)' "$@" || status=$?

@@ -330,20 +330,24 @@ pub async fn assert_confluent_framed(record: &OwnedMessage, record_name: &str) -
 }
 
 /// Builds a service binary of this workspace and returns its path (tests that kill a
-/// service need it as a real process).
+/// service need it as a real process; benches measure its memory). Release build when the
+/// caller is one.
 pub fn service_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
         .current_dir(workspace_root())
+        // The whole workspace's binaries, as scripts/test.sh builds them before the tests:
+        // one package alone resolves other features and would compile its dependencies
+        // again.
         .args([
             "build",
             "-q",
-            "-p",
-            package,
-            "--bin",
-            bin,
+            "--workspace",
+            "--bins",
             "--message-format=json",
         ])
+        // A bench (built optimised) measures the optimised services.
+        .args((!cfg!(debug_assertions)).then_some("--release"))
         .output()
         .expect("run cargo build");
     assert!(
@@ -355,6 +359,12 @@ pub fn service_binary(package: &str, bin: &str) -> PathBuf {
         .lines()
         .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| {
+            v["package_id"]
+                .as_str()
+                .is_some_and(|id| id.contains(package))
+        })
+        .filter(|v| v["target"]["name"] == bin)
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .expect("cargo reported the executable")
 }
