@@ -6,9 +6,12 @@
 //! writer schema by ID once and caches it. Registry failures are `transient`; bytes that do
 //! not decode are `data`, so a poison record is dead-lettered instead of retried forever.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apache_avro::from_value;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::{AvroResult, Schema, from_value};
 use schema_registry_converter::async_impl::easy_avro::{EasyAvroDecoder, EasyAvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, get_all_subjects};
 use schema_registry_converter::error::SRCError;
@@ -36,6 +39,39 @@ pub struct AvroCodec {
     settings: SrSettings,
     encoder: EasyAvroEncoder,
     decoder: EasyAvroDecoder,
+    /// Schemas already registered, by topic and schema: their ID and parsed form, so every
+    /// later record is encoded here without building a subject strategy (a copy of the
+    /// schema's text) and looking it up per record, which was the transformer's largest
+    /// cost after the allocator under a replay.
+    known: Arc<Mutex<HashMap<String, Vec<Arc<Known>>>>>,
+}
+
+#[derive(Debug)]
+struct Known {
+    /// The `&'static` schema text's address: which schema this is.
+    text: usize,
+    id: u32,
+    schema: Arc<Schema>,
+}
+
+impl Known {
+    /// The Confluent frame (magic byte, ID) and the body `write` writes after it.
+    fn frame(
+        &self,
+        write: impl FnOnce(&GenericDatumWriter<'_>, &mut Vec<u8>) -> AvroResult<usize>,
+    ) -> Result<Vec<u8>, ClassifiedError> {
+        let avro_error = |e: apache_avro::Error| {
+            ClassifiedError::new(ErrorClass::Data, format!("avro encoding: {e}"))
+        };
+        let writer = GenericDatumWriter::builder(&self.schema)
+            .build()
+            .map_err(avro_error)?;
+        let mut bytes = Vec::with_capacity(128);
+        bytes.push(0);
+        bytes.extend_from_slice(&self.id.to_be_bytes());
+        write(&writer, &mut bytes).map_err(avro_error)?;
+        Ok(bytes)
+    }
 }
 
 impl AvroCodec {
@@ -53,6 +89,7 @@ impl AvroCodec {
             encoder: EasyAvroEncoder::new(settings.clone()),
             decoder: EasyAvroDecoder::new(settings.clone()),
             settings,
+            known: Arc::default(),
         })
     }
 
@@ -76,10 +113,16 @@ impl AvroCodec {
         schema: SchemaDef,
         value: &T,
     ) -> Result<Vec<u8>, ClassifiedError> {
-        self.encoder
+        if let Some(known) = self.known(topic, schema) {
+            return known.frame(|writer, bytes| writer.write_ser(bytes, value));
+        }
+        let bytes = self
+            .encoder
             .encode_struct(value, &strategy(topic, schema))
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        self.remember(topic, schema, &bytes);
+        Ok(bytes)
     }
 
     /// Encodes an Avro value already resolved against `schema` (see
@@ -91,10 +134,39 @@ impl AvroCodec {
         schema: SchemaDef,
         value: apache_avro::types::Value,
     ) -> Result<Vec<u8>, ClassifiedError> {
-        self.encoder
+        if let Some(known) = self.known(topic, schema) {
+            return known.frame(|writer, bytes| writer.write_value(bytes, value));
+        }
+        let bytes = self
+            .encoder
             .encode_value(value, &strategy(topic, schema))
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        self.remember(topic, schema, &bytes);
+        Ok(bytes)
+    }
+
+    fn known(&self, topic: &str, schema: SchemaDef) -> Option<Arc<Known>> {
+        let text = schema.text.as_ptr() as usize;
+        let known = self.known.lock().ok()?;
+        known.get(topic)?.iter().find(|k| k.text == text).cloned()
+    }
+
+    /// After the registry gave `schema` its ID for `topic` (in `bytes`' frame).
+    fn remember(&self, topic: &str, schema: SchemaDef, bytes: &[u8]) {
+        let (Some(id), Ok(parsed)) = (schema_id(bytes), Schema::parse_str(schema.text)) else {
+            return;
+        };
+        if let Ok(mut known) = self.known.lock() {
+            known
+                .entry(topic.to_owned())
+                .or_default()
+                .push(Arc::new(Known {
+                    text: schema.text.as_ptr() as usize,
+                    id,
+                    schema: Arc::new(parsed),
+                }));
+        }
     }
 
     /// Decodes Confluent-framed bytes into `T`.

@@ -286,7 +286,10 @@ pub struct TransformerConfig {
     /// Directory holding the schemas; source payload shapes are read from its `source/`.
     #[serde(default = "default_schemas_dir")]
     pub schemas_dir: PathBuf,
-    /// Most records in one Kafka transaction.
+    /// Most records in one Kafka transaction. A batch closes at this or after `linger_ms`,
+    /// so live traffic keeps small, quick transactions; a replay gets large ones, where the
+    /// commit's round trips are spread over more records (`make bench`: 500 gave 2,849
+    /// events/s, 5,000 gave 6,024).
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
     /// How long a transaction waits for more records after the first.
@@ -419,7 +422,7 @@ fn default_schemas_dir() -> PathBuf {
     PathBuf::from("schemas")
 }
 fn default_batch_max() -> usize {
-    500
+    5_000
 }
 fn default_linger_ms() -> u64 {
     20

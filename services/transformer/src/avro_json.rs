@@ -16,6 +16,11 @@ pub fn to_avro(schema: &Schema, json: &Json) -> Result<Value, String> {
     convert(schema, json, "")
 }
 
+/// Converts `json` into a value of `schema`, naming `path` in errors.
+pub fn to_avro_at(schema: &Schema, json: &Json, path: &str) -> Result<Value, String> {
+    convert(schema, json, path)
+}
+
 fn convert(schema: &Schema, json: &Json, path: &str) -> Result<Value, String> {
     let wrong = |expected: &str| {
         let shown = json.to_string();

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 use switchboard_core::avro::SchemaDef;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
-use crate::avro_json::to_avro;
+use crate::avro_json::{to_avro, to_avro_at};
 use crate::merge::FieldVersion;
 
 /// Envelope fields every canonical record carries; mappings do not write them.
@@ -97,8 +97,10 @@ impl Target {
         })
     }
 
-    /// Checks a mapping's output: an object of business fields that fit the schema.
-    pub fn check_output(&self, output: &Json) -> Result<Map<String, Json>, String> {
+    /// Checks a mapping's output: an object of business fields that fit the schema, each
+    /// converted against its own field's type (as [`Target::record`] will), and every
+    /// business field without a default present.
+    pub fn check_output(&self, output: Json) -> Result<Map<String, Json>, String> {
         let Json::Object(fields) = output else {
             return Err("a mapping must produce one JSON object".to_owned());
         };
@@ -110,31 +112,35 @@ impl Target {
                 "field `{envelope}` is set by Switchboard, not by mappings"
             ));
         }
-        // Converting a record with placeholder envelope values checks names and types.
-        let placeholder = Envelope {
-            id: "",
-            deleted: false,
-            connection: "",
-            entity: "",
-            record_id: "",
-            updated_at: None,
-            event_id: "",
-            mapping: "",
+        let Schema::Record(record) = &self.schema else {
+            return Err(format!(
+                "canonical schema `{}` is not a record",
+                self.entity
+            ));
         };
-        let merged: BTreeMap<String, FieldVersion> = fields
-            .iter()
-            .map(|(k, v)| {
-                let version = FieldVersion {
-                    value: v.clone(),
-                    source: String::new(),
-                    ts: 0,
-                    event: String::new(),
-                };
-                (k.clone(), version)
-            })
-            .collect();
-        self.record(&placeholder, &merged)?;
-        Ok(fields.clone())
+        for (name, value) in &fields {
+            let field = record
+                .fields
+                .iter()
+                .find(|f| &f.name == name)
+                .ok_or_else(|| self.unknown_field(name))?;
+            to_avro_at(&field.schema, value, name)?;
+        }
+        if let Some(missing) = record.fields.iter().find(|f| {
+            f.default.is_none()
+                && !ENVELOPE_FIELDS.contains(&f.name.as_str())
+                && !fields.contains_key(&f.name)
+        }) {
+            return Err(format!("{}: required field is missing", missing.name));
+        }
+        Ok(fields)
+    }
+
+    fn unknown_field(&self, name: &str) -> String {
+        format!(
+            "field `{name}` is not in canonical schema {} v{}",
+            self.entity, self.version
+        )
     }
 
     /// The Avro value of a canonical record: the envelope plus the merged business fields
@@ -151,26 +157,20 @@ impl Target {
             }
         }
         if let Some(unknown) = fields.keys().find(|k| !self.business_fields.contains(k)) {
-            return Err(format!(
-                "field `{unknown}` is not in canonical schema {} v{}",
-                self.entity, self.version
-            ));
+            return Err(self.unknown_field(unknown));
         }
-        object.extend(
-            json!({
-                "id": envelope.id,
-                "deleted": envelope.deleted,
-                "source_connection": envelope.connection,
-                "source_entity": envelope.entity,
-                "source_id": envelope.record_id,
-                "source_updated_at": envelope.updated_at,
-                "source_event_id": envelope.event_id,
-                "mapping": envelope.mapping,
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        let text = |s: &str| Json::String(s.to_owned());
+        object.insert("id".to_owned(), text(envelope.id));
+        object.insert("deleted".to_owned(), Json::Bool(envelope.deleted));
+        object.insert("source_connection".to_owned(), text(envelope.connection));
+        object.insert("source_entity".to_owned(), text(envelope.entity));
+        object.insert("source_id".to_owned(), text(envelope.record_id));
+        object.insert(
+            "source_updated_at".to_owned(),
+            envelope.updated_at.map_or(Json::Null, Json::from),
         );
+        object.insert("source_event_id".to_owned(), text(envelope.event_id));
+        object.insert("mapping".to_owned(), text(envelope.mapping));
         to_avro(&self.schema, &Json::Object(object))
     }
 

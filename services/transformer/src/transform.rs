@@ -175,7 +175,7 @@ impl Transformer {
         let mapped = flow.mapping.apply(&event.payload)?;
         let fields = flow
             .target
-            .check_output(&mapped)
+            .check_output(mapped)
             .map_err(|e| flow.target.data_error(flow.mapping.name(), e))?;
 
         let entity = flow.target.entity.clone();
@@ -262,15 +262,15 @@ impl Transformer {
             metrics::counter!("switchboard_review_holds_total", "flow" => flow.name.clone())
                 .increment(1);
             tracing::info!(flow = %flow.name, canonical_id = %id, fields = ?outcome.held, "conflicting edits held for review");
-            outputs.push(self.review_record(&id, &state));
+            outputs.push(self.review_record(&id, &state)?);
         }
         tracing::debug!(flow = %flow.name, record_id = %event.record_id, event_id = %event.event_id, canonical_id = %id, identity = resolution.how, changed = outcome.changed, "mapped");
         for (key, entry) in resolution.writes {
-            outputs.push(self.xref_record(&key, &entry));
+            outputs.push(self.xref_record(&key, &entry)?);
             self.tables.set_xref(key, entry);
         }
         if outcome.state_changed || resolution.how == "new" {
-            outputs.push(self.state_record(&id, &state));
+            outputs.push(self.state_record(&id, &state)?);
             self.tables.set_record(id, state);
         }
         Ok(outputs)
@@ -325,23 +325,23 @@ impl Transformer {
                 value: Some(bytes),
                 headers: headers(event, "review"),
             },
-            self.review_record(id, &state),
-            self.state_record(id, &state),
+            self.review_record(id, &state)?,
+            self.state_record(id, &state)?,
         ];
         self.tables.set_record(id.to_owned(), state);
         Ok(outputs)
     }
 
-    fn xref_record(&self, key: &str, entry: &XrefEntry) -> Output {
-        json_output(&self.topics.xref, key, Some(json!(entry)))
+    fn xref_record(&self, key: &str, entry: &XrefEntry) -> Result<Output, ClassifiedError> {
+        json_output(&self.topics.xref, key, Some(entry))
     }
 
-    fn state_record(&self, id: &str, state: &RecordState) -> Output {
-        json_output(&self.topics.state, id, Some(json!(state)))
+    fn state_record(&self, id: &str, state: &RecordState) -> Result<Output, ClassifiedError> {
+        json_output(&self.topics.state, id, Some(state))
     }
 
     /// The record's open conflicts, or a tombstone once none is left.
-    fn review_record(&self, id: &str, state: &RecordState) -> Output {
+    fn review_record(&self, id: &str, state: &RecordState) -> Result<Output, ClassifiedError> {
         let value = (!state.held.is_empty()).then(|| {
             json!({
                 "canonical_id": id,
@@ -354,13 +354,23 @@ impl Transformer {
     }
 }
 
-fn json_output(topic: &str, key: &str, value: Option<Value>) -> Output {
-    Output {
+/// Serialised straight to bytes: through a `Value` first, the state record (every field
+/// with its version) cost a tree of allocations per event.
+fn json_output(
+    topic: &str,
+    key: &str,
+    value: Option<impl serde::Serialize>,
+) -> Result<Output, ClassifiedError> {
+    let value = value
+        .map(|v| serde_json::to_vec(&v))
+        .transpose()
+        .map_err(|e| ClassifiedError::new(ErrorClass::Data, format!("state record: {e}")))?;
+    Ok(Output {
         topic: topic.to_owned(),
         key: key.to_owned(),
-        value: value.map(|v| v.to_string().into_bytes()),
+        value,
         headers: OwnedHeaders::new(),
-    }
+    })
 }
 
 fn headers(event: &str, flow: &str) -> OwnedHeaders {
