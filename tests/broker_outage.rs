@@ -491,7 +491,7 @@ async fn three_broker_restarts_in_a_webhook_flood_lose_and_double_nothing() {
 /// The same, with the sink delivering the flood to Pipedrive meanwhile: each customer
 /// created once there too. Left out of `make test` for CI's time: beside the other tests
 /// on 2 cores its 20,000 deliveries doubled this binary's run (528 s to 1,012 s). Run it
-/// with `cargo test -p switchboard-tests --test broker_outage -- --ignored`.
+/// with `cargo test --workspace --test broker_outage -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "20,000 deliveries to Pipedrive: minutes of CI; run by hand"]
 async fn three_broker_restarts_in_a_webhook_flood_reach_pipedrive_once() {

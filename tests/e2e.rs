@@ -3,7 +3,7 @@
 //! nextest still runs every test in its own process. The private-broker outage tests
 //! (`broker_outage.rs`) stay a binary of their own (see scripts/test.sh).
 //!
-//! Run one file's tests with `cargo test -p switchboard-tests --test e2e -- <file>::`.
+//! Run one file's tests with `cargo test --workspace --test e2e -- <file>::`.
 
 mod targets_support;
 
