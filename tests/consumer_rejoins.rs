@@ -1,8 +1,8 @@
 //! A consumer out of its group fails its membership check, which its stage rebuilds it on,
 //! as soon as the broker shows the group settled without it, not only after the membership
-//! bound (crates/core/src/membership.rs). After
-//! a broker restart librdkafka's consumer was seen never to rejoin, its requests to the
-//! coordinator stuck in an out-queue; the stages then waited 45 s to replace it.
+//! bound (crates/core/src/membership.rs). After a broker restart librdkafka's consumer was
+//! seen never to rejoin, its requests to the coordinator stuck in an out-queue; the stages
+//! then waited 45 s to replace it.
 //!
 //! The stuck member is played by a consumer that leaves the group while its stage still
 //! counts it out and rejoining: the real broker's group goes on (here, empty) without it.

@@ -81,6 +81,7 @@ async fn main() {
     .unwrap();
     let mut idle = Transformer::spawn(&binary, dir.path(), "idle", &idle_yaml);
     wait_ready(idle.admin).await;
+    // Ready is not yet idle: its first metadata and group calls settle after.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kb(idle.child.id(), "VmRSS");
     let idle_errors = idle.stop();
@@ -95,6 +96,9 @@ async fn main() {
     let peak_rss = rss_kb(transformer.child.id(), "VmHWM");
     let errors = transformer.stop();
     assert!(done, "the transformer committed past every event");
+    // Every event is a real change: each one is a canonical record, for the peer too.
+    let canonical = committed_records(&format!("{prefix}.canonical.contact"), n);
+    assert_eq!(canonical, n, "the transformer wrote one contact per event");
     let rate = n as f64 / elapsed.as_secs_f64();
 
     // The Kafka Streams peer on the same input.
@@ -140,6 +144,8 @@ async fn main() {
         peer_done,
         "the Kafka Streams peer committed past every event"
     );
+    let peer_written = committed_records(&peer_output, n);
+    assert_eq!(peer_written, n, "the peer wrote one contact per event");
     let peer_rate = n as f64 / peer_elapsed.as_secs_f64();
 
     println!("transformer, {n} events (release build; start-up and state load included)");
@@ -219,6 +225,33 @@ fn rss_kb(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Records a `read_committed` consumer finds on `topic`, read from the start until
+/// `expected` or until none came for 10 s.
+fn committed_records(topic: &str, expected: u64) -> u64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", format!("{topic}.count"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..3 {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut count = 0;
+    while count < expected {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(_)) => count += 1,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => break,
+        }
+    }
+    count
 }
 
 /// Offsets `group` has committed on `topic`, summed over partitions (each record of the

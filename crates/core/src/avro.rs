@@ -46,30 +46,42 @@ pub struct AvroCodec {
     known: Arc<Mutex<HashMap<String, Vec<Arc<Known>>>>>,
 }
 
-#[derive(Debug)]
 struct Known {
     /// The `&'static` schema text's address: which schema this is.
     text: usize,
     id: u32,
-    schema: Arc<Schema>,
+    /// Built once: building it resolves the schema's names, work no record needs again.
+    writer: GenericDatumWriter<'static>,
+}
+
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Known").field("id", &self.id).finish()
+    }
 }
 
 impl Known {
+    /// `schema` with its registry `id`. The parsed schema lives as long as the process,
+    /// as the registry library keeps its own: one per topic and schema a service writes.
+    fn new(text: &'static str, id: u32) -> Option<Self> {
+        let schema: &'static Schema = Box::leak(Box::new(Schema::parse_str(text).ok()?));
+        Some(Self {
+            text: text.as_ptr() as usize,
+            id,
+            writer: GenericDatumWriter::builder(schema).build().ok()?,
+        })
+    }
+
     /// The Confluent frame (magic byte, ID) and the body `write` writes after it.
     fn frame(
         &self,
         write: impl FnOnce(&GenericDatumWriter<'_>, &mut Vec<u8>) -> AvroResult<usize>,
     ) -> Result<Vec<u8>, ClassifiedError> {
-        let avro_error = |e: apache_avro::Error| {
-            ClassifiedError::new(ErrorClass::Data, format!("avro encoding: {e}"))
-        };
-        let writer = GenericDatumWriter::builder(&self.schema)
-            .build()
-            .map_err(avro_error)?;
         let mut bytes = Vec::with_capacity(128);
         bytes.push(0);
         bytes.extend_from_slice(&self.id.to_be_bytes());
-        write(&writer, &mut bytes).map_err(avro_error)?;
+        write(&self.writer, &mut bytes)
+            .map_err(|e| ClassifiedError::new(ErrorClass::Data, format!("avro encoding: {e}")))?;
         Ok(bytes)
     }
 }
@@ -152,20 +164,19 @@ impl AvroCodec {
         known.get(topic)?.iter().find(|k| k.text == text).cloned()
     }
 
-    /// After the registry gave `schema` its ID for `topic` (in `bytes`' frame).
+    /// After the registry gave `schema` its ID for `topic` (in `bytes`' frame). Two first
+    /// records encoded at once both get here; the second finds the first's.
     fn remember(&self, topic: &str, schema: SchemaDef, bytes: &[u8]) {
-        let (Some(id), Ok(parsed)) = (schema_id(bytes), Schema::parse_str(schema.text)) else {
+        let text = schema.text.as_ptr() as usize;
+        let Ok(mut all) = self.known.lock() else {
             return;
         };
-        if let Ok(mut known) = self.known.lock() {
-            known
-                .entry(topic.to_owned())
-                .or_default()
-                .push(Arc::new(Known {
-                    text: schema.text.as_ptr() as usize,
-                    id,
-                    schema: Arc::new(parsed),
-                }));
+        let known = all.entry(topic.to_owned()).or_default();
+        if known.iter().any(|k| k.text == text) {
+            return;
+        }
+        if let Some(new) = schema_id(bytes).and_then(|id| Known::new(schema.text, id)) {
+            known.push(Arc::new(new));
         }
     }
 
