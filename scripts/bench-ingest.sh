@@ -36,7 +36,10 @@ ingest: {listen: "127.0.0.1:18081"}
 YAML
 RUST_LOG=warn "$TARGET/switchboard-ingest-webhook" --config "$WORK/ingest.yaml" >"$WORK/ingest.log" 2>&1 & pids+=($!)
 "$TARGET/bench-bare-http" 127.0.0.1:18080 & pids+=($!)
+ingest_pid=${pids[0]}
 for _ in $(seq 1 120); do curl -fs http://127.0.0.1:18081/readyz >/dev/null 2>&1 && break; sleep 0.5; done
+rss() { awk -v f="$2:" '$1 == f { printf "%.1f MB", $2 / 1024 }' "/proc/$1/status"; } # pid field
+idle_rss=$(rss "$ingest_pid" VmRSS)
 
 # Targets: one signed 2 KB order body, a unique X-Shopify-Webhook-Id per request.
 python3 scripts/bench_targets.py "$SECRET" 400000 >"$WORK/targets.json"
@@ -71,3 +74,12 @@ scripts/stack.sh kafka-cli org.apache.kafka.tools.TopicCommand --bootstrap-serve
 scripts/stack.sh kafka-cli org.apache.kafka.tools.ProducerPerformance --topic "$PREFIX.perf" \
   --num-records 300000 --record-size 2048 --throughput -1 \
   --producer-props bootstrap.servers=127.0.0.1:9092 acks=all enable.idempotence=true linger.ms=5 compression.type=zstd 2>/dev/null | tail -1
+
+echo "== ingest-webhook memory (release build)"
+echo "idle, ready           : $idle_rss"
+echo "peak under the runs   : $(rss "$ingest_pid" VmHWM)"
+# A clean shutdown: SIGTERM drains and exits 0 without an ERROR line.
+kill -TERM "$ingest_pid"
+status=0
+wait "$ingest_pid" || status=$?
+echo "SIGTERM: exit status $status, ERROR lines logged: $(grep -c ERROR "$WORK/ingest.log" || true)"

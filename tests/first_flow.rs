@@ -76,6 +76,9 @@ async fn signed_webhook_becomes_exactly_one_person_with_mapped_fields() {
         Some(canonical_id("shop", "customers", &id.to_string()).as_bytes())
     );
     assert_confluent_framed(&canonical[0], "Contact").await;
+
+    // SIGTERM's path: every service drains and stops without an error.
+    world.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

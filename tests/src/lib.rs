@@ -384,7 +384,12 @@ pub struct World {
     pub pipedrive: PipedriveSandbox,
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
+    /// The services this world started, so that `stop` can wait for each to end.
+    running: Mutex<Vec<(&'static str, ServiceTask)>>,
 }
+
+/// A service started in-process: completes when it stopped.
+type ServiceTask = tokio::task::JoinHandle<anyhow::Result<()>>;
 
 impl World {
     pub async fn new(test: &str, pipedrive_config: PipedriveConfig) -> Self {
@@ -410,6 +415,7 @@ impl World {
             pipedrive,
             _dir: dir,
             shutdown: CancellationToken::new(),
+            running: Mutex::new(Vec::new()),
         }
     }
 
@@ -419,19 +425,46 @@ impl World {
             .unwrap();
         let url = format!("http://{}/webhooks/shop", started.addr);
         wait_ready(started.addr).await;
+        self.keep("ingest-webhook", started.task);
         ShopifyWebhooks::new(url, SHOP_SECRET, "acme.myshopify.com", "2025-01").unwrap()
     }
 
     pub async fn start_transformer(&self) {
-        switchboard_transformer::start(load(&self.yaml), self.shutdown.clone())
+        let started = switchboard_transformer::start(load(&self.yaml), self.shutdown.clone())
             .await
             .unwrap();
+        self.keep("transformer", started.task);
     }
 
     pub async fn start_sink(&self) {
-        switchboard_sink::start(load(&self.yaml), self.shutdown.clone())
+        let started = switchboard_sink::start(load(&self.yaml), self.shutdown.clone())
             .await
             .unwrap();
+        self.keep("sink", started.task);
+    }
+
+    fn keep(&self, service: &'static str, task: ServiceTask) {
+        self.running.lock().unwrap().push((service, task));
+    }
+
+    /// Stops every service this world started, as SIGTERM would, and waits until each has
+    /// drained. Fails naming the services that stopped on an error: a clean shutdown ends
+    /// without one. (Dropping the world only cancels; the runtime then cancels the
+    /// services' tasks wherever they are.)
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let running = std::mem::take(&mut *self.running.lock().unwrap());
+        let mut failed = Vec::new();
+        for (service, task) in running {
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => failed.push(format!("{service}: {e:#}")),
+                Ok(Err(e)) => failed.push(format!("{service}: {e}")),
+                Err(_) => failed.push(format!("{service}: still running 30 s after shutdown")),
+            }
+        }
+        anyhow::ensure!(failed.is_empty(), "unclean shutdown: {}", failed.join("; "));
+        Ok(())
     }
 
     pub fn raw_topic(&self) -> String {
