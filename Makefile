@@ -13,11 +13,13 @@ test: setup-test stack-up
 	scripts/test.sh
 
 ## bench: first-flow throughput; transformer vs. Kafka ConsumerPerformance; sink vs. a bare
-## HTTP client and at Shopify's limit; ingest vs. bare HTTP vs. Kafka ProducerPerformance
+## HTTP client and at Shopify's limit; webhook → target latency at 1,000/s; ingest vs. bare
+## HTTP vs. Kafka ProducerPerformance
 bench: setup stack-up
 	$(CARGO) bench -p switchboard-tests --bench first_flow
 	$(CARGO) bench -p switchboard-tests --bench transformer
 	$(CARGO) bench -p switchboard-tests --bench sink
+	$(CARGO) bench -p switchboard-tests --bench latency
 	scripts/bench-ingest.sh
 
 ## deploy-check: helm lint + template (default and full values) validated against Kubernetes
