@@ -27,6 +27,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Default)]
 struct Arrivals(Arc<Mutex<HashMap<String, Instant>>>);
 
+/// Wall-clock time in epoch milliseconds, the clock of Kafka's record timestamps.
+fn epoch_ms(at: Instant) -> i64 {
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    now - i64::try_from(at.elapsed().as_millis()).unwrap_or(0)
+}
+
 async fn create(
     State(arrivals): State<Arrivals>,
     Json(body): Json<Value>,
@@ -179,6 +185,48 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
 
+    // Where the time goes, by the records' own timestamps (set when each was produced, in
+    // ms): send → raw record (ingest), raw → canonical record (transformer; a transaction
+    // makes it readable only at its commit, which this leaves in the next stage), canonical
+    // → create at the target (commit, the sink's read and its call).
+    let produced = |topic: &str| -> HashMap<Vec<u8>, i64> {
+        read_topic(
+            &kafka_bootstrap(),
+            topic,
+            n as usize + 1,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .iter()
+        .filter_map(|m| {
+            use rdkafka::Message;
+            Some((m.key()?.to_vec(), m.timestamp().to_millis()?))
+        })
+        .collect()
+    };
+    let raw = produced(&format!("{prefix}.raw.shop.customers"));
+    let canonical = produced(&format!("{prefix}.canonical.contact"));
+    let mut stages = [Vec::new(), Vec::new(), Vec::new()];
+    for (i, sent) in sent_at.iter().enumerate() {
+        let id = (8_000_000_000_000_000_000 + i as u64).to_string();
+        let key = switchboard_core::canonical::canonical_id("shop", "customers", &id);
+        let (Some(r), Some(c)) = (raw.get(id.as_bytes()), canonical.get(key.as_bytes())) else {
+            continue;
+        };
+        let arrived = epoch_ms(seen[&format!("lat{i}@example.com")]);
+        stages[0].push(r - epoch_ms(*sent));
+        stages[1].push(c - r);
+        stages[2].push(arrived - c);
+    }
+    for stage in &mut stages {
+        stage.sort_unstable();
+    }
+    let pct = |v: &[i64], q: f64| {
+        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(-1)
+    };
+
     stop.cancel();
     for (service, task) in [
         ("ingest-webhook", ingest.task),
@@ -211,4 +259,16 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
             .duration_since(*sent_at.last().unwrap())
             .as_secs_f64()
     );
+    for (stage, v) in [
+        ("send → raw record (ingest)", &stages[0]),
+        ("raw → canonical record (transformer)", &stages[1]),
+        ("canonical → create (commit, sink, call)", &stages[2]),
+    ] {
+        println!(
+            "  {stage:<42} p50 {:>5} ms  p99 {:>5} ms  ({} records)",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            v.len()
+        );
+    }
 }
