@@ -21,7 +21,6 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use switchboard_sandbox::ShopifyWebhooks;
 use switchboard_tests::*;
-use tokio_util::sync::CancellationToken;
 
 /// When each create arrived, by the customer's e-mail.
 #[derive(Clone, Default)]
@@ -63,10 +62,23 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The i-th customer's Shopify ID and e-mail.
+fn customer_id(i: u64) -> u64 {
+    8_000_000_000_000_000_000 + i
+}
+fn email(i: u64) -> String {
+    format!("lat{i}@example.com")
+}
+
+/// The value at quantile `q` of sorted values.
+fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
 fn customer(i: u64) -> Vec<u8> {
     let payload = ShopifyWebhooks::customer_payload(
-        8_000_000_000_000_000_000 + i,
-        &format!("lat{i}@example.com"),
+        customer_id(i),
+        &email(i),
         "Latency",
         "Bench",
         time::OffsetDateTime::now_utc(),
@@ -109,17 +121,20 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
         secret = secret_ref(dir.path(), "shop", SHOP_SECRET),
         mappings = workspace_root().join("mappings").display(),
     );
-    let stop = CancellationToken::new();
-    let ingest = switchboard_ingest_webhook::start(load(&yaml), stop.clone())
+    let services = Services::default();
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), services.token())
         .await
         .unwrap();
     wait_ready(ingest.addr).await;
-    let transformer = switchboard_transformer::start(load(&yaml), stop.clone())
+    services.keep("ingest-webhook", ingest.task);
+    let transformer = switchboard_transformer::start(load(&yaml), services.token())
         .await
         .unwrap();
-    let sink = switchboard_sink::start(load(&yaml), stop.clone())
+    services.keep("transformer", transformer.task);
+    let sink = switchboard_sink::start(load(&yaml), services.token())
         .await
         .unwrap();
+    services.keep("sink", sink.task);
     let shop = Arc::new(
         ShopifyWebhooks::new(
             format!("http://{}/webhooks/shop", ingest.addr),
@@ -135,7 +150,7 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
     shop.send("customers/create", &customer(warm), "lat-warm")
         .await
         .unwrap();
-    let warm_email = format!("lat{warm}@example.com");
+    let warm_email = email(warm);
     assert!(
         eventually(Duration::from_secs(120), || arrivals
             .0
@@ -179,11 +194,10 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
     let mut latencies: Vec<Duration> = sent_at
         .iter()
         .enumerate()
-        .map(|(i, sent)| seen[&format!("lat{i}@example.com")].duration_since(*sent))
+        .map(|(i, sent)| seen[&email(i as u64)].duration_since(*sent))
         .collect();
     latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ms = |q: f64| quantile(&latencies, q).as_secs_f64() * 1e3;
 
     // Where the time goes, by the records' own timestamps (set when each was produced, in
     // ms): send → raw record (ingest), raw → canonical record (transformer; a transaction
@@ -208,12 +222,12 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
     let canonical = produced(&format!("{prefix}.canonical.contact"));
     let mut stages = [Vec::new(), Vec::new(), Vec::new()];
     for (i, sent) in sent_at.iter().enumerate() {
-        let id = (8_000_000_000_000_000_000 + i as u64).to_string();
+        let id = customer_id(i as u64).to_string();
         let key = switchboard_core::canonical::canonical_id("shop", "customers", &id);
         let (Some(r), Some(c)) = (raw.get(id.as_bytes()), canonical.get(key.as_bytes())) else {
             continue;
         };
-        let arrived = epoch_ms(seen[&format!("lat{i}@example.com")]);
+        let arrived = epoch_ms(seen[&email(i as u64)]);
         stages[0].push(r - epoch_ms(*sent));
         stages[1].push(c - r);
         stages[2].push(arrived - c);
@@ -221,22 +235,11 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
     for stage in &mut stages {
         stage.sort_unstable();
     }
-    let pct = |v: &[i64], q: f64| {
-        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(-1)
-    };
 
-    stop.cancel();
-    for (service, task) in [
-        ("ingest-webhook", ingest.task),
-        ("transformer", transformer.task),
-        ("sink", sink.task),
-    ] {
-        task.await
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{service} stopped on an error: {e:#}"));
-    }
+    services
+        .stop()
+        .await
+        .expect("every service stopped cleanly");
 
     let build = if cfg!(debug_assertions) {
         "debug"
@@ -248,10 +251,10 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
     );
     println!(
         "  {n} new customers at {offered:.0}/s: p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-        ms(at(0.50)),
-        ms(at(0.90)),
-        ms(at(0.99)),
-        ms(*latencies.last().unwrap())
+        ms(0.50),
+        ms(0.90),
+        ms(0.99),
+        ms(1.0)
     );
     println!(
         "  last create {:.2} s after the last webhook was sent",
@@ -264,10 +267,14 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
         ("raw → canonical record (transformer)", &stages[1]),
         ("canonical → create (commit, sink, call)", &stages[2]),
     ] {
+        if v.is_empty() {
+            println!("  {stage:<42} no records matched on the topics");
+            continue;
+        }
         println!(
             "  {stage:<42} p50 {:>5} ms  p99 {:>5} ms  ({} records)",
-            pct(v, 0.5),
-            pct(v, 0.99),
+            quantile(v, 0.5),
+            quantile(v, 0.99),
             v.len()
         );
     }

@@ -383,13 +383,56 @@ pub struct World {
     pub yaml: String,
     pub pipedrive: PipedriveSandbox,
     _dir: tempfile::TempDir,
-    shutdown: CancellationToken,
-    /// The services this world started, so that `stop` can wait for each to end.
-    running: Mutex<Vec<(&'static str, ServiceTask)>>,
+    services: Services,
 }
 
 /// A service started in-process: completes when it stopped.
-type ServiceTask = tokio::task::JoinHandle<anyhow::Result<()>>;
+pub type ServiceTask = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Services started in-process under one shutdown token. Dropped, it only cancels the
+/// token; the runtime then cancels the services' tasks wherever they are. `stop` lets them
+/// drain instead.
+#[derive(Default)]
+pub struct Services {
+    shutdown: CancellationToken,
+    running: Mutex<Vec<(&'static str, ServiceTask)>>,
+}
+
+impl Services {
+    /// The token to start a service with.
+    pub fn token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Remembers a started service, so that `stop` waits for it.
+    pub fn keep(&self, service: &'static str, task: ServiceTask) {
+        self.running.lock().unwrap().push((service, task));
+    }
+
+    /// Stops every kept service, as SIGTERM would, and waits until each has drained. Fails
+    /// naming the services that stopped on an error: a clean shutdown ends without one.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let running = std::mem::take(&mut *self.running.lock().unwrap());
+        let mut failed = Vec::new();
+        for (service, task) in running {
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => failed.push(format!("{service}: {e:#}")),
+                Ok(Err(e)) => failed.push(format!("{service}: {e}")),
+                Err(_) => failed.push(format!("{service}: still running 30 s after shutdown")),
+            }
+        }
+        anyhow::ensure!(failed.is_empty(), "unclean shutdown: {}", failed.join("; "));
+        Ok(())
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
 
 impl World {
     pub async fn new(test: &str, pipedrive_config: PipedriveConfig) -> Self {
@@ -414,57 +457,38 @@ impl World {
             yaml,
             pipedrive,
             _dir: dir,
-            shutdown: CancellationToken::new(),
-            running: Mutex::new(Vec::new()),
+            services: Services::default(),
         }
     }
 
     pub async fn start_ingest(&self) -> ShopifyWebhooks {
-        let started = switchboard_ingest_webhook::start(load(&self.yaml), self.shutdown.clone())
+        let started = switchboard_ingest_webhook::start(load(&self.yaml), self.services.token())
             .await
             .unwrap();
         let url = format!("http://{}/webhooks/shop", started.addr);
         wait_ready(started.addr).await;
-        self.keep("ingest-webhook", started.task);
+        self.services.keep("ingest-webhook", started.task);
         ShopifyWebhooks::new(url, SHOP_SECRET, "acme.myshopify.com", "2025-01").unwrap()
     }
 
     pub async fn start_transformer(&self) {
-        let started = switchboard_transformer::start(load(&self.yaml), self.shutdown.clone())
+        let started = switchboard_transformer::start(load(&self.yaml), self.services.token())
             .await
             .unwrap();
-        self.keep("transformer", started.task);
+        self.services.keep("transformer", started.task);
     }
 
     pub async fn start_sink(&self) {
-        let started = switchboard_sink::start(load(&self.yaml), self.shutdown.clone())
+        let started = switchboard_sink::start(load(&self.yaml), self.services.token())
             .await
             .unwrap();
-        self.keep("sink", started.task);
+        self.services.keep("sink", started.task);
     }
 
-    fn keep(&self, service: &'static str, task: ServiceTask) {
-        self.running.lock().unwrap().push((service, task));
-    }
-
-    /// Stops every service this world started, as SIGTERM would, and waits until each has
-    /// drained. Fails naming the services that stopped on an error: a clean shutdown ends
-    /// without one. (Dropping the world only cancels; the runtime then cancels the
-    /// services' tasks wherever they are.)
+    /// Stops every service this world started and waits until each has drained
+    /// ([`Services::stop`]).
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        let running = std::mem::take(&mut *self.running.lock().unwrap());
-        let mut failed = Vec::new();
-        for (service, task) in running {
-            match tokio::time::timeout(Duration::from_secs(30), task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => failed.push(format!("{service}: {e:#}")),
-                Ok(Err(e)) => failed.push(format!("{service}: {e}")),
-                Err(_) => failed.push(format!("{service}: still running 30 s after shutdown")),
-            }
-        }
-        anyhow::ensure!(failed.is_empty(), "unclean shutdown: {}", failed.join("; "));
-        Ok(())
+        self.services.stop().await
     }
 
     pub fn raw_topic(&self) -> String {
@@ -477,12 +501,6 @@ impl World {
 
     pub fn sink_group(&self) -> String {
         format!("{}.sink.crm", self.prefix)
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
