@@ -258,6 +258,9 @@ async fn duplicate_switch_delivers_the_same_update_again() {
         got.iter().all(|r| r.body == got[0].body),
         "byte-identical copies"
     );
+    // The emulator logs a delivery once its answer is back, which can be after the
+    // receiver has counted it.
+    wait_for("three deliveries logged", || sb.deliveries().len() == 3).await;
     let dups: Vec<bool> = sb.deliveries().iter().map(|d| d.duplicate).collect();
     assert_eq!(dups, [false, true, true]);
 }
