@@ -10,9 +10,12 @@ pub mod http;
 pub mod pace;
 pub mod pipedrive;
 pub mod shopify;
-pub mod targets;
+pub mod target;
 pub mod telegram;
 pub mod webhook;
+
+#[cfg(test)]
+mod mapping_tests;
 
 use std::collections::BTreeMap;
 
@@ -250,7 +253,7 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
                         format!("connection `{conn}` is not defined"),
                     ));
                 };
-                targets::check_target(config, conn, connection, entity, &flow.to)
+                target::check_target(config, conn, connection, entity, &flow.to)
                     .map_err(|message| ConfigError::invalid(key, message))?;
             }
         }

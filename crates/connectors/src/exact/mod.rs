@@ -8,6 +8,7 @@
 pub mod api;
 pub mod model;
 pub mod oauth;
+pub mod target;
 pub mod write;
 
 use serde::Deserialize;

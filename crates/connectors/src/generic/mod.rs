@@ -4,6 +4,7 @@
 //! source needs no code.
 
 pub mod api;
+pub mod http_target;
 pub mod poll;
 pub mod target;
 pub mod webhook;

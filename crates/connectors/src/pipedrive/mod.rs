@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod model;
+pub mod target;
 pub mod webhook;
 pub mod write;
 

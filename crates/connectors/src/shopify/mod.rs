@@ -6,6 +6,7 @@
 
 pub mod api;
 mod model;
+pub mod target;
 pub mod webhook;
 pub mod write;
 

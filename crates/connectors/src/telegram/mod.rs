@@ -4,6 +4,7 @@
 //! `X-Telegram-Bot-Api-Secret-Token` header of every delivery, compared in constant time.
 
 pub mod api;
+pub mod target;
 pub mod webhook;
 
 use serde::Deserialize;

@@ -7,19 +7,21 @@
 //! per crash; every message carries `[sb:<canonical id prefix>]` so a reader can tell the
 //! two apart as one order.
 
-use switchboard_connectors::telegram::TelegramConnection;
-use switchboard_connectors::telegram::api::TelegramClient;
+use crate::telegram::TelegramConnection;
+use crate::telegram::api::TelegramClient;
 use switchboard_core::error::ClassifiedError;
 
-use super::{Delivered, Outcome, Record, data, unsupported};
+use crate::target::{Delivered, Outcome, Record, data, unsupported};
 
-pub(crate) struct TelegramTarget {
+/// The Telegram writer of one connection.
+pub struct TelegramTarget {
     client: TelegramClient,
     chat_id: String,
 }
 
 impl TelegramTarget {
-    pub(crate) fn new(connection: &TelegramConnection) -> Result<Self, ClassifiedError> {
+    /// The writer for `connection`, which must name `notify_chat_id`.
+    pub fn new(connection: &TelegramConnection) -> Result<Self, ClassifiedError> {
         let chat_id = connection
             .notify_chat_id
             .clone()
@@ -30,7 +32,8 @@ impl TelegramTarget {
         })
     }
 
-    pub(crate) async fn deliver(
+    /// Sends `record` as a notification, unless `known` says it was sent.
+    pub async fn deliver(
         &self,
         entity: &str,
         record: &Record,
@@ -54,7 +57,7 @@ impl TelegramTarget {
 }
 
 /// Mapping order → notification text: number, total with currency, line count, marker.
-pub(crate) fn order_message(record: &Record) -> String {
+pub fn order_message(record: &Record) -> String {
     let lines = record
         .fields
         .get("lines")

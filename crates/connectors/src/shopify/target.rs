@@ -8,27 +8,30 @@
 //! Orders carry the canonical ID in `source_identifier`; without an xref the orders created
 //! since a day before the order date are searched for it before a create.
 
+use crate::shopify::ShopifyConnection;
+use crate::shopify::write::ShopifyWriter;
 use serde_json::{Map, Value, json};
-use switchboard_connectors::shopify::ShopifyConnection;
-use switchboard_connectors::shopify::write::ShopifyWriter;
 use switchboard_core::ErrorClass;
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
-use super::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
+use crate::target::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
 
-pub(crate) struct ShopifyTarget {
+/// The Shopify writer of one connection.
+pub struct ShopifyTarget {
     writer: ShopifyWriter,
 }
 
 impl ShopifyTarget {
-    pub(crate) fn new(connection: &ShopifyConnection) -> Result<Self, ClassifiedError> {
+    /// The writer for `connection`.
+    pub fn new(connection: &ShopifyConnection) -> Result<Self, ClassifiedError> {
         Ok(Self {
             writer: ShopifyWriter::new(connection)?,
         })
     }
 
-    pub(crate) async fn deliver(
+    /// Writes `record` as an `entity`, updating `known` if linked.
+    pub async fn deliver(
         &self,
         entity: &str,
         record: &Record,
@@ -46,7 +49,7 @@ impl ShopifyTarget {
     }
 
     /// Deletes customer or order `id`.
-    pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
+    pub async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
         if !["customers", "orders"].contains(&entity) {
             return Err(unsupported("Shopify", entity));
         }
@@ -122,7 +125,7 @@ impl ShopifyTarget {
 
 /// Mapping contact → Shopify customer: e-mail, first and last name, phone; tagged
 /// `switchboard` so a shop owner sees where it came from.
-pub(crate) fn customer_from_contact(contact: &Contact) -> Value {
+pub fn customer_from_contact(contact: &Contact) -> Value {
     let mut body = Map::new();
     for (key, value) in [
         ("email", &contact.email),
@@ -140,7 +143,7 @@ pub(crate) fn customer_from_contact(contact: &Contact) -> Value {
 
 /// Mapping order → Shopify order: the lines (title, SKU, whole quantity, unit price), the
 /// currency, the canonical ID in `source_identifier`, and the order number in the note.
-pub(crate) fn order_from_record(record: &Record) -> Result<Value, ClassifiedError> {
+pub fn order_from_record(record: &Record) -> Result<Value, ClassifiedError> {
     let lines = record
         .fields
         .get("lines")

@@ -3,29 +3,32 @@
 //! Body: the canonical record's fields as JSON plus `switchboard_id`. Check-before-create:
 //! the xref's ID, else the configured search by `match_field`, else create.
 
+use crate::generic::target::{GenericTarget, GenericWriter};
 use serde_json::Value;
-use switchboard_connectors::generic::target::{GenericTarget, GenericWriter};
 use switchboard_core::error::ClassifiedError;
 
-use super::{Delivered, Outcome, Record};
+use crate::target::{Delivered, Outcome, Record};
 
-pub(crate) struct HttpTarget {
+/// The writer of a generic HTTP connection.
+pub struct HttpTarget {
     writer: GenericWriter,
 }
 
 impl HttpTarget {
-    pub(crate) fn new(settings: GenericTarget) -> Result<Self, ClassifiedError> {
+    /// The writer for `settings`.
+    pub fn new(settings: GenericTarget) -> Result<Self, ClassifiedError> {
         Ok(Self {
             writer: GenericWriter::new(settings)?,
         })
     }
 
     /// The field records are matched on before a create.
-    pub(crate) fn match_field(&self) -> &str {
+    pub fn match_field(&self) -> &str {
         &self.writer.settings().match_field
     }
 
-    pub(crate) async fn deliver(
+    /// Writes `record`, updating `known` if linked.
+    pub async fn deliver(
         &self,
         record: &Record,
         known: Option<&str>,
@@ -54,7 +57,7 @@ impl HttpTarget {
     }
 
     /// Deletes record `id`.
-    pub(crate) async fn delete(&self, id: &str) -> Result<(), ClassifiedError> {
+    pub async fn delete(&self, id: &str) -> Result<(), ClassifiedError> {
         self.writer.delete(id).await
     }
 }

@@ -15,23 +15,24 @@
 
 use std::sync::Arc;
 
+use crate::exact::api::ExactClient;
+use crate::exact::oauth::ExactTokenEndpoint;
+use crate::exact::write::odata_string;
+use crate::exact::{ExactConnection, TokenStoreSettings, token_key};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use switchboard_connectors::exact::api::ExactClient;
-use switchboard_connectors::exact::oauth::ExactTokenEndpoint;
-use switchboard_connectors::exact::write::odata_string;
-use switchboard_connectors::exact::{ExactConnection, TokenStoreSettings, token_key};
 use switchboard_core::ErrorClass;
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::tokens::{TokenManager, TokenStore};
 use tokio::sync::OnceCell;
 
-use super::{Delivered, Outcome, Record, data, money, unsupported};
+use crate::target::{Delivered, Outcome, Record, data, money, unsupported};
 
 const ACCOUNTS: &str = "crm/Accounts";
 const INVOICES: &str = "salesinvoice/SalesInvoices";
 
-pub(crate) struct ExactTarget {
+/// The Exact Online writer of one connection.
+pub struct ExactTarget {
     name: String,
     connection: ExactConnection,
     store: TokenStoreSettings,
@@ -39,7 +40,8 @@ pub(crate) struct ExactTarget {
 }
 
 impl ExactTarget {
-    pub(crate) fn new(name: &str, connection: &ExactConnection) -> anyhow::Result<Self> {
+    /// The writer of connection `name`; its token chain is opened on first use.
+    pub fn new(name: &str, connection: &ExactConnection) -> anyhow::Result<Self> {
         let store = connection.token_store.as_deref().cloned().ok_or_else(|| {
             anyhow::anyhow!("connection `{name}` (exact) needs secrets_key to keep its tokens")
         })?;
@@ -69,13 +71,15 @@ impl ExactTarget {
             .await
     }
 
-    pub(crate) async fn refresh_credentials(&self) -> Result<(), ClassifiedError> {
+    /// Fetches a fresh access token (the current one was refused).
+    pub async fn refresh_credentials(&self) -> Result<(), ClassifiedError> {
         // The refused call already dropped its token (unless another lane had replaced it
         // meanwhile): this refreshes, or takes the token that lane got.
         self.client().await?.refresh_token().await
     }
 
-    pub(crate) async fn deliver(
+    /// Writes `record` as an `entity`, updating `known` if linked.
+    pub async fn deliver(
         &self,
         entity: &str,
         record: &Record,
@@ -94,7 +98,7 @@ impl ExactTarget {
 
     /// Deletes account or sales invoice `id` (Exact refuses to delete an account that is in
     /// use or an invoice that is no longer a draft: a `data` error, with its answer).
-    pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
+    pub async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
         let set = match entity {
             "accounts" => ACCOUNTS,
             "sales_invoices" => INVOICES,
@@ -210,7 +214,7 @@ async fn find_account(
 
 /// The account code Switchboard gives the organization with canonical ID `id`: 15 digits
 /// from a digest of the ID, stable across replays (Exact codes are numeric, ≤ 18 digits).
-pub(crate) fn switchboard_code(id: &str) -> String {
+pub fn switchboard_code(id: &str) -> String {
     let digest = Sha256::digest(id.as_bytes());
     let mut n = 0u64;
     for b in &digest[..8] {
@@ -226,7 +230,7 @@ fn code_filter(canonical_id: &str) -> String {
 
 /// Mapping organization → Exact account: name, e-mail, phone, website, VAT and
 /// chamber-of-commerce numbers, city and country (`Code` is added on create only).
-pub(crate) fn account_from_record(record: &Record) -> Result<Value, ClassifiedError> {
+pub fn account_from_record(record: &Record) -> Result<Value, ClassifiedError> {
     let name = record
         .str("name")
         .ok_or_else(|| data("organization has no name: an Exact account needs one"))?;
@@ -255,7 +259,7 @@ fn description(record: &Record) -> String {
 /// configured journal, `YourRef` the canonical number, the currency, and one line per
 /// canonical line on the configured sales item (description = title and SKU, quantity and
 /// unit price as numbers).
-pub(crate) fn invoice_from_record(
+pub fn invoice_from_record(
     record: &Record,
     account: &str,
     connection: &ExactConnection,

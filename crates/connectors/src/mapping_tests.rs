@@ -2,11 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+use crate::exact::ExactConnection;
 use serde_json::{Value, json};
-use switchboard_connectors::exact::ExactConnection;
 
-use super::Record;
-use super::{exact, pipedrive, shopify, telegram};
+use crate::target::Record;
+use crate::{
+    exact::target as exact, pipedrive::target as pipedrive, shopify::target as shopify,
+    telegram::target as telegram,
+};
 
 fn record(fields: Value) -> Record {
     let mut all = json!({"id": "6f9619ff-8b86-d011-b42d-00cf4fc964ff", "deleted": false,

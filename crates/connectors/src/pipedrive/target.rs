@@ -5,27 +5,30 @@
 //! by name (exact search, compared case-insensitively), deals by title (exact search). The
 //! xref's ID always wins over a search.
 
+use crate::pipedrive::PipedriveConnection;
+use crate::pipedrive::api::PipedriveClient;
+use crate::pipedrive::model::PersonInput;
 use serde_json::{Value, json};
-use switchboard_connectors::pipedrive::PipedriveConnection;
-use switchboard_connectors::pipedrive::api::PipedriveClient;
-use switchboard_connectors::pipedrive::model::PersonInput;
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
-use super::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
+use crate::target::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
 
-pub(crate) struct PipedriveTarget {
+/// The Pipedrive writer of one connection.
+pub struct PipedriveTarget {
     client: PipedriveClient,
 }
 
 impl PipedriveTarget {
-    pub(crate) fn new(connection: PipedriveConnection) -> Result<Self, ClassifiedError> {
+    /// The writer for `connection`.
+    pub fn new(connection: PipedriveConnection) -> Result<Self, ClassifiedError> {
         Ok(Self {
             client: PipedriveClient::new(connection)?,
         })
     }
 
-    pub(crate) async fn deliver(
+    /// Writes `record` as an `entity`, updating `known` if linked.
+    pub async fn deliver(
         &self,
         entity: &str,
         record: &Record,
@@ -54,7 +57,7 @@ impl PipedriveTarget {
     }
 
     /// Deletes `entity` `id` (a soft delete in Pipedrive).
-    pub(crate) async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
+    pub async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
         if !["persons", "organizations", "deals"].contains(&entity) {
             return Err(unsupported("Pipedrive", entity));
         }
@@ -130,7 +133,7 @@ impl PipedriveTarget {
 
 /// Mapping organization → Pipedrive organization: the name, and the address as one line
 /// (`address_line, postal_code city, country`) with its locality and country.
-pub(crate) fn organization_from_record(record: &Record) -> Result<Value, ClassifiedError> {
+pub fn organization_from_record(record: &Record) -> Result<Value, ClassifiedError> {
     let name = record
         .str("name")
         .ok_or_else(|| data("organization has no name, the natural key it is matched on"))?;
@@ -163,7 +166,7 @@ pub(crate) fn organization_from_record(record: &Record) -> Result<Value, Classif
 /// Mapping deal → Pipedrive deal: title, value (a number in Pipedrive) and currency, and the
 /// status when it is one of Pipedrive's (`open`, `won`, `lost`). Organization and person
 /// links are not written: their Pipedrive IDs live under other entities of the xref.
-pub(crate) fn deal_from_record(record: &Record) -> Result<Value, ClassifiedError> {
+pub fn deal_from_record(record: &Record) -> Result<Value, ClassifiedError> {
     let title = record
         .str("title")
         .ok_or_else(|| data("deal has no title, the natural key it is matched on"))?;
