@@ -80,6 +80,33 @@ impl Connection {
         }
     }
 
+    /// The entities this connection can be a target of (any, for a generic HTTP target).
+    pub fn target_entities(&self) -> &'static [target::Entity] {
+        match self {
+            Self::Shopify(_) => shopify::target::ENTITIES,
+            Self::Pipedrive(_) => pipedrive::target::ENTITIES,
+            Self::Telegram(_) => telegram::target::ENTITIES,
+            Self::Exact(_) => exact::target::ENTITIES,
+            Self::Generic(_) => &[],
+        }
+    }
+
+    /// The writer of connection `name`, or an error saying it cannot be a target.
+    pub fn writer(&self, name: &str) -> anyhow::Result<Box<dyn target::Writer>> {
+        Ok(match self {
+            Self::Pipedrive(p) => Box::new(pipedrive::target::PipedriveTarget::new(p.clone())?),
+            Self::Shopify(s) => Box::new(shopify::target::ShopifyTarget::new(s)?),
+            Self::Exact(e) => Box::new(exact::target::ExactTarget::new(name, e)?),
+            Self::Telegram(t) => Box::new(telegram::target::TelegramTarget::new(t)?),
+            Self::Generic(g) => match &g.target {
+                Some(settings) => {
+                    Box::new(generic::http_target::HttpTarget::new((**settings).clone())?)
+                }
+                None => anyhow::bail!("connection `{name}` (http) has no `target:` block"),
+            },
+        })
+    }
+
     /// Entities this connection's webhooks publish (one raw topic each).
     pub fn webhook_entities(&self) -> Vec<String> {
         let owned = |list: &[&str]| list.iter().map(|e| (*e).to_owned()).collect();

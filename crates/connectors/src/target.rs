@@ -10,6 +10,7 @@
 //! Which system can take which canonical entity, and whether a target connection has what
 //! writing needs, is checked at config load so a bad flow never starts.
 
+use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use switchboard_core::Config;
 use switchboard_core::ErrorClass;
@@ -75,59 +76,94 @@ impl Record {
     }
 }
 
-/// What a delivery did at the target.
+/// Which search, if any, a writer makes before creating a record the xref does not link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A new record was created.
-    Created,
-    /// An existing record (known by the xref or found by search) was updated.
-    Updated,
-    /// The linked record was deleted (or was already gone).
-    Deleted,
-    /// Nothing to do; [`Delivered::note`] says why.
-    Skipped,
+pub enum Check {
+    /// Search the target ([`Writer::find`]); update what it finds, else create.
+    Search,
+    /// Create at once: the target refuses a second record with the natural key
+    /// ([`Created::Taken`]), and only then is it found and updated. One call per new record
+    /// instead of two, and no duplicate, where the target enforces the key (Shopify's
+    /// customer e-mail).
+    OnConflict,
+    /// The target cannot be searched: the xref's link is the only check.
+    XrefOnly,
 }
 
-impl Outcome {
-    /// The outcome as `sb.deliveries` names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Updated => "updated",
-            Self::Deleted => "deleted",
-            Self::Skipped => "skipped",
-        }
-    }
+/// A target entity of a system: the canonical entity it is written from, the canonical
+/// field it is matched on (claimed by the sink so two records with one key never both
+/// create, and the key [`Writer::find`] searches by), and its check before create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entity {
+    /// The target's entity, as flows name it (`persons`).
+    pub name: &'static str,
+    /// The canonical entity it is written from (`contact`).
+    pub canonical: &'static str,
+    /// The natural key: a field of the canonical record.
+    pub key: Option<&'static str>,
+    /// How a record without a link is checked before it is created.
+    pub check: Check,
 }
 
-/// The result of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivered {
-    /// What happened.
-    pub outcome: Outcome,
-    /// The target's ID of the record, to link in the xref.
-    pub native_id: Option<String>,
-    /// Why nothing was done, for the outcome on `sb.deliveries` and the log.
-    pub note: Option<&'static str>,
+/// `entity` in a system's table of target entities.
+pub fn entity<'a>(table: &'a [Entity], entity: &str) -> Option<&'a Entity> {
+    table.iter().find(|e| e.name == entity)
 }
 
-impl Delivered {
-    /// `outcome` for the target's record `native_id`.
-    pub fn new(outcome: Outcome, native_id: impl Into<String>) -> Self {
-        Self {
-            outcome,
-            native_id: Some(native_id.into()),
-            note: None,
-        }
-    }
+/// A created record, or the target's refusal because its natural key is taken.
+#[derive(Debug)]
+pub enum Created {
+    /// The new record's native ID.
+    New(String),
+    /// The target holds a record with this natural key already (for [`Check::OnConflict`]).
+    Taken(ClassifiedError),
+}
 
-    /// Nothing done, because of `note`; the known native ID stays linked.
-    pub fn skipped(known: Option<&str>, note: &'static str) -> Self {
-        Self {
-            outcome: Outcome::Skipped,
-            native_id: known.map(str::to_owned),
-            note: Some(note),
-        }
+/// What an update or delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Done at the target.
+    Done,
+    /// Nothing to do at this target, because of the note (a sent message is not edited).
+    Skipped(&'static str),
+}
+
+/// One target call in flight.
+pub type Call<'a, T> = BoxFuture<'a, Result<T, ClassifiedError>>;
+
+/// What a system supplies to be a target. The sink owns the rest of a delivery (the xref,
+/// the natural-key claim, the order of search, create, update and link, and deletes), so
+/// every writer only says how its system does each step. Every error is classified.
+pub trait Writer: Send + Sync {
+    /// The natural key of `entity` (see [`Entity`]); `None` for an entity it does not write.
+    fn natural_key(&self, entity: &str) -> Option<&str>;
+
+    /// How `entity` is checked before a create.
+    fn check(&self, entity: &str) -> Check;
+
+    /// The native ID of the record that `record` is, found by `key` (the record's value of
+    /// the natural key, if it has one) or by the Switchboard ID stored on the target.
+    fn find<'a>(
+        &'a self,
+        entity: &'a str,
+        key: Option<&'a str>,
+        record: &'a Record,
+    ) -> Call<'a, Option<String>>;
+
+    /// Creates `record` as an `entity`.
+    fn create<'a>(&'a self, entity: &'a str, record: &'a Record) -> Call<'a, Created>;
+
+    /// Writes `record` over the target's record `id`.
+    fn update<'a>(&'a self, entity: &'a str, id: &'a str, record: &'a Record) -> Call<'a, Written>;
+
+    /// Deletes the target's record `id`; a not-found error means it is gone already.
+    fn delete<'a>(&'a self, entity: &'a str, id: &'a str) -> Call<'a, Written>;
+
+    /// Fetches fresh credentials now (the access token may just have expired); an `auth`
+    /// error means the credentials themselves are refused. Static credentials have nothing
+    /// to refresh.
+    fn refresh_credentials(&self) -> Call<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -158,18 +194,6 @@ pub fn money(value: Option<&Value>) -> Option<f64> {
     }
 }
 
-/// Target entities per system and the canonical entity each is written from.
-pub const TARGETS: &[(&str, &str, &str)] = &[
-    ("pipedrive", "persons", "contact"),
-    ("pipedrive", "organizations", "organization"),
-    ("pipedrive", "deals", "deal"),
-    ("shopify", "customers", "contact"),
-    ("shopify", "orders", "order"),
-    ("exact", "accounts", "organization"),
-    ("exact", "sales_invoices", "invoice"),
-    ("telegram", "messages", "order"),
-];
-
 /// Whether `entity` of `connection` can take records of canonical entity `canonical`, and
 /// the connection has what writing needs; the message says how to fix it.
 pub(crate) fn check_target(
@@ -188,14 +212,14 @@ pub(crate) fn check_target(
         };
     }
     let system = connection.system();
-    if !TARGETS
+    let table = connection.target_entities();
+    if !table
         .iter()
-        .any(|(s, e, c)| *s == system && *e == entity && *c == canonical)
+        .any(|e| e.name == entity && e.canonical == canonical)
     {
-        let supported: Vec<String> = TARGETS
+        let supported: Vec<String> = table
             .iter()
-            .filter(|(s, _, _)| *s == system)
-            .map(|(_, e, c)| format!("`{e}` from `{c}`"))
+            .map(|e| format!("`{}` from `{}`", e.name, e.canonical))
             .collect();
         return Err(format!(
             "{system} targets take {}; not `{entity}` from `{canonical}`",

@@ -17,7 +17,7 @@ pub(crate) use switchboard_core::audit::AuditLog;
 use switchboard_core::audit::{DeliveryOutcome, DeliveryState};
 use switchboard_core::kafka::kafka_error;
 
-use crate::targets::Record;
+use crate::upsert::Record;
 
 /// The scope of one delivery attempt of `record` (or, without one, of calls that serve the
 /// connection as a whole, such as a token refresh) at `connection`.

@@ -7,7 +7,7 @@
 //! find the new writer and do not pause a second time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -17,13 +17,13 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::status::{State, Status};
-use crate::targets::Target;
+use crate::upsert::Target;
 
 /// One connection's target writer and the credentials it was built with.
 pub(crate) struct Writer {
     connection: String,
     config: Config,
-    target: RwLock<Arc<Target>>,
+    target: RwLock<Target>,
     /// Bumped each time the writer is rebuilt with new credentials.
     generation: AtomicU64,
     /// A digest of the credentials in use; held while the connection waits for new ones.
@@ -40,7 +40,7 @@ impl Writer {
         Ok(Self {
             connection: connection.to_owned(),
             config: config.clone(),
-            target: RwLock::new(Arc::new(target)),
+            target: RwLock::new(target),
             generation: AtomicU64::new(0),
             fingerprint: Mutex::new(fingerprint(raw)),
             paused: watch::Sender::new(false),
@@ -48,7 +48,7 @@ impl Writer {
     }
 
     /// The writer to use now, and its generation (to hand back to [`Self::pause`]).
-    pub(crate) fn current(&self) -> (Arc<Target>, u64) {
+    pub(crate) fn current(&self) -> (Target, u64) {
         let target = self
             .target
             .read()
@@ -119,8 +119,8 @@ impl Writer {
                 let connection = connections.get(&self.connection).ok_or_else(|| {
                     anyhow::anyhow!("connection `{}` is not defined", self.connection)
                 })?;
-                let target = Target::new(&self.connection, connection)?;
-                *self.target.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(target);
+                let target = crate::upsert::target(&self.connection, connection)?;
+                *self.target.write().unwrap_or_else(PoisonError::into_inner) = target;
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 *in_use = now;
                 tracing::info!(connection = %self.connection, "credentials changed; resuming");

@@ -42,7 +42,7 @@ use crate::credentials::Writer;
 use crate::handoff::{ACTION, Handoff, header, original_topic};
 use crate::routes::Routes;
 use crate::status::{State, Status};
-use crate::targets::{Delivered, Record, Target};
+use crate::upsert::{self, Delivered, Outcome, Record, Target};
 use crate::xref::TargetXref;
 
 /// Delivers one target connection's records.
@@ -410,7 +410,7 @@ impl Delivery {
                 written => written?,
             }
         };
-        if delivered.outcome == crate::targets::Outcome::Created {
+        if delivered.outcome == Outcome::Created {
             crash_after_create_for_tests();
         }
         if let Some(native) = &delivered.native_id
@@ -446,14 +446,14 @@ impl Delivery {
     ) -> Result<Delivered, ClassifiedError> {
         let claim = if known.is_none()
             && !record.deleted()
-            && let Some(key) = target.claim(entity, record)
+            && let Some(key) = upsert::claim(target.as_ref(), entity, record)
         {
             Some(self.claims.hold(key).await)
         } else {
             None
         };
         let delivered = crate::audit::scope(&self.audit, &self.connection, Some(record), attempt)
-            .run(target.deliver(entity, record, known))
+            .run(upsert::upsert(target.as_ref(), entity, record, known))
             .await;
         drop(claim);
         delivered

@@ -31,7 +31,7 @@ mod rebalance;
 mod routes;
 mod status;
 mod supervise;
-mod targets;
+mod upsert;
 mod xref;
 
 use std::collections::BTreeMap;
@@ -82,7 +82,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             )
         })?;
         // Refused here, at start, if it cannot be a target.
-        targets::Target::new(name, connection)?;
+        upsert::target(name, connection)?;
         let input_topics = routes.input_topics(name);
         specs.extend(input_topics.iter().map(|t| {
             TopicSpec::new(

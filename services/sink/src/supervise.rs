@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::AuditLog;
 use crate::dispatch::Dispatch;
 use crate::routes::Routes;
-use crate::{deliver, rebalance, targets};
+use crate::{deliver, rebalance, upsert};
 
 /// Everything one connection's loop is built from.
 pub(crate) struct Loop {
@@ -41,7 +41,7 @@ pub(crate) struct Loop {
 impl Loop {
     /// A fresh loop: its own producer, consumer (joining the group) and lanes.
     pub(crate) fn build(&self) -> anyhow::Result<Dispatch> {
-        let target = targets::Target::new(&self.name, &self.connection)?;
+        let target = upsert::target(&self.name, &self.connection)?;
         let delivery = deliver::Delivery::new(
             &self.config,
             &self.topics,

@@ -17,7 +17,7 @@ use switchboard_core::config::KafkaConfig;
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::kafka::{kafka_error, read_table_uncommitted};
 
-use crate::targets::Record;
+use crate::upsert::Record;
 
 /// Links of one target connection: read from `topic` whenever the sink is assigned
 /// partitions (another replica may have linked records meanwhile), and kept up to date by

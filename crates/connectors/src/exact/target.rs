@@ -26,7 +26,25 @@ use switchboard_core::error::ClassifiedError;
 use switchboard_core::tokens::{TokenManager, TokenStore};
 use tokio::sync::OnceCell;
 
-use crate::target::{Delivered, Outcome, Record, data, money, unsupported};
+use crate::target::{
+    self, Call, Check, Created, Entity, Record, Writer, Written, data, money, unsupported,
+};
+
+/// Exact's target entities.
+pub const ENTITIES: &[Entity] = &[
+    Entity {
+        name: "accounts",
+        canonical: "organization",
+        key: Some("name"),
+        check: Check::Search,
+    },
+    Entity {
+        name: "sales_invoices",
+        canonical: "invoice",
+        key: Some("number"),
+        check: Check::Search,
+    },
+];
 
 const ACCOUNTS: &str = "crm/Accounts";
 const INVOICES: &str = "salesinvoice/SalesInvoices";
@@ -71,114 +89,122 @@ impl ExactTarget {
             .await
     }
 
-    /// Fetches a fresh access token (the current one was refused).
-    pub async fn refresh_credentials(&self) -> Result<(), ClassifiedError> {
-        // The refused call already dropped its token (unless another lane had replaced it
-        // meanwhile): this refreshes, or takes the token that lane got.
-        self.client().await?.refresh_token().await
-    }
-
-    /// Writes `record` as an `entity`, updating `known` if linked.
-    pub async fn deliver(
-        &self,
-        entity: &str,
-        record: &Record,
-        known: Option<&str>,
-    ) -> Result<Delivered, ClassifiedError> {
-        let client = self.client().await?;
-        let (outcome, id) = match entity {
-            "accounts" => account(client, record, known).await?,
-            "sales_invoices" => self.invoice(client, record, known).await?,
-            other => {
-                return Err(unsupported("Exact", other));
-            }
-        };
-        Ok(Delivered::new(outcome, id))
-    }
-
-    /// Deletes account or sales invoice `id` (Exact refuses to delete an account that is in
-    /// use or an invoice that is no longer a draft: a `data` error, with its answer).
-    pub async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
-        let set = match entity {
-            "accounts" => ACCOUNTS,
-            "sales_invoices" => INVOICES,
-            other => {
-                return Err(unsupported("Exact", other));
-            }
-        };
-        self.client().await?.delete(set, id).await
-    }
-
-    async fn invoice(
-        &self,
-        client: &ExactClient,
-        record: &Record,
-        known: Option<&str>,
-    ) -> Result<(Outcome, String), ClassifiedError> {
-        let number = record
-            .str("number")
-            .ok_or_else(|| data("invoice has no number, the natural key it is matched on"))?;
-        let update = json!({ "Description": description(record) });
-        let existing = match known {
-            Some(id) => Some(id.to_owned()),
-            None => client
-                .find_one(
-                    INVOICES,
-                    &format!("YourRef eq {}", odata_string(number)),
-                    "InvoiceID",
-                )
-                .await?
-                .and_then(|row| {
-                    row.get("InvoiceID")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                }),
-        };
-        if let Some(id) = existing {
-            // Exact refuses changed lines on an invoice: only the header follows.
-            client.update(INVOICES, &id, &update).await?;
-            return Ok((Outcome::Updated, id));
+    /// The entity set `entity` is written to.
+    fn set(entity: &str) -> Result<&'static str, ClassifiedError> {
+        match entity {
+            "accounts" => Ok(ACCOUNTS),
+            "sales_invoices" => Ok(INVOICES),
+            other => Err(unsupported("Exact", other)),
         }
-        let organization = record
-            .str("organization_id")
-            .ok_or_else(|| data("invoice has no organization_id: Exact needs the account"))?;
-        let account = client
-            .find_one(ACCOUNTS, &code_filter(organization), "ID")
-            .await?
-            .and_then(|row| row.get("ID").and_then(Value::as_str).map(str::to_owned))
-            .ok_or_else(|| {
-                // Its organization may simply not be delivered yet: try again later.
-                ClassifiedError::new(
-                    ErrorClass::Transient,
-                    "the invoice's organization is not an Exact account yet",
-                )
-            })?;
-        let body = invoice_from_record(record, &account, &self.connection)?;
-        let id = client.create(INVOICES, "InvoiceID", &body).await?;
-        Ok((Outcome::Created, id))
     }
 }
 
-async fn account(
-    client: &ExactClient,
-    record: &Record,
-    known: Option<&str>,
-) -> Result<(Outcome, String), ClassifiedError> {
-    let body = account_from_record(record)?;
-    let existing = match known {
-        Some(id) => Some(id.to_owned()),
-        None => find_account(client, record).await?,
-    };
-    if let Some(id) = existing {
-        client.update(ACCOUNTS, &id, &body).await?;
-        return Ok((Outcome::Updated, id));
+impl Writer for ExactTarget {
+    fn natural_key(&self, entity: &str) -> Option<&str> {
+        target::entity(ENTITIES, entity)?.key
     }
-    let mut body = body;
-    body["Code"] = Value::from(switchboard_code(&record.id));
-    Ok((
-        Outcome::Created,
-        client.create(ACCOUNTS, "ID", &body).await?,
-    ))
+
+    fn check(&self, _entity: &str) -> Check {
+        Check::Search
+    }
+
+    /// Accounts by their Switchboard code, else by name with the same VAT or
+    /// chamber-of-commerce number; invoices by `YourRef`, the canonical number.
+    fn find<'a>(
+        &'a self,
+        entity: &'a str,
+        key: Option<&'a str>,
+        record: &'a Record,
+    ) -> Call<'a, Option<String>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            match entity {
+                "accounts" => find_account(client, record).await,
+                "sales_invoices" => {
+                    let number = key.ok_or_else(|| {
+                        data("invoice has no number, the natural key it is matched on")
+                    })?;
+                    let filter = format!("YourRef eq {}", odata_string(number));
+                    Ok(client
+                        .find_one(INVOICES, &filter, "InvoiceID")
+                        .await?
+                        .and_then(|row| {
+                            row.get("InvoiceID")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        }))
+                }
+                other => Err(unsupported("Exact", other)),
+            }
+        })
+    }
+
+    /// An account with its Switchboard code; an invoice ordered by its organization's
+    /// account, which must be delivered first.
+    fn create<'a>(&'a self, entity: &'a str, record: &'a Record) -> Call<'a, Created> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let id = match entity {
+                "accounts" => {
+                    let mut body = account_from_record(record)?;
+                    body["Code"] = Value::from(switchboard_code(&record.id));
+                    client.create(ACCOUNTS, "ID", &body).await?
+                }
+                "sales_invoices" => {
+                    let organization = record.str("organization_id").ok_or_else(|| {
+                        data("invoice has no organization_id: Exact needs the account")
+                    })?;
+                    let account = client
+                        .find_one(ACCOUNTS, &code_filter(organization), "ID")
+                        .await?
+                        .and_then(|row| row.get("ID").and_then(Value::as_str).map(str::to_owned))
+                        .ok_or_else(|| {
+                            // Its organization may simply not be delivered yet: try again later.
+                            ClassifiedError::new(
+                                ErrorClass::Transient,
+                                "the invoice's organization is not an Exact account yet",
+                            )
+                        })?;
+                    let body = invoice_from_record(record, &account, &self.connection)?;
+                    client.create(INVOICES, "InvoiceID", &body).await?
+                }
+                other => return Err(unsupported("Exact", other)),
+            };
+            Ok(Created::New(id))
+        })
+    }
+
+    /// Exact refuses changed lines on an invoice: only its header follows.
+    fn update<'a>(&'a self, entity: &'a str, id: &'a str, record: &'a Record) -> Call<'a, Written> {
+        Box::pin(async move {
+            let body = match entity {
+                "accounts" => account_from_record(record)?,
+                "sales_invoices" => json!({ "Description": description(record) }),
+                other => return Err(unsupported("Exact", other)),
+            };
+            self.client()
+                .await?
+                .update(Self::set(entity)?, id, &body)
+                .await?;
+            Ok(Written::Done)
+        })
+    }
+
+    /// Exact refuses to delete an account that is in use or an invoice that is no longer a
+    /// draft: a `data` error, with its answer.
+    fn delete<'a>(&'a self, entity: &'a str, id: &'a str) -> Call<'a, Written> {
+        Box::pin(async move {
+            let set = Self::set(entity)?;
+            self.client().await?.delete(set, id).await?;
+            Ok(Written::Done)
+        })
+    }
+
+    fn refresh_credentials(&self) -> Call<'_, ()> {
+        // The refused call already dropped its token (unless another lane had replaced it
+        // meanwhile): this refreshes, or takes the token that lane got.
+        Box::pin(async move { self.client().await?.refresh_token().await })
+    }
 }
 
 async fn find_account(

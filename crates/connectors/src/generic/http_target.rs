@@ -7,7 +7,7 @@ use crate::generic::target::{GenericTarget, GenericWriter};
 use serde_json::Value;
 use switchboard_core::error::ClassifiedError;
 
-use crate::target::{Delivered, Outcome, Record};
+use crate::target::{Call, Check, Created, Record, Writer, Written};
 
 /// The writer of a generic HTTP connection.
 pub struct HttpTarget {
@@ -22,42 +22,58 @@ impl HttpTarget {
         })
     }
 
-    /// The field records are matched on before a create.
-    pub fn match_field(&self) -> &str {
-        &self.writer.settings().match_field
-    }
-
-    /// Writes `record`, updating `known` if linked.
-    pub async fn deliver(
-        &self,
-        record: &Record,
-        known: Option<&str>,
-    ) -> Result<Delivered, ClassifiedError> {
+    /// The canonical fields plus `switchboard_id`.
+    fn body(record: &Record) -> Value {
         let mut body = record.fields.clone();
         body.insert("switchboard_id".to_owned(), Value::from(record.id.clone()));
-        let body = Value::Object(body);
-        let existing = match known {
-            Some(id) => Some(id.to_owned()),
-            None => {
-                let field = &self.writer.settings().match_field;
-                match record.fields.get(field).and_then(Value::as_str) {
-                    Some(key) if !key.is_empty() => self.writer.find(key).await?,
-                    _ => None,
-                }
-            }
-        };
-        let (outcome, id) = match existing {
-            Some(id) => {
-                self.writer.update(&id, &body).await?;
-                (Outcome::Updated, id)
-            }
-            None => (Outcome::Created, self.writer.create(&body).await?),
-        };
-        Ok(Delivered::new(outcome, id))
+        Value::Object(body)
+    }
+}
+
+impl Writer for HttpTarget {
+    /// The configured `match_field`, for every entity.
+    fn natural_key(&self, _entity: &str) -> Option<&str> {
+        Some(&self.writer.settings().match_field)
     }
 
-    /// Deletes record `id`.
-    pub async fn delete(&self, id: &str) -> Result<(), ClassifiedError> {
-        self.writer.delete(id).await
+    fn check(&self, _entity: &str) -> Check {
+        Check::Search
+    }
+
+    fn find<'a>(
+        &'a self,
+        _entity: &'a str,
+        key: Option<&'a str>,
+        _record: &'a Record,
+    ) -> Call<'a, Option<String>> {
+        Box::pin(async move {
+            match key {
+                Some(key) => self.writer.find(key).await,
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn create<'a>(&'a self, _entity: &'a str, record: &'a Record) -> Call<'a, Created> {
+        Box::pin(async move { Ok(Created::New(self.writer.create(&Self::body(record)).await?)) })
+    }
+
+    fn update<'a>(
+        &'a self,
+        _entity: &'a str,
+        id: &'a str,
+        record: &'a Record,
+    ) -> Call<'a, Written> {
+        Box::pin(async move {
+            self.writer.update(id, &Self::body(record)).await?;
+            Ok(Written::Done)
+        })
+    }
+
+    fn delete<'a>(&'a self, _entity: &'a str, id: &'a str) -> Call<'a, Written> {
+        Box::pin(async move {
+            self.writer.delete(id).await?;
+            Ok(Written::Done)
+        })
     }
 }

@@ -12,7 +12,32 @@ use serde_json::{Value, json};
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
-use crate::target::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
+use crate::target::{
+    self, Call, Check, Created, Entity, Record, Writer, Written, data, money, numeric_id,
+    unsupported,
+};
+
+/// Pipedrive's target entities.
+pub const ENTITIES: &[Entity] = &[
+    Entity {
+        name: "persons",
+        canonical: "contact",
+        key: Some("email"),
+        check: Check::Search,
+    },
+    Entity {
+        name: "organizations",
+        canonical: "organization",
+        key: Some("name"),
+        check: Check::Search,
+    },
+    Entity {
+        name: "deals",
+        canonical: "deal",
+        key: Some("title"),
+        check: Check::Search,
+    },
+];
 
 /// The Pipedrive writer of one connection.
 pub struct PipedriveTarget {
@@ -27,106 +52,116 @@ impl PipedriveTarget {
         })
     }
 
-    /// Writes `record` as an `entity`, updating `known` if linked.
-    pub async fn deliver(
+    /// The body of `record` as an organization or deal.
+    fn body(entity: &str, record: &Record) -> Result<Value, ClassifiedError> {
+        match entity {
+            "organizations" => organization_from_record(record),
+            "deals" => deal_from_record(record),
+            other => Err(unsupported("Pipedrive", other)),
+        }
+    }
+
+    /// The item among the `entity` search results whose `field` equals `key`.
+    async fn search(
         &self,
         entity: &str,
-        record: &Record,
-        known: Option<&str>,
-    ) -> Result<Delivered, ClassifiedError> {
-        let known = known.and_then(|id| id.parse::<u64>().ok());
-        let (outcome, id) = match entity {
-            "persons" => self.person(record, known).await?,
-            "organizations" => {
-                let body = organization_from_record(record)?;
-                let name = body["name"].as_str().unwrap_or_default().to_owned();
-                self.upsert("organizations", "name", "name", &name, &body, known)
-                    .await?
-            }
-            "deals" => {
-                let body = deal_from_record(record)?;
-                let title = body["title"].as_str().unwrap_or_default().to_owned();
-                self.upsert("deals", "title", "title", &title, &body, known)
-                    .await?
-            }
-            other => {
-                return Err(unsupported("Pipedrive", other));
-            }
-        };
-        Ok(Delivered::new(outcome, id.to_string()))
+        field: &str,
+        key: &str,
+    ) -> Result<Option<String>, ClassifiedError> {
+        Ok(self
+            .client
+            .search(entity, field, key)
+            .await?
+            .iter()
+            .find(|item| {
+                item.get(field)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case(key.trim()))
+            })
+            .and_then(|item| item.get("id").and_then(Value::as_u64))
+            .map(|id| id.to_string()))
+    }
+}
+
+impl Writer for PipedriveTarget {
+    fn natural_key(&self, entity: &str) -> Option<&str> {
+        target::entity(ENTITIES, entity)?.key
     }
 
-    /// Deletes `entity` `id` (a soft delete in Pipedrive).
-    pub async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
-        if !["persons", "organizations", "deals"].contains(&entity) {
-            return Err(unsupported("Pipedrive", entity));
-        }
-        let id = numeric_id("Pipedrive", id)?;
-        self.client.delete(entity, id).await
+    fn check(&self, _entity: &str) -> Check {
+        Check::Search
     }
 
-    /// A contact becomes a person: the one the xref knows, else the one with the same
-    /// e-mail, else a new one. A redelivered record updates the person it created.
-    async fn person(
-        &self,
-        record: &Record,
-        known: Option<u64>,
-    ) -> Result<(Outcome, u64), ClassifiedError> {
-        let contact: Contact = record.to()?;
-        let person = PersonInput::from_contact(&contact);
-        let existing = match known {
-            Some(id) => Some(id),
-            None => {
-                let email = contact
-                    .email
-                    .as_deref()
-                    .filter(|e| !e.is_empty())
-                    .ok_or_else(|| {
-                        data("contact has no e-mail, the natural key persons are matched on")
-                    })?;
-                self.client.find_person_by_email(email).await?
+    fn find<'a>(
+        &'a self,
+        entity: &'a str,
+        key: Option<&'a str>,
+        _record: &'a Record,
+    ) -> Call<'a, Option<String>> {
+        Box::pin(async move {
+            let (field, what) = match entity {
+                "persons" => ("email", "contact has no e-mail"),
+                "organizations" => ("name", "organization has no name"),
+                "deals" => ("title", "deal has no title"),
+                other => return Err(unsupported("Pipedrive", other)),
+            };
+            let key =
+                key.ok_or_else(|| data(format!("{what}, the natural key it is matched on")))?;
+            match entity {
+                "persons" => Ok(self
+                    .client
+                    .find_person_by_email(key)
+                    .await?
+                    .map(|id| id.to_string())),
+                _ => self.search(entity, field, key).await,
             }
-        };
-        Ok(match existing {
-            Some(id) => {
-                self.client.update_person(id, &person).await?;
-                (Outcome::Updated, id)
-            }
-            None => (Outcome::Created, self.client.create_person(&person).await?),
         })
     }
 
-    /// Update the known record, else the one whose `field` equals `key` (search `fields`),
-    /// else create.
-    async fn upsert(
-        &self,
-        entity: &str,
-        fields: &str,
-        field: &str,
-        key: &str,
-        body: &Value,
-        known: Option<u64>,
-    ) -> Result<(Outcome, u64), ClassifiedError> {
-        let existing = match known {
-            Some(id) => Some(id),
-            None => self
-                .client
-                .search(entity, fields, key)
-                .await?
-                .iter()
-                .find(|item| {
-                    item.get(field)
-                        .and_then(Value::as_str)
-                        .is_some_and(|v| v.trim().eq_ignore_ascii_case(key.trim()))
-                })
-                .and_then(|item| item.get("id").and_then(Value::as_u64)),
-        };
-        Ok(match existing {
-            Some(id) => {
-                self.client.update(entity, id, body).await?;
-                (Outcome::Updated, id)
+    fn create<'a>(&'a self, entity: &'a str, record: &'a Record) -> Call<'a, Created> {
+        Box::pin(async move {
+            let id = match entity {
+                "persons" => {
+                    let person = PersonInput::from_contact(&record.to::<Contact>()?);
+                    self.client.create_person(&person).await?
+                }
+                _ => {
+                    self.client
+                        .create(entity, &Self::body(entity, record)?)
+                        .await?
+                }
+            };
+            Ok(Created::New(id.to_string()))
+        })
+    }
+
+    fn update<'a>(&'a self, entity: &'a str, id: &'a str, record: &'a Record) -> Call<'a, Written> {
+        Box::pin(async move {
+            let id = numeric_id("Pipedrive", id)?;
+            match entity {
+                "persons" => {
+                    let person = PersonInput::from_contact(&record.to::<Contact>()?);
+                    self.client.update_person(id, &person).await?;
+                }
+                _ => {
+                    self.client
+                        .update(entity, id, &Self::body(entity, record)?)
+                        .await?
+                }
             }
-            None => (Outcome::Created, self.client.create(entity, body).await?),
+            Ok(Written::Done)
+        })
+    }
+
+    /// A soft delete in Pipedrive.
+    fn delete<'a>(&'a self, entity: &'a str, id: &'a str) -> Call<'a, Written> {
+        Box::pin(async move {
+            if target::entity(ENTITIES, entity).is_none() {
+                return Err(unsupported("Pipedrive", entity));
+            }
+            let id = numeric_id("Pipedrive", id)?;
+            self.client.delete(entity, id).await?;
+            Ok(Written::Done)
         })
     }
 }

@@ -15,7 +15,26 @@ use switchboard_core::ErrorClass;
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
-use crate::target::{Delivered, Outcome, Record, data, money, numeric_id, unsupported};
+use crate::target::{
+    self, Call, Check, Created, Entity, Record, Writer, Written, data, money, numeric_id,
+    unsupported,
+};
+
+/// Shopify's target entities.
+pub const ENTITIES: &[Entity] = &[
+    Entity {
+        name: "customers",
+        canonical: "contact",
+        key: Some("email"),
+        check: Check::OnConflict,
+    },
+    Entity {
+        name: "orders",
+        canonical: "order",
+        key: None,
+        check: Check::Search,
+    },
+];
 
 /// The Shopify writer of one connection.
 pub struct ShopifyTarget {
@@ -29,98 +48,115 @@ impl ShopifyTarget {
             writer: ShopifyWriter::new(connection)?,
         })
     }
+}
 
-    /// Writes `record` as an `entity`, updating `known` if linked.
-    pub async fn deliver(
-        &self,
-        entity: &str,
-        record: &Record,
-        known: Option<&str>,
-    ) -> Result<Delivered, ClassifiedError> {
-        let known = known.and_then(|id| id.parse::<u64>().ok());
-        let (outcome, id) = match entity {
-            "customers" => self.customer(record, known).await?,
-            "orders" => self.order(record, known).await?,
-            other => {
-                return Err(unsupported("Shopify", other));
-            }
-        };
-        Ok(Delivered::new(outcome, id.to_string()))
+impl Writer for ShopifyTarget {
+    fn natural_key(&self, entity: &str) -> Option<&str> {
+        target::entity(ENTITIES, entity)?.key
     }
 
-    /// Deletes customer or order `id`.
-    pub async fn delete(&self, entity: &str, id: &str) -> Result<(), ClassifiedError> {
-        if !["customers", "orders"].contains(&entity) {
-            return Err(unsupported("Shopify", entity));
-        }
-        let id = numeric_id("Shopify", id)?;
-        self.writer.delete(entity, id).await
+    fn check(&self, entity: &str) -> Check {
+        target::entity(ENTITIES, entity).map_or(Check::Search, |e| e.check)
     }
 
-    async fn customer(
-        &self,
-        record: &Record,
-        known: Option<u64>,
-    ) -> Result<(Outcome, u64), ClassifiedError> {
-        let contact: Contact = record.to()?;
-        let body = customer_from_contact(&contact);
-        if let Some(id) = known {
-            self.writer.update_customer(id, &body).await?;
-            return Ok((Outcome::Updated, id));
-        }
-        let email = contact.email.as_deref().filter(|e| !e.is_empty());
-        match self.writer.create_customer(&body).await {
-            Ok(id) => Ok((Outcome::Created, id)),
-            Err(e) if e.class == ErrorClass::Data && e.message.contains("already been taken") => {
-                let found = match email {
+    /// Customers by e-mail; orders by the canonical ID in `source_identifier`, among those
+    /// created since a day before the order date.
+    fn find<'a>(
+        &'a self,
+        entity: &'a str,
+        key: Option<&'a str>,
+        record: &'a Record,
+    ) -> Call<'a, Option<String>> {
+        Box::pin(async move {
+            let found = match entity {
+                "customers" => match key {
                     Some(email) => self.writer.find_customer_by_email(email).await?,
                     None => None,
-                };
-                let id = found.ok_or(e)?;
-                self.writer.update_customer(id, &body).await?;
-                Ok((Outcome::Updated, id))
-            }
-            Err(e) => Err(e),
-        }
+                },
+                "orders" => {
+                    self.writer
+                        .find_order_by_switchboard_id(&record.id, &orders_since(record))
+                        .await?
+                }
+                other => return Err(unsupported("Shopify", other)),
+            };
+            Ok(found.map(|id| id.to_string()))
+        })
     }
 
-    async fn order(
-        &self,
-        record: &Record,
-        known: Option<u64>,
-    ) -> Result<(Outcome, u64), ClassifiedError> {
-        let update = json!({ "note": format!("switchboard {}", record.id) });
-        if let Some(id) = known {
-            self.writer.update_order(id, &update).await?;
-            return Ok((Outcome::Updated, id));
-        }
-        let since_ms = record
-            .fields
-            .get("ordered_at")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            - 86_400_000;
-        let since = time::OffsetDateTime::from_unix_timestamp(since_ms.max(0) / 1000)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned());
-        if let Some(id) = self
-            .writer
-            .find_order_by_switchboard_id(&record.id, &since)
-            .await?
-        {
-            self.writer.update_order(id, &update).await?;
-            return Ok((Outcome::Updated, id));
-        }
-        let id = self
-            .writer
-            .create_order(&order_from_record(record)?)
-            .await?;
-        Ok((Outcome::Created, id))
+    fn create<'a>(&'a self, entity: &'a str, record: &'a Record) -> Call<'a, Created> {
+        Box::pin(async move {
+            let id = match entity {
+                "customers" => {
+                    let body = customer_from_contact(&record.to()?);
+                    match self.writer.create_customer(&body).await {
+                        Ok(id) => id,
+                        Err(e)
+                            if e.class == ErrorClass::Data
+                                && e.message.contains("already been taken") =>
+                        {
+                            return Ok(Created::Taken(e));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                "orders" => {
+                    self.writer
+                        .create_order(&order_from_record(record)?)
+                        .await?
+                }
+                other => return Err(unsupported("Shopify", other)),
+            };
+            Ok(Created::New(id.to_string()))
+        })
     }
+
+    /// Customers get their fields; orders get a note naming the canonical ID.
+    fn update<'a>(&'a self, entity: &'a str, id: &'a str, record: &'a Record) -> Call<'a, Written> {
+        Box::pin(async move {
+            let id = numeric_id("Shopify", id)?;
+            match entity {
+                "customers" => {
+                    let body = customer_from_contact(&record.to()?);
+                    self.writer.update_customer(id, &body).await?;
+                }
+                "orders" => {
+                    let note = json!({ "note": format!("switchboard {}", record.id) });
+                    self.writer.update_order(id, &note).await?;
+                }
+                other => return Err(unsupported("Shopify", other)),
+            }
+            Ok(Written::Done)
+        })
+    }
+
+    fn delete<'a>(&'a self, entity: &'a str, id: &'a str) -> Call<'a, Written> {
+        Box::pin(async move {
+            if target::entity(ENTITIES, entity).is_none() {
+                return Err(unsupported("Shopify", entity));
+            }
+            let id = numeric_id("Shopify", id)?;
+            self.writer.delete(entity, id).await?;
+            Ok(Written::Done)
+        })
+    }
+}
+
+/// A day before the order's date, as Shopify's `created_at_min` takes it.
+fn orders_since(record: &Record) -> String {
+    let since_ms = record
+        .fields
+        .get("ordered_at")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        - 86_400_000;
+    time::OffsetDateTime::from_unix_timestamp(since_ms.max(0) / 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// Mapping contact → Shopify customer: e-mail, first and last name, phone; tagged

@@ -11,7 +11,15 @@ use crate::telegram::TelegramConnection;
 use crate::telegram::api::TelegramClient;
 use switchboard_core::error::ClassifiedError;
 
-use crate::target::{Delivered, Outcome, Record, data, unsupported};
+use crate::target::{Call, Check, Created, Entity, Record, Writer, Written, data, unsupported};
+
+/// Telegram's target entities.
+pub const ENTITIES: &[Entity] = &[Entity {
+    name: "messages",
+    canonical: "order",
+    key: None,
+    check: Check::XrefOnly,
+}];
 
 /// The Telegram writer of one connection.
 pub struct TelegramTarget {
@@ -31,28 +39,57 @@ impl TelegramTarget {
             chat_id,
         })
     }
+}
 
-    /// Sends `record` as a notification, unless `known` says it was sent.
-    pub async fn deliver(
-        &self,
-        entity: &str,
-        record: &Record,
-        known: Option<&str>,
-    ) -> Result<Delivered, ClassifiedError> {
-        if entity != "messages" {
-            return Err(unsupported("Telegram", entity));
-        }
-        if known.is_some() {
-            return Ok(Delivered::skipped(
-                known,
-                "the notification was sent; an update sends no second one",
-            ));
-        }
-        let id = self
-            .client
-            .send_message(&self.chat_id, &order_message(record))
-            .await?;
-        Ok(Delivered::new(Outcome::Created, id.to_string()))
+impl Writer for TelegramTarget {
+    fn natural_key(&self, _entity: &str) -> Option<&str> {
+        None
+    }
+
+    fn check(&self, _entity: &str) -> Check {
+        Check::XrefOnly
+    }
+
+    fn find<'a>(
+        &'a self,
+        entity: &'a str,
+        _key: Option<&'a str>,
+        _record: &'a Record,
+    ) -> Call<'a, Option<String>> {
+        Box::pin(std::future::ready(Err(unsupported(
+            "Telegram search",
+            entity,
+        ))))
+    }
+
+    fn create<'a>(&'a self, entity: &'a str, record: &'a Record) -> Call<'a, Created> {
+        Box::pin(async move {
+            if entity != "messages" {
+                return Err(unsupported("Telegram", entity));
+            }
+            let id = self
+                .client
+                .send_message(&self.chat_id, &order_message(record))
+                .await?;
+            Ok(Created::New(id.to_string()))
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        _entity: &'a str,
+        _id: &'a str,
+        _record: &'a Record,
+    ) -> Call<'a, Written> {
+        Box::pin(std::future::ready(Ok(Written::Skipped(
+            "the notification was sent; an update sends no second one",
+        ))))
+    }
+
+    fn delete<'a>(&'a self, _entity: &'a str, _id: &'a str) -> Call<'a, Written> {
+        Box::pin(std::future::ready(Ok(Written::Skipped(
+            "deleted at the source; a sent message is not taken back",
+        ))))
     }
 }
 
