@@ -10,13 +10,12 @@
 //! Which system can take which canonical entity, and whether a target connection has what
 //! writing needs, is checked at config load so a bad flow never starts.
 
-use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use switchboard_core::Config;
 use switchboard_core::ErrorClass;
 use switchboard_core::error::ClassifiedError;
 
-use crate::Connection;
+use crate::System;
 
 /// A canonical record as the sink reads it: every field of the Avro record as JSON.
 #[derive(Debug, Clone)]
@@ -128,8 +127,7 @@ pub enum Written {
     Skipped(&'static str),
 }
 
-/// One target call in flight.
-pub type Call<'a, T> = BoxFuture<'a, Result<T, ClassifiedError>>;
+pub use crate::Call;
 
 /// What a system supplies to be a target. The sink owns the rest of a delivery (the xref,
 /// the natural-key claim, the order of search, create, update and link, and deletes), so
@@ -199,30 +197,22 @@ pub fn money(value: Option<&Value>) -> Option<f64> {
 pub(crate) fn check_target(
     config: &Config,
     name: &str,
-    connection: &Connection,
+    connection: &dyn System,
     entity: &str,
     canonical: &str,
 ) -> Result<(), String> {
-    if let Connection::Generic(g) = connection {
-        return match &g.target {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "connection `{name}` (http) has no `target:` block; add one to write to it"
-            )),
-        };
-    }
-    let system = connection.system();
-    let table = connection.target_entities();
-    if !table
-        .iter()
-        .any(|e| e.name == entity && e.canonical == canonical)
+    if let Some(table) = connection.target_entities()
+        && !table
+            .iter()
+            .any(|e| e.name == entity && e.canonical == canonical)
     {
         let supported: Vec<String> = table
             .iter()
             .map(|e| format!("`{}` from `{}`", e.name, e.canonical))
             .collect();
         return Err(format!(
-            "{system} targets take {}; not `{entity}` from `{canonical}`",
+            "{} targets take {}; not `{entity}` from `{canonical}`",
+            connection.system(),
             if supported.is_empty() {
                 "nothing".to_owned()
             } else {
@@ -230,26 +220,7 @@ pub(crate) fn check_target(
             }
         ));
     }
-    match connection {
-        Connection::Shopify(s) if s.access_token.is_none() => Err(format!(
-            "connection `{name}`: writing to Shopify needs access_token"
-        )),
-        Connection::Telegram(t) if t.bot_token.is_none() || t.notify_chat_id.is_none() => Err(
-            format!("connection `{name}`: notifications need bot_token and notify_chat_id"),
-        ),
-        Connection::Exact(_) if config.secrets_key.is_none() => Err(format!(
-            "connection `{name}` rotates refresh tokens, kept encrypted: set secrets_key"
-        )),
-        Connection::Exact(e)
-            if entity == "sales_invoices"
-                && (e.target.journal.is_none() || e.target.sales_item.is_none()) =>
-        {
-            Err(format!(
-                "connection `{name}`: invoices need target.journal and target.sales_item"
-            ))
-        }
-        _ => Ok(()),
-    }
+    connection.target_needs(name, config, entity)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use std::path::Path;
 
 use figment::error::Kind;
 use serde::Serialize;
-use switchboard_connectors::Connection;
 use switchboard_core::Config;
 use switchboard_core::canonical::{CANONICAL_SCHEMAS, canonical_schema};
 use switchboard_core::config::ConfigError;
@@ -92,7 +91,9 @@ pub fn check(path: &Path) -> ConfigReport {
 fn deeper_problems(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (name, raw) in &config.connections {
-        if let Err(e) = Connection::from_config(name, raw) {
+        let checked = switchboard_connectors::connection(name, raw, config)
+            .and_then(|connection| connection.validate(name, config));
+        if let Err(e) = checked {
             problems.push(explain(&e));
         }
     }

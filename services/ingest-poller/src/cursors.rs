@@ -9,28 +9,12 @@ use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use serde::{Deserialize, Serialize};
+use switchboard_connectors::Call;
+use switchboard_connectors::poll::Cursor;
 use switchboard_core::config::KafkaConfig;
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::healing::HealingProducer;
 use switchboard_core::kafka::{self, Cleanup, TopicSpec};
-
-/// A stored cursor.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Cursor {
-    /// The source's own position (Exact: the highest `Timestamp` rowversion published).
-    pub position: i64,
-    /// When the newest published change happened at the source (epoch ms), for the lag;
-    /// for changes-since pollers also the time the next poll starts from.
-    pub changed_at: Option<i64>,
-    /// Changes-since pollers: IDs of the records already published whose change time is
-    /// exactly `changed_at`, so that boundary time is listed again but not republished.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub seen: Vec<String>,
-    /// Page-cursor pollers: the API's opaque cursor of the next page to read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
 
 /// All cursors of this deployment.
 pub(crate) struct Cursors {
@@ -76,8 +60,10 @@ impl Cursors {
         }
         Ok(())
     }
+}
 
-    pub(crate) fn get(&self, key: &str) -> Option<Cursor> {
+impl switchboard_connectors::poll::Cursors for Cursors {
+    fn get(&self, key: &str) -> Option<Cursor> {
         self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -86,19 +72,21 @@ impl Cursors {
     }
 
     /// Stores a cursor and waits for Kafka's acknowledgement.
-    pub(crate) async fn commit(&self, key: &str, cursor: &Cursor) -> Result<(), ClassifiedError> {
-        let value = serde_json::to_vec(&cursor).unwrap_or_default();
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic).key(key).payload(&value),
-                Timeout::After(Duration::from_secs(30)),
-            )
-            .await
-            .map_err(|(e, _)| kafka::kafka_error("commit cursor", &e))?;
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.to_owned(), cursor.clone());
-        Ok(())
+    fn commit<'a>(&'a self, key: &'a str, cursor: &'a Cursor) -> Call<'a, ()> {
+        Box::pin(async move {
+            let value = serde_json::to_vec(&cursor).unwrap_or_default();
+            self.producer
+                .send(
+                    FutureRecord::to(&self.topic).key(key).payload(&value),
+                    Timeout::After(Duration::from_secs(30)),
+                )
+                .await
+                .map_err(|(e, _)| kafka::kafka_error("commit cursor", &e))?;
+            self.table
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.to_owned(), cursor.clone());
+            Ok(())
+        })
     }
 }

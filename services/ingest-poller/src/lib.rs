@@ -7,27 +7,21 @@
 //! committed cursor. Two replicas never poll the same connection at once (see [`leases`]).
 //! Polling is paced under the source's limits, and rotating refresh tokens are kept durably
 //! (`<prefix>.tokens`) so a restart never loses the newest one.
+//!
+//! Each system's poll jobs live in its folder in `switchboard_connectors`
+//! ([`switchboard_connectors::poll`]); this service lends them the cursor store, the
+//! reconciliation ledger and the publisher, and runs them on its leases and schedule.
 
 mod cursors;
-mod exact;
-mod generic;
 pub mod leases;
-mod pipedrive;
-mod reconcile;
+mod ledger;
 mod schedule;
-mod since;
-mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchboard_connectors::Connection;
-use switchboard_connectors::exact::api::ExactClient;
-use switchboard_connectors::exact::oauth::ExactTokenEndpoint;
-use switchboard_connectors::generic::api::GenericClient;
-use switchboard_connectors::pipedrive::api::PipedriveClient;
-use switchboard_connectors::shopify::api::ShopifyClient;
+use switchboard_connectors::poll::PollContext;
 use switchboard_core::Config;
 use switchboard_core::audit::AuditLog;
 use switchboard_core::avro::AvroCodec;
@@ -35,18 +29,14 @@ use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::progress::Progress;
 use switchboard_core::raw::RawPublisher;
 use switchboard_core::telemetry::Health;
-use switchboard_core::tokens::{TokenManager, TokenStore};
 use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cursors::Cursors;
-use crate::exact::ExactPoller;
-use crate::generic::GenericPoller;
 use crate::leases::Leases;
-use crate::pipedrive::PipedrivePoller;
-use crate::reconcile::{Ledger, ShopifyReconciler};
-use crate::schedule::{Job, poll_loop};
+use crate::ledger::KafkaLedger;
+use crate::schedule::poll_loop;
 
 /// A started poller.
 pub struct Started {
@@ -83,66 +73,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         topics.ingest_dedupe(),
         Cleanup::CompactDelete(Duration::from_secs(config.ingest.dedupe_window_secs)),
     );
-    let ledger = || Ledger::new(publisher.clone(), config.kafka.clone(), &topics);
-    let mut polled = Vec::new();
+    let context = PollContext {
+        publisher: publisher.clone(),
+        cursors: cursors.clone(),
+        ledger: Arc::new(KafkaLedger::new(
+            publisher.clone(),
+            config.kafka.clone(),
+            &topics,
+        )),
+    };
     let mut jobs = Vec::new();
     for (name, connection) in &connections {
-        for entity in connection.polled_entities() {
-            specs.push(raw_spec(name, &entity));
+        let polled = connection.polled_entities();
+        for entity in &polled {
+            specs.push(raw_spec(name, entity));
         }
-        match connection {
-            Connection::Shopify(shop) if shop.reconcile.is_some() => {
-                specs.push(dedupe_spec.clone());
-                jobs.push(Job::Reconcile(Box::new(ShopifyReconciler {
-                    client: ShopifyClient::new(shop)?,
-                    name: name.clone(),
-                    connection: shop.clone(),
-                    publisher: publisher.clone(),
-                    cursors: cursors.clone(),
-                    ledger: ledger(),
-                })));
-            }
-            Connection::Pipedrive(crm) => {
-                let roles = [(&crm.poll, None), (&crm.reconcile, Some(()))];
-                for (settings, reconciles) in roles {
-                    let Some(settings) = settings else { continue };
-                    if reconciles.is_some() {
-                        specs.push(dedupe_spec.clone());
-                    }
-                    jobs.push(Job::Pipedrive(Box::new(PipedrivePoller {
-                        name: name.clone(),
-                        client: PipedriveClient::new(crm.clone())?,
-                        settings: settings.clone(),
-                        publisher: publisher.clone(),
-                        cursors: cursors.clone(),
-                        ledger: reconciles.map(|()| ledger()),
-                    })));
-                }
-            }
-            Connection::Generic(generic) => {
-                if let Some(poll) = &generic.poll {
-                    jobs.push(Job::Generic(Box::new(GenericPoller {
-                        name: name.clone(),
-                        settings: poll.clone(),
-                        client: GenericClient::new(poll)?,
-                        publisher: publisher.clone(),
-                        cursors: cursors.clone(),
-                    })));
-                }
-            }
-            Connection::Exact(exact) if exact.poll.is_some() => {
-                let key = config.secrets_key.as_ref().ok_or_else(|| {
-                    switchboard_core::config::ConfigError::invalid(
-                        "secrets_key",
-                        format!("connection `{name}` rotates refresh tokens, which are stored encrypted: set secrets_key (e.g. ${{env:SB_SECRETS_KEY}} with `openssl rand -base64 32`)"),
-                    )
-                })?;
-                let store = TokenStore::new(&config.kafka, key)?;
-                specs.push(store.topic_spec());
-                polled.push((name.clone(), exact.clone(), store));
-            }
-            _ => {}
+        if polled.iter().any(|entity| connection.reconciles(entity)) {
+            specs.push(dedupe_spec.clone());
         }
+        jobs.extend(connection.pollers(name, &context)?);
     }
     // Every API call a poll cycle makes is audited, as the sink's are.
     let audit = AuditLog::new(&config.kafka, &topics)?;
@@ -177,29 +126,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             };
             let (leases, membership) = Leases::join(&config.kafka, shutdown.clone())?;
             let mut loops = Vec::new();
-            for (name, exact, store) in polled {
-                let endpoint = ExactTokenEndpoint::new(&exact.base_url, exact.oauth.clone())?;
-                // The chain the Exact target of the same connection uses too: one refresh
-                // token rotates for both, so neither kills the other's.
-                let initial = exact.oauth.refresh_token.clone();
-                let key = switchboard_connectors::exact::token_key(&name, &initial);
-                let tokens = Arc::new(TokenManager::new(&key, endpoint, store, initial).await?);
-                let progress = watched(&name);
-                let poller = ExactPoller {
-                    client: ExactClient::new(&exact, tokens)?,
-                    name,
-                    connection: exact,
-                    publisher: publisher.clone(),
-                    cursors: cursors.clone(),
-                };
-                loops.push(tokio::spawn(poll_loop(
-                    Job::Exact(Box::new(poller)),
-                    leases.clone(),
-                    audit.clone(),
-                    progress,
-                    shutdown.clone(),
-                )));
-            }
             for job in jobs {
                 let progress = watched(job.name());
                 loops.push(tokio::spawn(poll_loop(

@@ -8,72 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_connectors::audit::Scope;
+use switchboard_connectors::poll::Poll;
 use switchboard_core::ErrorClass;
 use switchboard_core::audit::AuditLog;
 use switchboard_core::progress::Progress;
 use tokio_util::sync::CancellationToken;
 
-use crate::exact::ExactPoller;
-use crate::generic::GenericPoller;
 use crate::leases::Leases;
-use crate::pipedrive::PipedrivePoller;
-use crate::reconcile::ShopifyReconciler;
-
-/// One connection's scheduled work.
-pub(crate) enum Job {
-    Exact(Box<ExactPoller>),
-    Reconcile(Box<ShopifyReconciler>),
-    Pipedrive(Box<PipedrivePoller>),
-    Generic(Box<GenericPoller>),
-}
-
-impl Job {
-    pub(crate) fn name(&self) -> &str {
-        match self {
-            Self::Exact(p) => &p.name,
-            Self::Reconcile(r) => &r.name,
-            Self::Pipedrive(p) => &p.name,
-            Self::Generic(g) => &g.name,
-        }
-    }
-
-    fn every(&self) -> Duration {
-        let secs = match self {
-            Self::Exact(p) => p.connection.poll.as_ref().map_or(60, |p| p.every_secs),
-            Self::Reconcile(r) => r
-                .connection
-                .reconcile
-                .as_ref()
-                .map_or(300, |r| r.every_secs),
-            Self::Pipedrive(p) => p.every_secs(),
-            Self::Generic(g) => g.settings.every_secs,
-        };
-        Duration::from_secs(secs.max(1))
-    }
-
-    async fn cycle(
-        &self,
-        shutdown: &CancellationToken,
-    ) -> Result<usize, switchboard_core::error::ClassifiedError> {
-        match self {
-            Self::Exact(p) => p.cycle(shutdown).await,
-            Self::Reconcile(r) => r.cycle(shutdown).await,
-            Self::Pipedrive(p) => p.cycle(shutdown).await,
-            Self::Generic(g) => g.cycle(shutdown).await,
-        }
-    }
-}
 
 /// Polls one connection on its schedule while this replica holds its lease. Every API call
 /// of a cycle (pages, token refreshes) goes to `audit`.
 pub(crate) async fn poll_loop(
-    poller: Job,
+    poller: Box<dyn Poll>,
     leases: Arc<Leases>,
     audit: AuditLog,
     progress: Arc<Progress>,
     shutdown: CancellationToken,
 ) {
-    let every = poller.every();
+    let every = poller.every().max(Duration::from_secs(1));
     let mut backoff = Duration::from_secs(1);
     // Since when this connection's cycles fail in a row: a due poll that does not happen.
     let mut failing_since: Option<std::time::Instant> = None;

@@ -8,11 +8,20 @@
 pub mod api;
 pub mod model;
 pub mod oauth;
+mod poll;
 pub mod target;
 pub mod write;
 
+use std::sync::Arc;
+
 use serde::Deserialize;
-use switchboard_core::Secret;
+use switchboard_core::config::ConfigError;
+use switchboard_core::error::{ClassifiedError, ErrorClass};
+use switchboard_core::tokens::{TokenManager, TokenStore};
+use switchboard_core::{Config, Secret};
+
+use crate::poll::{Poll, PollContext};
+use crate::target::{Entity, Writer};
 
 /// Entities the poller can read, with their sync endpoint and `sync/Deleted` entity type.
 pub const SYNC_ENTITIES: &[SyncEntity] = &[
@@ -76,7 +85,7 @@ pub struct ExactConnection {
     #[serde(default)]
     pub target: ExactTargetSettings,
     /// Where rotated tokens are kept: filled from the top-level `kafka` and `secrets_key`
-    /// by [`crate::connections`], never read from the connection's own keys.
+    /// when the connection is read (`System::configure`), never read from the connection's own keys.
     #[serde(skip)]
     pub token_store: Option<Box<TokenStoreSettings>>,
 }
@@ -150,4 +159,116 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_every_secs() -> u64 {
     60
+}
+
+/// The API client of connection `name`, on the token chain its poller and its target
+/// share ([`token_key`]): one refresh token rotates for both, so neither kills the other's.
+/// The token store's topic is made if missing.
+pub(crate) async fn open_client(
+    name: &str,
+    connection: &ExactConnection,
+) -> Result<api::ExactClient, ClassifiedError> {
+    let settings = connection.token_store.as_deref().ok_or_else(|| {
+        ClassifiedError::new(
+            ErrorClass::Auth,
+            format!("connection `{name}` (exact) needs secrets_key to keep its tokens"),
+        )
+    })?;
+    let store = TokenStore::new(&settings.kafka, &settings.secrets_key)?;
+    switchboard_core::kafka::ensure_topics(&settings.kafka, &[store.topic_spec()]).await?;
+    let endpoint = oauth::ExactTokenEndpoint::new(&connection.base_url, connection.oauth.clone())?;
+    let initial = connection.oauth.refresh_token.clone();
+    let key = token_key(name, &initial);
+    let tokens = TokenManager::new(&key, endpoint, store, initial).await?;
+    api::ExactClient::new(connection, Arc::new(tokens))
+}
+
+impl crate::System for ExactConnection {
+    fn system(&self) -> &'static str {
+        "exact"
+    }
+
+    /// Rotated tokens are kept in the cluster, encrypted with `secrets_key`.
+    fn configure(&mut self, config: &Config) {
+        self.token_store = config.secrets_key.as_ref().map(|key| {
+            Box::new(TokenStoreSettings {
+                kafka: config.kafka.clone(),
+                secrets_key: key.clone(),
+            })
+        });
+    }
+
+    fn validate(&self, name: &str, config: &Config) -> Result<(), ConfigError> {
+        let Some(poll) = &self.poll else {
+            return Ok(());
+        };
+        for (i, entity) in poll.entities.iter().enumerate() {
+            if sync_entity(entity).is_none() {
+                return Err(ConfigError::invalid(
+                    format!("connections.{name}.poll.entities[{i}]"),
+                    format!(
+                        "`{entity}` has no sync endpoint here; use one of {:?}",
+                        SYNC_ENTITIES.iter().map(|e| e.name).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+        }
+        if config.secrets_key.is_none() {
+            return Err(ConfigError::invalid(
+                "secrets_key",
+                format!(
+                    "connection `{name}` rotates refresh tokens, which are stored encrypted: set secrets_key (e.g. ${{env:SB_SECRETS_KEY}} with `openssl rand -base64 32`)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn polled_entities(&self) -> Vec<String> {
+        self.poll
+            .as_ref()
+            .map(|p| p.entities.clone())
+            .unwrap_or_default()
+    }
+
+    fn pollers(
+        &self,
+        name: &str,
+        context: &PollContext,
+    ) -> Result<Vec<Box<dyn Poll>>, ClassifiedError> {
+        if self.poll.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Box::new(poll::ExactPoller {
+            name: name.to_owned(),
+            connection: self.clone(),
+            client: tokio::sync::OnceCell::new(),
+            publisher: context.publisher.clone(),
+            cursors: context.cursors.clone(),
+        })])
+    }
+
+    fn target_entities(&self) -> Option<&'static [Entity]> {
+        Some(target::ENTITIES)
+    }
+
+    fn target_needs(&self, name: &str, config: &Config, entity: &str) -> Result<(), String> {
+        if config.secrets_key.is_none() {
+            return Err(format!(
+                "connection `{name}` rotates refresh tokens, kept encrypted: set secrets_key"
+            ));
+        }
+        if entity == "sales_invoices"
+            && (self.target.journal.is_none() || self.target.sales_item.is_none())
+        {
+            return Err(format!(
+                "connection `{name}`: invoices need target.journal and target.sales_item"
+            ));
+        }
+        Ok(())
+    }
+
+    fn writer(&self, name: &str) -> anyhow::Result<Box<dyn Writer>> {
+        Ok(Box::new(target::ExactTarget::new(name, self)?))
+    }
 }

@@ -13,17 +13,13 @@
 //! an account with the same name and the same VAT number or chamber-of-commerce number.
 //! Invoices: the xref's GUID; else the invoice whose `YourRef` is the canonical number.
 
-use std::sync::Arc;
-
+use crate::exact::ExactConnection;
 use crate::exact::api::ExactClient;
-use crate::exact::oauth::ExactTokenEndpoint;
 use crate::exact::write::odata_string;
-use crate::exact::{ExactConnection, TokenStoreSettings, token_key};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use switchboard_core::ErrorClass;
 use switchboard_core::error::ClassifiedError;
-use switchboard_core::tokens::{TokenManager, TokenStore};
 use tokio::sync::OnceCell;
 
 use crate::target::{
@@ -53,39 +49,25 @@ const INVOICES: &str = "salesinvoice/SalesInvoices";
 pub struct ExactTarget {
     name: String,
     connection: ExactConnection,
-    store: TokenStoreSettings,
     client: OnceCell<ExactClient>,
 }
 
 impl ExactTarget {
     /// The writer of connection `name`; its token chain is opened on first use.
     pub fn new(name: &str, connection: &ExactConnection) -> anyhow::Result<Self> {
-        let store = connection.token_store.as_deref().cloned().ok_or_else(|| {
-            anyhow::anyhow!("connection `{name}` (exact) needs secrets_key to keep its tokens")
-        })?;
+        if connection.token_store.is_none() {
+            anyhow::bail!("connection `{name}` (exact) needs secrets_key to keep its tokens");
+        }
         Ok(Self {
             name: name.to_owned(),
             connection: connection.clone(),
-            store,
             client: OnceCell::new(),
         })
     }
 
     async fn client(&self) -> Result<&ExactClient, ClassifiedError> {
         self.client
-            .get_or_try_init(|| async {
-                let store = TokenStore::new(&self.store.kafka, &self.store.secrets_key)?;
-                switchboard_core::kafka::ensure_topics(&self.store.kafka, &[store.topic_spec()])
-                    .await?;
-                let endpoint = ExactTokenEndpoint::new(
-                    &self.connection.base_url,
-                    self.connection.oauth.clone(),
-                )?;
-                let initial = self.connection.oauth.refresh_token.clone();
-                let key = token_key(&self.name, &initial);
-                let tokens = TokenManager::new(&key, endpoint, store, initial).await?;
-                ExactClient::new(&self.connection, Arc::new(tokens))
-            })
+            .get_or_try_init(|| super::open_client(&self.name, &self.connection))
             .await
     }
 

@@ -6,11 +6,18 @@
 pub mod api;
 pub mod http_target;
 pub mod poll;
+mod poller;
 pub mod target;
 pub mod webhook;
 
 use serde::Deserialize;
-use switchboard_core::Secret;
+use switchboard_core::config::ConfigError;
+use switchboard_core::error::ClassifiedError;
+use switchboard_core::{Config, Secret};
+
+use crate::poll::{Poll, PollContext};
+use crate::target::{Entity, Writer};
+use crate::webhook::{Received, WebhookError};
 
 /// Settings of a generic HTTP connection.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,4 +129,86 @@ fn default_tolerance_secs() -> u64 {
 
 fn default_id_pointer() -> String {
     "/id".to_owned()
+}
+
+impl crate::System for GenericConnection {
+    fn system(&self) -> &'static str {
+        "http"
+    }
+
+    fn validate(&self, name: &str, _config: &Config) -> Result<(), ConfigError> {
+        if let Some(target) = &self.target {
+            target.validate(&format!("connections.{name}.target"))?;
+        }
+        match &self.poll {
+            Some(poll) => poll.validate(&format!("connections.{name}.poll")),
+            None => Ok(()),
+        }
+    }
+
+    fn webhook_entities(&self) -> Vec<String> {
+        self.webhook
+            .as_ref()
+            .map(GenericWebhook::entity_names)
+            .unwrap_or_default()
+    }
+
+    fn receive_webhook(
+        &self,
+        headers: &::http::HeaderMap,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<Received, WebhookError> {
+        match &self.webhook {
+            Some(hook) => webhook::receive(hook, headers, body, now_secs),
+            None => Err(WebhookError::NotAccepted),
+        }
+    }
+
+    fn polled_entities(&self) -> Vec<String> {
+        self.poll
+            .as_ref()
+            .map(|p| p.entities.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn pollers(
+        &self,
+        name: &str,
+        context: &PollContext,
+    ) -> Result<Vec<Box<dyn Poll>>, ClassifiedError> {
+        let Some(poll) = &self.poll else {
+            return Ok(Vec::new());
+        };
+        Ok(vec![Box::new(poller::GenericPoller {
+            name: name.to_owned(),
+            settings: poll.clone(),
+            client: api::GenericClient::new(poll)?,
+            publisher: context.publisher.clone(),
+            cursors: context.cursors.clone(),
+        })])
+    }
+
+    /// Any entity: its `target:` block says how every record is written.
+    fn target_entities(&self) -> Option<&'static [Entity]> {
+        None
+    }
+
+    fn target_needs(&self, name: &str, _config: &Config, _entity: &str) -> Result<(), String> {
+        match self.target {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "connection `{name}` (http) has no `target:` block; add one to write to it"
+            )),
+        }
+    }
+
+    fn writer(&self, name: &str) -> anyhow::Result<Box<dyn Writer>> {
+        match &self.target {
+            Some(settings) => Ok(Box::new(http_target::HttpTarget::new(
+                (**settings).clone(),
+            )?)),
+            None => anyhow::bail!("connection `{name}` (http) has no `target:` block"),
+        }
+    }
 }

@@ -12,12 +12,19 @@
 
 pub mod api;
 pub mod model;
+mod poll;
 pub mod target;
 pub mod webhook;
 pub mod write;
 
 use serde::Deserialize;
-use switchboard_core::Secret;
+use switchboard_core::config::ConfigError;
+use switchboard_core::error::ClassifiedError;
+use switchboard_core::{Config, Secret};
+
+use crate::poll::{Poll, PollContext};
+use crate::target::{Entity, Writer};
+use crate::webhook::{Received, WebhookError};
 
 /// Settings of a Pipedrive connection.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,4 +102,110 @@ fn default_search_limit() -> u32 {
 
 fn default_timeout_ms() -> u64 {
     10_000
+}
+
+impl crate::System for PipedriveConnection {
+    fn system(&self) -> &'static str {
+        "pipedrive"
+    }
+
+    /// The poll settings, naming the bad key.
+    fn validate(&self, name: &str, _config: &Config) -> Result<(), ConfigError> {
+        if self.poll.is_some() && self.reconcile.is_some() {
+            return Err(ConfigError::invalid(
+                format!("connections.{name}.reconcile"),
+                "`poll` already lists every change; `reconcile` is for connections fed by webhooks: keep one",
+            ));
+        }
+        for (block, poll) in [("poll", &self.poll), ("reconcile", &self.reconcile)] {
+            let Some(poll) = poll else { continue };
+            if poll.entities.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("connections.{name}.{block}.entities"),
+                    format!("name at least one of {POLLED_ENTITIES:?}"),
+                ));
+            }
+            for (i, entity) in poll.entities.iter().enumerate() {
+                if !POLLED_ENTITIES.contains(&entity.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("connections.{name}.{block}.entities[{i}]"),
+                        format!("`{entity}` cannot be polled; use one of {POLLED_ENTITIES:?}"),
+                    ));
+                }
+            }
+        }
+        if self.reconcile.is_some() && self.webhook_auth.is_none() {
+            return Err(ConfigError::invalid(
+                format!("connections.{name}.reconcile"),
+                "reconciliation catches what webhooks missed: set webhook_auth, or use `poll`",
+            ));
+        }
+        Ok(())
+    }
+
+    fn webhook_entities(&self) -> Vec<String> {
+        match self.webhook_auth {
+            Some(_) => webhook::WEBHOOK_ENTITIES
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn receive_webhook(
+        &self,
+        headers: &::http::HeaderMap,
+        body: &[u8],
+        _now_secs: i64,
+    ) -> Result<Received, WebhookError> {
+        match &self.webhook_auth {
+            Some(auth) => webhook::receive(auth, headers, body),
+            None => Err(WebhookError::NotAccepted),
+        }
+    }
+
+    fn polled_entities(&self) -> Vec<String> {
+        self.poll
+            .iter()
+            .chain(&self.reconcile)
+            .flat_map(|poll| poll.entities.iter().cloned())
+            .collect()
+    }
+
+    fn reconciles(&self, entity: &str) -> bool {
+        self.reconcile
+            .as_ref()
+            .is_some_and(|r| r.entities.iter().any(|e| e == entity))
+    }
+
+    /// The fallback poller, or the reconciliation poll beside webhooks.
+    fn pollers(
+        &self,
+        name: &str,
+        context: &PollContext,
+    ) -> Result<Vec<Box<dyn Poll>>, ClassifiedError> {
+        let roles = [(&self.poll, None), (&self.reconcile, Some(&context.ledger))];
+        let mut jobs: Vec<Box<dyn Poll>> = Vec::new();
+        for (settings, ledger) in roles {
+            let Some(settings) = settings else { continue };
+            jobs.push(Box::new(poll::PipedrivePoller {
+                name: name.to_owned(),
+                client: api::PipedriveClient::new(self.clone())?,
+                settings: settings.clone(),
+                publisher: context.publisher.clone(),
+                cursors: context.cursors.clone(),
+                ledger: ledger.cloned(),
+            }));
+        }
+        Ok(jobs)
+    }
+
+    fn target_entities(&self) -> Option<&'static [Entity]> {
+        Some(target::ENTITIES)
+    }
+
+    fn writer(&self, _name: &str) -> anyhow::Result<Box<dyn Writer>> {
+        Ok(Box::new(target::PipedriveTarget::new(self.clone())?))
+    }
 }

@@ -6,12 +6,19 @@
 
 pub mod api;
 mod model;
+mod poll;
 pub mod target;
 pub mod webhook;
 pub mod write;
 
 use serde::Deserialize;
-use switchboard_core::Secret;
+use switchboard_core::config::ConfigError;
+use switchboard_core::error::ClassifiedError;
+use switchboard_core::{Config, Secret};
+
+use crate::poll::{Poll, PollContext};
+use crate::target::{Entity, Writer};
+use crate::webhook::{Received, WebhookError};
 
 /// Entities whose webhooks ingest accepts and publishes to `sb.raw.<connection>.<entity>`.
 pub const WEBHOOK_ENTITIES: &[&str] = &["customers", "orders", "products"];
@@ -62,4 +69,92 @@ fn default_reconcile_every_secs() -> u64 {
 
 fn default_lookback_secs() -> u64 {
     24 * 3600
+}
+
+impl crate::System for ShopifyConnection {
+    fn system(&self) -> &'static str {
+        "shopify"
+    }
+
+    fn validate(&self, name: &str, _config: &Config) -> Result<(), ConfigError> {
+        let Some(reconcile) = &self.reconcile else {
+            return Ok(());
+        };
+        if self.access_token.is_none() {
+            return Err(ConfigError::invalid(
+                format!("connections.{name}.access_token"),
+                "reconciliation reads the Admin API: set access_token",
+            ));
+        }
+        for (i, entity) in reconcile.entities.iter().enumerate() {
+            if !["customers", "orders"].contains(&entity.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("connections.{name}.reconcile.entities[{i}]"),
+                    "reconciliation reads `customers` or `orders`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn webhook_entities(&self) -> Vec<String> {
+        WEBHOOK_ENTITIES.iter().map(|e| (*e).to_owned()).collect()
+    }
+
+    fn receive_webhook(
+        &self,
+        headers: &::http::HeaderMap,
+        body: &[u8],
+        _now_secs: i64,
+    ) -> Result<Received, WebhookError> {
+        webhook::receive(self, headers, body)
+    }
+
+    fn polled_entities(&self) -> Vec<String> {
+        self.reconcile
+            .as_ref()
+            .map(|r| r.entities.clone())
+            .unwrap_or_default()
+    }
+
+    fn reconciles(&self, entity: &str) -> bool {
+        self.reconcile
+            .as_ref()
+            .is_some_and(|r| r.entities.iter().any(|e| e == entity))
+    }
+
+    fn pollers(
+        &self,
+        name: &str,
+        context: &PollContext,
+    ) -> Result<Vec<Box<dyn Poll>>, ClassifiedError> {
+        if self.reconcile.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Box::new(poll::ShopifyReconciler {
+            client: api::ShopifyClient::new(self)?,
+            name: name.to_owned(),
+            connection: self.clone(),
+            publisher: context.publisher.clone(),
+            cursors: context.cursors.clone(),
+            ledger: context.ledger.clone(),
+        })])
+    }
+
+    fn target_entities(&self) -> Option<&'static [Entity]> {
+        Some(target::ENTITIES)
+    }
+
+    fn target_needs(&self, name: &str, _config: &Config, _entity: &str) -> Result<(), String> {
+        match self.access_token {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "connection `{name}`: writing to Shopify needs access_token"
+            )),
+        }
+    }
+
+    fn writer(&self, _name: &str) -> anyhow::Result<Box<dyn Writer>> {
+        Ok(Box::new(target::ShopifyTarget::new(self)?))
+    }
 }

@@ -8,7 +8,10 @@ pub mod target;
 pub mod webhook;
 
 use serde::Deserialize;
-use switchboard_core::Secret;
+use switchboard_core::{Config, Secret};
+
+use crate::target::{Entity, Writer};
+use crate::webhook::{Received, WebhookError};
 
 /// Settings of a Telegram bot connection.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,4 +38,46 @@ pub struct TelegramConnection {
 
 fn default_base_url() -> String {
     "https://api.telegram.org".to_owned()
+}
+
+impl crate::System for TelegramConnection {
+    fn system(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn webhook_entities(&self) -> Vec<String> {
+        match self.webhook_secret_token {
+            Some(_) => webhook::WEBHOOK_ENTITIES
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn receive_webhook(
+        &self,
+        headers: &::http::HeaderMap,
+        body: &[u8],
+        _now_secs: i64,
+    ) -> Result<Received, WebhookError> {
+        webhook::receive(self, headers, body)
+    }
+
+    fn target_entities(&self) -> Option<&'static [Entity]> {
+        Some(target::ENTITIES)
+    }
+
+    fn target_needs(&self, name: &str, _config: &Config, _entity: &str) -> Result<(), String> {
+        if self.bot_token.is_none() || self.notify_chat_id.is_none() {
+            return Err(format!(
+                "connection `{name}`: notifications need bot_token and notify_chat_id"
+            ));
+        }
+        Ok(())
+    }
+
+    fn writer(&self, _name: &str) -> anyhow::Result<Box<dyn Writer>> {
+        Ok(Box::new(target::TelegramTarget::new(self)?))
+    }
 }

@@ -8,19 +8,22 @@
 //! repeats a change.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::exact::api::ExactClient;
+use crate::exact::model::{Page, odata_date_millis, row_timestamp};
+use crate::exact::{ExactConnection, SYNC_ENTITIES, SyncEntity, sync_entity};
 use futures::future::try_join_all;
 use serde_json::Value;
-use switchboard_connectors::exact::api::ExactClient;
-use switchboard_connectors::exact::model::{Page, odata_date_millis, row_timestamp};
-use switchboard_connectors::exact::{ExactConnection, SYNC_ENTITIES, SyncEntity, sync_entity};
 use switchboard_core::envelope::{ChangeEvent, Operation};
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 use switchboard_core::raw::{RawPublisher, now_millis};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::cursors::{Cursor, Cursors};
-use crate::telemetry;
+use crate::Call;
+use crate::poll::telemetry;
+use crate::poll::{Cursor, Cursors, Poll};
 
 /// Exact's documented first cursor: `Timestamp gt 1`.
 const FIRST_TIMESTAMP: i64 = 1;
@@ -29,17 +32,33 @@ const FIRST_TIMESTAMP: i64 = 1;
 pub(crate) struct ExactPoller {
     pub name: String,
     pub connection: ExactConnection,
-    pub client: ExactClient,
+    /// Opened on the first cycle (its token chain is read from Kafka).
+    pub client: OnceCell<ExactClient>,
     pub publisher: RawPublisher,
-    pub cursors: Arc<Cursors>,
+    pub cursors: Arc<dyn Cursors>,
+}
+
+impl Poll for ExactPoller {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_secs(self.connection.poll.as_ref().map_or(60, |p| p.every_secs))
+    }
+
+    fn cycle<'a>(&'a self, shutdown: &'a CancellationToken) -> Call<'a, usize> {
+        Box::pin(self.poll_once(shutdown))
+    }
 }
 
 impl ExactPoller {
     /// Polls every entity and the deletions once. Returns the number of events published.
-    pub(crate) async fn cycle(
-        &self,
-        shutdown: &CancellationToken,
-    ) -> Result<usize, ClassifiedError> {
+    async fn poll_once(&self, shutdown: &CancellationToken) -> Result<usize, ClassifiedError> {
+        let client = self
+            .client
+            .get_or_try_init(|| super::open_client(&self.name, &self.connection))
+            .await?;
         let entities: Vec<&SyncEntity> = self
             .connection
             .poll
@@ -52,9 +71,10 @@ impl ExactPoller {
             let key = format!("{}/{}", self.name, entity.name);
             published += self
                 .walk(
+                    client,
                     &key,
                     shutdown,
-                    |after| self.client.sync_page(entity, after),
+                    |after| client.sync_page(entity, after),
                     |row| self.change(entity, row),
                 )
                 .await?;
@@ -62,9 +82,10 @@ impl ExactPoller {
         let key = format!("{}/_deleted", self.name);
         published += self
             .walk(
+                client,
                 &key,
                 shutdown,
-                |after| self.client.deleted_page(after),
+                |after| client.deleted_page(after),
                 |row| self.deletion(&entities, row),
             )
             .await?;
@@ -74,6 +95,7 @@ impl ExactPoller {
     /// Follows one cursor to the end of its pages.
     async fn walk<F, Fut>(
         &self,
+        client: &ExactClient,
         key: &str,
         shutdown: &CancellationToken,
         first_page: F,
@@ -118,9 +140,7 @@ impl ExactPoller {
             telemetry::page_done(&self.name, key, page.results.len(), events.len());
             telemetry::lag(&self.name, key, cursor.changed_at);
             match page.next.take() {
-                Some(next) if !shutdown.is_cancelled() => {
-                    page = self.client.next_page(&next).await?
-                }
+                Some(next) if !shutdown.is_cancelled() => page = client.next_page(&next).await?,
                 _ => break,
             }
         }

@@ -7,7 +7,7 @@ use switchboard_core::raw::now_millis;
 
 /// One page was read and its events acknowledged: `records` listed, `published` of them
 /// new (the rest were known versions).
-pub(crate) fn page_done(connection: &str, cursor: &str, records: usize, published: usize) {
+pub fn page_done(connection: &str, cursor: &str, records: usize, published: usize) {
     let labels = [
         ("connection", connection.to_owned()),
         ("cursor", cursor.to_owned()),
@@ -18,7 +18,7 @@ pub(crate) fn page_done(connection: &str, cursor: &str, records: usize, publishe
 }
 
 /// Poll lag: now minus the source time of the newest change the cursor covers.
-pub(crate) fn lag(connection: &str, cursor: &str, changed_at: Option<i64>) {
+pub fn lag(connection: &str, cursor: &str, changed_at: Option<i64>) {
     if let Some(changed_at) = changed_at {
         metrics::gauge!("switchboard_poll_lag_seconds", "connection" => connection.to_owned(), "cursor" => cursor.to_owned())
             .set((now_millis() - changed_at).max(0) as f64 / 1000.0);
@@ -26,7 +26,7 @@ pub(crate) fn lag(connection: &str, cursor: &str, changed_at: Option<i64>) {
 }
 
 /// A reconciliation poll published a version no webhook delivered.
-pub(crate) fn caught(connection: &str, entity: &str, record_id: &str) {
+pub fn caught(connection: &str, entity: &str, record_id: &str) {
     metrics::counter!("switchboard_reconciliation_catches_total", "connection" => connection.to_owned(), "entity" => entity.to_owned())
         .increment(1);
     tracing::warn!(

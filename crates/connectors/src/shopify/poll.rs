@@ -1,101 +1,26 @@
-//! Reconciliation: webhooks get lost (Shopify deletes a subscription after repeated
-//! failures, Pipedrive bans a failing one for 30 minutes and drops its events), so a slow
-//! poll lists what changed since the last one and publishes every version no webhook
-//! brought. A version is a record and its source timestamp; ingest marks each version it
-//! published in `<prefix>.ingest.dedupe` ([`version_key`]), and the [`Ledger`] lets a poll
-//! skip those. Each version a poll does publish is a missed webhook, marked too (so the
-//! next poll skips it) and counted in `switchboard_reconciliation_catches_total`.
+//! Reconciliation of a Shopify connection: every configured entity listed with
+//! `updated_at_min` from its cursor, page by page; a listed version that the ledger does not
+//! know (no webhook brought it) is published and recorded as a catch.
 //!
-//! The ledger is read at the start of a cycle; a webhook that lands during the cycle may
-//! be published by both paths, under the same event ID (both derive it from the version).
-//! This module also holds the Shopify reconciler; Pipedrive's is the Pipedrive poller in its
-//! reconcile role.
+//! Per page: publish, then commit the cursor (the newest `updated_at` seen). The ledger is
+//! read at the start of a cycle; a webhook that lands during the cycle may be published by
+//! both paths, under the same event ID (both derive it from the version).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
 use serde_json::Value;
-use switchboard_connectors::shopify::ShopifyConnection;
-use switchboard_connectors::shopify::api::ShopifyClient;
-use switchboard_connectors::webhook::{id_string, rfc3339_millis};
-use switchboard_core::config::KafkaConfig;
-use switchboard_core::envelope::{ChangeEvent, Operation, version_key};
+use switchboard_core::envelope::{ChangeEvent, Operation};
 use switchboard_core::error::{ClassifiedError, ErrorClass};
-use switchboard_core::kafka::{self, read_table};
 use switchboard_core::raw::{RawPublisher, now_millis};
-use switchboard_core::topics::Topics;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
-use crate::cursors::{Cursor, Cursors};
-use crate::telemetry;
-
-/// The versions ingest (and earlier polls) published, for one reconciliation cycle.
-pub(crate) struct Ledger {
-    publisher: RawPublisher,
-    kafka: KafkaConfig,
-    topic: String,
-}
-
-/// The known versions, as read at the start of a cycle.
-pub(crate) struct Known(HashMap<String, Vec<u8>>);
-
-impl Known {
-    /// Whether this version of the event's record was published before.
-    pub(crate) fn contains(&self, event: &ChangeEvent) -> bool {
-        event.source_timestamp.is_some_and(|ts| {
-            self.0.contains_key(&version_key(
-                &event.connection,
-                &event.entity,
-                &event.record_id,
-                ts,
-            ))
-        })
-    }
-}
-
-impl Ledger {
-    pub(crate) fn new(publisher: RawPublisher, kafka: KafkaConfig, topics: &Topics) -> Self {
-        Self {
-            publisher,
-            kafka,
-            topic: topics.ingest_dedupe(),
-        }
-    }
-
-    /// Reads every marked version.
-    pub(crate) async fn load(&self) -> Result<Known, ClassifiedError> {
-        let (kafka, topic) = (self.kafka.clone(), self.topic.clone());
-        let table = tokio::task::spawn_blocking(move || {
-            read_table(&kafka, &topic, Duration::from_secs(60))
-        })
-        .await
-        .map_err(|e| ClassifiedError::new(ErrorClass::Transient, e.to_string()))??;
-        Ok(Known(table))
-    }
-
-    /// Records that `event` (already acknowledged on its raw topic) was a catch: marks its
-    /// version and counts it.
-    pub(crate) async fn caught(&self, event: &ChangeEvent) -> Result<(), ClassifiedError> {
-        if let Some(ts) = event.source_timestamp {
-            let version = version_key(&event.connection, &event.entity, &event.record_id, ts);
-            let marker = now_millis().to_string();
-            self.publisher
-                .producer()
-                .send(
-                    FutureRecord::to(&self.topic).key(&version).payload(&marker),
-                    Timeout::After(Duration::from_secs(30)),
-                )
-                .await
-                .map_err(|(e, _)| kafka::kafka_error("mark reconciled version", &e))?;
-        }
-        telemetry::caught(&event.connection, &event.entity, &event.record_id);
-        Ok(())
-    }
-}
+use crate::poll::{Cursor, Cursors, Ledger, Poll, telemetry};
+use crate::shopify::ShopifyConnection;
+use crate::shopify::api::ShopifyClient;
+use crate::target::Call;
+use crate::webhook::{id_string, rfc3339_millis};
 
 /// Reconciliation of one Shopify connection.
 pub(crate) struct ShopifyReconciler {
@@ -103,16 +28,13 @@ pub(crate) struct ShopifyReconciler {
     pub connection: ShopifyConnection,
     pub client: ShopifyClient,
     pub publisher: RawPublisher,
-    pub cursors: Arc<Cursors>,
-    pub ledger: Ledger,
+    pub cursors: Arc<dyn Cursors>,
+    pub ledger: Arc<dyn Ledger>,
 }
 
 impl ShopifyReconciler {
     /// Lists every configured entity once; returns the versions it had to publish.
-    pub(crate) async fn cycle(
-        &self,
-        shutdown: &CancellationToken,
-    ) -> Result<usize, ClassifiedError> {
+    async fn poll_once(&self, shutdown: &CancellationToken) -> Result<usize, ClassifiedError> {
         let Some(reconcile) = &self.connection.reconcile else {
             return Ok(0);
         };
@@ -185,6 +107,25 @@ impl ShopifyReconciler {
             delivery_id: None,
             payload: item.to_string(),
         }))
+    }
+}
+
+impl Poll for ShopifyReconciler {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_secs(
+            self.connection
+                .reconcile
+                .as_ref()
+                .map_or(300, |r| r.every_secs),
+        )
+    }
+
+    fn cycle<'a>(&'a self, shutdown: &'a CancellationToken) -> Call<'a, usize> {
+        Box::pin(self.poll_once(shutdown))
     }
 }
 

@@ -17,22 +17,23 @@
 //! live records only, so deletes reach Kafka only through `delete` webhooks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::pipedrive::PipedrivePoll;
+use crate::pipedrive::api::PipedriveClient;
+use crate::pipedrive::model;
 use futures::future::try_join_all;
 use serde_json::Value;
-use switchboard_connectors::pipedrive::PipedrivePoll;
-use switchboard_connectors::pipedrive::api::PipedriveClient;
-use switchboard_connectors::pipedrive::model;
 use switchboard_core::envelope::ChangeEvent;
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::raw::{RawPublisher, now_millis};
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
-use crate::cursors::Cursors;
-use crate::reconcile::Ledger;
-use crate::since::SinceCursor;
-use crate::telemetry;
+use crate::Call;
+use crate::poll::since::SinceCursor;
+use crate::poll::telemetry;
+use crate::poll::{Cursors, Ledger, Poll};
 
 /// A reconciliation poll's first look back when no cursor is stored: a day.
 const RECONCILE_LOOKBACK_SECS: u64 = 24 * 3600;
@@ -43,23 +44,30 @@ pub(crate) struct PipedrivePoller {
     pub client: PipedriveClient,
     pub settings: PipedrivePoll,
     pub publisher: RawPublisher,
-    pub cursors: Arc<Cursors>,
+    pub cursors: Arc<dyn Cursors>,
     /// `Some` in the reconcile role.
-    pub ledger: Option<Ledger>,
+    pub ledger: Option<Arc<dyn Ledger>>,
+}
+
+impl Poll for PipedrivePoller {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// 60 s as the fallback poller, 300 s as reconciliation, unless configured.
+    fn every(&self) -> Duration {
+        let default = if self.ledger.is_some() { 300 } else { 60 };
+        Duration::from_secs(self.settings.every_secs.unwrap_or(default))
+    }
+
+    fn cycle<'a>(&'a self, shutdown: &'a CancellationToken) -> Call<'a, usize> {
+        Box::pin(self.poll_once(shutdown))
+    }
 }
 
 impl PipedrivePoller {
-    /// Seconds between cycles.
-    pub(crate) fn every_secs(&self) -> u64 {
-        let default = if self.ledger.is_some() { 300 } else { 60 };
-        self.settings.every_secs.unwrap_or(default)
-    }
-
     /// Lists every entity once; returns the number of events published.
-    pub(crate) async fn cycle(
-        &self,
-        shutdown: &CancellationToken,
-    ) -> Result<usize, ClassifiedError> {
+    async fn poll_once(&self, shutdown: &CancellationToken) -> Result<usize, ClassifiedError> {
         let known = match &self.ledger {
             Some(ledger) => Some(ledger.load().await?),
             None => None,

@@ -10,11 +10,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::cursors::Cursor;
+use crate::poll::Cursor;
 
 /// Where a changes-since walk stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SinceCursor {
+pub struct SinceCursor {
     /// Newest change time published (epoch ms).
     pub at: i64,
     /// Records published whose change time is exactly `at`.
@@ -23,7 +23,7 @@ pub(crate) struct SinceCursor {
 
 impl SinceCursor {
     /// Resumes from a stored cursor, or starts at `start` (epoch ms).
-    pub(crate) fn resume(stored: Option<Cursor>, start: i64) -> Self {
+    pub fn resume(stored: Option<Cursor>, start: i64) -> Self {
         match stored {
             Some(Cursor {
                 changed_at: Some(at),
@@ -41,12 +41,12 @@ impl SinceCursor {
     }
 
     /// Whether the version (`id` changed at `at`) is not covered yet.
-    pub(crate) fn is_new(&self, id: &str, at: i64) -> bool {
+    pub fn is_new(&self, id: &str, at: i64) -> bool {
         at > self.at || (at == self.at && !self.seen.contains(id))
     }
 
     /// Covers a published version.
-    pub(crate) fn advance(&mut self, id: &str, at: i64) {
+    pub fn advance(&mut self, id: &str, at: i64) {
         if at > self.at {
             self.at = at;
             self.seen.clear();
@@ -57,7 +57,7 @@ impl SinceCursor {
     }
 
     /// The stored form.
-    pub(crate) fn to_cursor(&self) -> Cursor {
+    pub fn to_cursor(&self) -> Cursor {
         Cursor {
             position: self.at,
             changed_at: Some(self.at),

@@ -16,22 +16,22 @@
 //! gives the same IDs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::generic::api::{GenericClient, Page, format_since, record_changed_at, record_id};
+use crate::generic::poll::{GenericPoll, PollEntity, PollMode};
 use futures::future::try_join_all;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use switchboard_connectors::generic::api::{
-    GenericClient, Page, format_since, record_changed_at, record_id,
-};
-use switchboard_connectors::generic::poll::{GenericPoll, PollEntity, PollMode};
 use switchboard_core::envelope::{ChangeEvent, Operation};
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::raw::{RawPublisher, now_millis};
 use tokio_util::sync::CancellationToken;
 
-use crate::cursors::Cursors;
-use crate::since::SinceCursor;
-use crate::telemetry;
+use crate::Call;
+use crate::poll::since::SinceCursor;
+use crate::poll::telemetry;
+use crate::poll::{Cursors, Poll};
 
 /// What a poller needs for one generic connection.
 pub(crate) struct GenericPoller {
@@ -39,15 +39,26 @@ pub(crate) struct GenericPoller {
     pub settings: GenericPoll,
     pub client: GenericClient,
     pub publisher: RawPublisher,
-    pub cursors: Arc<Cursors>,
+    pub cursors: Arc<dyn Cursors>,
+}
+
+impl Poll for GenericPoller {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_secs(self.settings.every_secs)
+    }
+
+    fn cycle<'a>(&'a self, shutdown: &'a CancellationToken) -> Call<'a, usize> {
+        Box::pin(self.poll_once(shutdown))
+    }
 }
 
 impl GenericPoller {
     /// Walks every entity once; returns the number of events published.
-    pub(crate) async fn cycle(
-        &self,
-        shutdown: &CancellationToken,
-    ) -> Result<usize, ClassifiedError> {
+    async fn poll_once(&self, shutdown: &CancellationToken) -> Result<usize, ClassifiedError> {
         let mut published = 0;
         for (name, entity) in &self.settings.entities {
             let key = format!("{}/{name}", self.name);
