@@ -20,9 +20,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 use switchboard_core::avro::{AvroCodec, schema_id};
-use switchboard_core::canonical::{CONTACT_V1_SCHEMA, Contact, canonical_schema};
+use switchboard_core::canonical::Contact;
 use switchboard_core::config::RegistryConfig;
 use switchboard_core::kafka::{Cleanup, TopicSpec, ensure_topics};
+use switchboard_tests::CONTACT_V1_SCHEMA;
 use switchboard_tests::*;
 
 /// Contact as v2 writes it (v1 plus `company` and `locale`).
@@ -115,7 +116,11 @@ async fn old_and_new_readers_decode_v1_and_v2_contacts_from_one_topic() {
         AvroCodec::new(&registry).unwrap(),
         AvroCodec::new(&registry).unwrap(),
     );
-    let v2_def = canonical_schema("contact", Some(2)).unwrap().schema;
+    let v2_def = switchboard_tests::catalog()
+        .get("contact", Some(2))
+        .copied()
+        .unwrap()
+        .schema;
     let config = load(&format!(
         "kafka: {{bootstrap_servers: '{}'}}\nregistry: {{url: '{}'}}\n",
         kafka_bootstrap(),
@@ -235,7 +240,12 @@ async fn schemas_check_refuses_an_incompatible_change_with_the_registry_reason()
     // contact v3 changes a field's type (phone: optional string -> long).
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("canonical")).unwrap();
-    let v2 = canonical_schema("contact", Some(2)).unwrap().schema.text;
+    let v2 = switchboard_tests::catalog()
+        .get("contact", Some(2))
+        .copied()
+        .unwrap()
+        .schema
+        .text;
     let broken = v2.replacen(
         r#"{"name": "phone", "type": ["null", "string"], "default": null}"#,
         r#"{"name": "phone", "type": "long", "default": 0}"#,
@@ -288,4 +298,98 @@ async fn schemas_check_refuses_an_incompatible_change_with_the_registry_reason()
     .await
     .unwrap();
     assert_eq!(versions, [1, 2]);
+}
+
+/// A schemas directory holding one canonical file, `contact.v1.avsc`, as `text`.
+fn schemas_dir_with_contact(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("canonical")).unwrap();
+    std::fs::write(dir.path().join("canonical/contact.v1.avsc"), text).unwrap();
+    dir
+}
+
+fn transformer_config(prefix: &str, schemas: &std::path::Path) -> switchboard_core::Config {
+    let yaml = format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 1}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify}}
+flows:
+  - {{name: shop-contacts, from: shop.customers, mapping: shopify/customer-to-contact.v1, to: contact, schema_version: 1}}
+transformer:
+  admin_listen: "127.0.0.1:0"
+  mappings_dir: "{root}/mappings"
+  schemas_dir: "{schemas}"
+  linger_ms: 10
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        root = workspace_root().display(),
+        schemas = schemas.display(),
+    );
+    switchboard_core::Config::from_yaml(&yaml).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transformer_does_not_start_when_the_registry_refuses_its_schema() {
+    ensure_stack();
+    let prefix = unique_prefix("schemas-start");
+    let registry = registry_url();
+    let (code, out, err) = switchboard(&[
+        "schemas",
+        "register",
+        "--registry",
+        registry.as_str(),
+        "--prefix",
+        prefix.as_str(),
+    ]);
+    assert_eq!(code, 0, "register failed:\n{out}\n{err}");
+
+    // This deployment's contact v1 is a valid file on its own, but its record has another
+    // name than the registered versions': Avro cannot resolve one into the other.
+    let v1 = CONTACT_V1_SCHEMA.text;
+    let renamed = v1.replacen(r#""name": "Contact""#, r#""name": "Person""#, 1);
+    assert_ne!(renamed, v1, "the edit applied");
+    let schemas = schemas_dir_with_contact(&renamed);
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(120),
+        switchboard_transformer::run(
+            transformer_config(&prefix, schemas.path()),
+            tokio_util::sync::CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the transformer stops by itself");
+    let message = format!("{:#}", stopped.expect_err("it refuses to start"));
+    let subject = format!("{prefix}.canonical.contact-value");
+    assert!(message.contains(&subject), "{message}");
+    assert!(message.contains("canonical schema contact v1"), "{message}");
+    assert!(message.contains("the schema registry refuses"), "{message}");
+    let reason = message.split_once(": ").map(|(_, r)| r).unwrap_or_default();
+    assert!(
+        !reason.trim().is_empty(),
+        "with the registry's reason: {message}"
+    );
+
+    // Nothing was registered, and the same deployment with the project's own contact v1
+    // starts (and stops when told to).
+    let versions: Vec<u32> = reqwest::get(format!("{registry}/subjects/{subject}/versions"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions, [1, 2]);
+    let schemas = schemas_dir_with_contact(v1);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let started = switchboard_transformer::start(
+        transformer_config(&prefix, schemas.path()),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    wait_ready(started.admin).await;
+    shutdown.cancel();
+    started.task.await.unwrap().unwrap();
 }

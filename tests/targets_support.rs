@@ -9,7 +9,6 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 use switchboard_core::avro::AvroCodec;
-use switchboard_core::canonical::canonical_schema;
 use switchboard_core::config::RegistryConfig;
 use switchboard_sandbox::control::LoggedRequest;
 use switchboard_tests::*;
@@ -35,9 +34,15 @@ pub fn canonical(entity: &str, source_entity: &str, native: &str, fields: Value)
         "source_event_id": format!("ev-{native}"),
         "mapping": format!("test/{entity}.v1"),
     });
-    let schema: apache_avro::Schema =
-        apache_avro::Schema::parse_str(canonical_schema(entity, None).unwrap().schema.text)
-            .unwrap();
+    let schema: apache_avro::Schema = apache_avro::Schema::parse_str(
+        switchboard_tests::catalog()
+            .get(entity, None)
+            .copied()
+            .unwrap()
+            .schema
+            .text,
+    )
+    .unwrap();
     // Optional fields default to null, arrays to empty, as a mapping would leave them.
     if let apache_avro::Schema::Record(r) = &schema {
         for field in &r.fields {
@@ -64,7 +69,11 @@ pub async fn produce(prefix: &str, entity: &str, records: &[Value]) {
         basic_auth: None,
     })
     .unwrap();
-    let def = canonical_schema(entity, None).unwrap().schema;
+    let def = switchboard_tests::catalog()
+        .get(entity, None)
+        .copied()
+        .unwrap()
+        .schema;
     let schema = apache_avro::Schema::parse_str(def.text).unwrap();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())

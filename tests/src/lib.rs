@@ -11,6 +11,19 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// Canonical contact v1, as the records the tests write by hand use it.
+pub const CONTACT_V1_SCHEMA: switchboard_core::avro::SchemaDef =
+    switchboard_core::avro::SchemaDef {
+        name: "io.switchboard.canonical.Contact",
+        text: include_str!("../../schemas/canonical/contact.v1.avsc"),
+    };
+
+/// The repository's canonical schemas, as a service with the default `schemas_dir` reads them.
+pub fn catalog() -> switchboard_core::canonical::Catalog {
+    switchboard_core::canonical::Catalog::load(&workspace_root().join("schemas"))
+        .expect("the repository's canonical schemas")
+}
+
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
@@ -675,11 +688,7 @@ impl ContactWriter {
         for contact in contacts {
             let value = self
                 .codec
-                .encode(
-                    &self.topic,
-                    switchboard_core::canonical::CONTACT_V1_SCHEMA,
-                    contact,
-                )
+                .encode(&self.topic, CONTACT_V1_SCHEMA, contact)
                 .await
                 .unwrap();
             for _ in 0..copies {

@@ -16,6 +16,7 @@ pub mod membership;
 pub mod policy;
 pub mod progress;
 pub mod raw;
+pub mod registry;
 pub mod replay;
 pub mod republish;
 pub mod secret;

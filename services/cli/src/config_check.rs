@@ -14,7 +14,7 @@ use std::path::Path;
 use figment::error::Kind;
 use serde::Serialize;
 use switchboard_core::Config;
-use switchboard_core::canonical::{CANONICAL_SCHEMAS, canonical_schema};
+use switchboard_core::canonical::Catalog;
 use switchboard_core::config::ConfigError;
 
 use crate::output::Report;
@@ -97,14 +97,27 @@ fn deeper_problems(config: &Config) -> Vec<Problem> {
             problems.push(explain(&e));
         }
     }
+    let catalog = match Catalog::load(&config.transformer.schemas_dir) {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            problems.push(Problem {
+                key: "transformer.schemas_dir".to_owned(),
+                message: e,
+                hint: "canonical schemas are <schemas_dir>/canonical/<entity>.v<N>.avsc".to_owned(),
+            });
+            return problems;
+        }
+    };
     for (i, flow) in config.flows.iter().enumerate() {
-        if canonical_schema(&flow.to, None).is_none() {
-            let mut known: Vec<&str> = CANONICAL_SCHEMAS.iter().map(|s| s.entity).collect();
-            known.dedup();
+        if catalog.get(&flow.to, None).is_none() {
             problems.push(Problem {
                 key: format!("flows[{i}].to"),
                 message: format!("no canonical schema for entity `{}`", flow.to),
-                hint: format!("use one of: {}", known.join(", ")),
+                hint: format!(
+                    "use one of: {}, or add <schemas_dir>/canonical/{}.v1.avsc",
+                    catalog.entities().join(", "),
+                    flow.to
+                ),
             });
         }
     }

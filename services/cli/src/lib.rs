@@ -18,7 +18,7 @@ pub mod config_check;
 pub mod dlq;
 pub mod lag;
 pub mod output;
-pub mod registry;
+pub use switchboard_core::registry;
 pub mod replay;
 pub mod schemas;
 pub mod status;

@@ -31,9 +31,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchboard_core::Config;
+use switchboard_core::canonical::Catalog;
 use switchboard_core::config::ConfigError;
 use switchboard_core::kafka::{Cleanup, TopicSpec};
 use switchboard_core::progress::Progress;
+use switchboard_core::registry::Write;
 use switchboard_core::telemetry::{self, Health};
 use switchboard_core::topics::Topics;
 use tokio::task::JoinHandle;
@@ -59,6 +61,33 @@ pub struct Started {
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// Every canonical schema the flows write, checked against its subject's compatibility
+/// rule before a record is read: a refusal stops the transformer with the subject, the
+/// version and the registry's reason.
+async fn check_schemas(config: &Config, flows: &HashMap<String, Flow>) -> anyhow::Result<()> {
+    let mut targets: Vec<(String, String, &'static str)> = flows
+        .values()
+        .map(|f| {
+            (
+                format!("{}-value", f.output_topic),
+                format!("canonical schema {} v{}", f.target.entity, f.target.version),
+                f.target.def.text,
+            )
+        })
+        .collect();
+    targets.sort();
+    targets.dedup();
+    let writes: Vec<Write<'_>> = targets
+        .iter()
+        .map(|(subject, what, schema)| Write {
+            subject,
+            what,
+            schema,
+        })
+        .collect();
+    Ok(switchboard_core::registry::check_writes(&config.registry, &writes).await?)
+}
+
 /// Runs the transformer until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     start(config, shutdown).await?.task.await?
@@ -68,9 +97,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// consume–transform–produce loop.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let topics = Topics::new(&config.kafka.topic_prefix);
+    let catalog = Catalog::load(&config.transformer.schemas_dir)
+        .map_err(|e| ConfigError::invalid("transformer.schemas_dir", e))?;
     let mut flows = HashMap::new();
     for (i, flow) in config.flows.iter().enumerate() {
-        let target = Target::load(&flow.to, flow.schema_version)
+        let target = Target::load(&catalog, &flow.to, flow.schema_version)
             .map_err(|e| ConfigError::invalid(format!("flows[{i}].to"), e))?;
         let (connection, entity) = flow
             .from
@@ -161,6 +192,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             if !switchboard_core::service::prepare(&config.kafka, &specs, &codec, &shutdown).await {
                 return Ok(());
             }
+            check_schemas(&config, &flows).await?;
             let group = topics.transformer_group();
             let progress = Progress::new("transformer", config.health.stall_after());
             health.watch(progress.clone());

@@ -224,6 +224,11 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
     }
 
+    fn catalog() -> switchboard_core::canonical::Catalog {
+        let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        switchboard_core::canonical::Catalog::load(&schemas).unwrap()
+    }
+
     #[test]
     fn values_convert_as_their_json_text_reads() {
         let input = r#"{"int": 706405506930370084, "neg": -3, "float": 1.5, "dec": 19.990,
@@ -298,7 +303,7 @@ mod tests {
                     vec![None]
                 };
                 for version in versions {
-                    let target = Target::load(entity, version).unwrap();
+                    let target = Target::load(&catalog(), entity, version).unwrap();
                     mapping
                         .validate(&mappings_dir(), &target)
                         .unwrap_or_else(|e| panic!("{name} against {entity} {version:?}: {e}"));
@@ -344,7 +349,7 @@ mod tests {
     fn a_mapping_writing_a_field_the_schema_lacks_refuses_to_start() {
         let dir = tempfile_dir();
         std::fs::write(dir.join("extra.v2.jq"), "{email: .email, colour: .colour}").unwrap();
-        let target = Target::load("contact", Some(1)).unwrap();
+        let target = Target::load(&catalog(), "contact", Some(1)).unwrap();
         let mapping = Mapping::load(&dir, "extra.v2").unwrap();
         let err = mapping.validate(&dir, &target).unwrap_err().to_string();
         assert!(err.contains("has no fixtures"), "{err}");

@@ -11,22 +11,14 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use serde_json::{Map, Value as Json};
 use switchboard_core::avro::SchemaDef;
+use switchboard_core::canonical::Catalog;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use crate::avro_json::{to_avro, to_avro_at};
 use crate::merge::FieldVersion;
 
 /// Envelope fields every canonical record carries; mappings do not write them.
-pub const ENVELOPE_FIELDS: &[&str] = &[
-    "id",
-    "deleted",
-    "source_connection",
-    "source_entity",
-    "source_id",
-    "source_updated_at",
-    "source_event_id",
-    "mapping",
-];
+pub use switchboard_core::canonical::ENVELOPE_FIELDS;
 
 /// Where the change that produced a canonical record came from.
 pub struct Envelope<'a> {
@@ -54,7 +46,7 @@ pub struct Target {
     pub entity: String,
     /// Schema version written.
     pub version: u32,
-    /// The compiled-in schema text, for the registry.
+    /// The schema text from the catalog, for the registry.
     pub def: SchemaDef,
     schema: Schema,
     business_fields: Vec<String>,
@@ -62,14 +54,14 @@ pub struct Target {
 
 impl Target {
     /// The schema of `entity` at `version` (newest if `None`).
-    pub fn load(entity: &str, version: Option<u32>) -> Result<Self, String> {
-        let found =
-            switchboard_core::canonical::canonical_schema(entity, version).ok_or_else(|| {
-                match version {
-                    Some(v) => format!("canonical schema `{entity}` v{v} is not known"),
-                    None => format!("canonical entity `{entity}` is not known"),
-                }
-            })?;
+    pub fn load(catalog: &Catalog, entity: &str, version: Option<u32>) -> Result<Self, String> {
+        let found = catalog.get(entity, version).ok_or_else(|| match version {
+            Some(v) => format!("canonical schema `{entity}` v{v} is not known"),
+            None => format!(
+                "canonical entity `{entity}` is not known; the schemas directory has {}",
+                catalog.entities().join(", ")
+            ),
+        })?;
         let schema = Schema::parse_str(found.schema.text).map_err(|e| e.to_string())?;
         let Schema::Record(record) = &schema else {
             return Err(format!("canonical schema `{entity}` is not a record"));

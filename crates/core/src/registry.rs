@@ -1,4 +1,4 @@
-//! The schema registry's Confluent-compatible REST API, as far as the CLI needs it: list
+//! The schema registry's Confluent-compatible REST API, as far as the CLI and the services need it: list
 //! subjects, look a schema up in a subject, test compatibility, register.
 //!
 //! Guarantee: a refusal always carries the registry's own reason. Confluent and Redpanda
@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode, Url};
 use serde_json::{Value, json};
+
+use crate::config::{BasicAuth, RegistryConfig};
 
 /// Content type of the Confluent API.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -31,7 +33,7 @@ pub enum RegistryError {
         /// What went wrong.
         source: reqwest::Error,
     },
-    /// An answer the CLI cannot use.
+    /// An answer that cannot be used.
     #[error("registry answered {status} to {url}: {body}")]
     Unexpected {
         /// The request URL.
@@ -73,6 +75,7 @@ pub enum Verdict {
 pub struct Registry {
     http: Client,
     base: Url,
+    auth: Option<BasicAuth>,
 }
 
 impl Registry {
@@ -89,7 +92,19 @@ impl Registry {
                 url: url.to_owned(),
                 source,
             })?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            auth: None,
+        })
+    }
+
+    /// A client of the registry a service is configured with, its credentials included.
+    pub fn for_config(config: &RegistryConfig) -> Result<Self, RegistryError> {
+        Ok(Self {
+            auth: config.basic_auth.clone(),
+            ..Self::new(&config.url)?
+        })
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -105,6 +120,10 @@ impl Registry {
         request: reqwest::RequestBuilder,
         url: &Url,
     ) -> Result<(StatusCode, Value), RegistryError> {
+        let request = match &self.auth {
+            Some(auth) => request.basic_auth(&auth.username, Some(auth.password.expose())),
+            None => request,
+        };
         let response = request
             .send()
             .await
@@ -310,4 +329,66 @@ mod tests {
             Err(RegistryError::BadUrl(_))
         ));
     }
+}
+
+/// A schema a service is about to write: for the refusal message.
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    /// The subject it is registered under (`<topic>-value`).
+    pub subject: &'a str,
+    /// What it is, e.g. `canonical schema contact v2`.
+    pub what: &'a str,
+    /// The `.avsc` text.
+    pub schema: &'a str,
+}
+
+/// Why a service does not start: the registry refuses a schema it would write.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Refused by the subject's compatibility rule.
+    #[error("the schema registry refuses {what} for subject `{subject}`: {}", reasons.join("; "))]
+    Refused {
+        /// The subject.
+        subject: String,
+        /// The schema and version.
+        what: String,
+        /// The registry's own reasons.
+        reasons: Vec<String>,
+    },
+    /// The registry could not be asked.
+    #[error("checking {what} against the schema registry: {source}")]
+    Registry {
+        /// The schema and version.
+        what: String,
+        /// What went wrong.
+        source: RegistryError,
+    },
+}
+
+/// Checks every schema in `writes` against its subject's compatibility rule, before a
+/// service writes a record: a schema the registry would refuse stops the service at start
+/// with the subject, the version and the registry's reason, instead of sending every
+/// record to the dead-letter topic. A subject that does not exist yet accepts anything.
+pub async fn check_writes(config: &RegistryConfig, writes: &[Write<'_>]) -> Result<(), StartError> {
+    let registry = Registry::for_config(config).map_err(|source| StartError::Registry {
+        what: "the configured registry".to_owned(),
+        source,
+    })?;
+    for write in writes {
+        let verdict = registry
+            .compatibility(write.subject, write.schema)
+            .await
+            .map_err(|source| StartError::Registry {
+                what: write.what.to_owned(),
+                source,
+            })?;
+        if let Verdict::Refused(reasons) = verdict {
+            return Err(StartError::Refused {
+                subject: write.subject.to_owned(),
+                what: write.what.to_owned(),
+                reasons,
+            });
+        }
+    }
+    Ok(())
 }
