@@ -20,6 +20,7 @@ mod four_sources;
 mod generic_poller;
 mod kafka_security;
 mod mapping_rollback;
+mod new_entity;
 mod ops_browser;
 mod ops_console;
 mod ops_console_rules;

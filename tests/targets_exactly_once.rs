@@ -173,7 +173,7 @@ async fn a_redelivered_order_notifies_telegram_once() {
 /// A tiny REST API: `POST /things` creates, `PUT /things/{id}` replaces, `DELETE
 /// /things/{id}` deletes, `GET /things?switchboard_id=` searches; every call needs the
 /// bearer token.
-mod rest {
+pub(crate) mod rest {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
