@@ -164,7 +164,11 @@ async fn exact_accounts_at_sixty_a_minute_keep_goodput_without_429() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_organization_deletes_its_exact_account_once() {
-    let b = books("exact-delete", 1.0, 600).await;
+    let mut b = books("exact-delete", 1.0, 600).await;
+    b.yaml = b.yaml.replace(
+        "sinks: [{target: books.accounts}]",
+        "sinks: [{target: books.accounts, on_delete: delete}]",
+    );
     let mut gone = organization(0);
     gone["deleted"] = json!(true);
     produce(
@@ -528,4 +532,44 @@ async fn a_revoked_refresh_token_reaches_the_operators_telegram_within_five_seco
         all.iter()
             .all(|t| !t.contains(BOT) && !t.contains(&fresh.refresh_token))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_organization_archives_its_exact_account_by_default() {
+    let b = books("exact-archive", 1.0, 600).await;
+    let mut gone = organization(0);
+    gone["deleted"] = json!(true);
+    produce(
+        &b.prefix,
+        "organization",
+        &[organization(0), organization(1)],
+    )
+    .await;
+    produce(&b.prefix, "organization", &[gone.clone(), gone]).await;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&b.yaml), stop.clone())
+        .await
+        .unwrap();
+    let ended = || {
+        b.exact
+            .accounts()
+            .iter()
+            .filter(|a| !a["EndDate"].is_null())
+            .map(|a| a["Name"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || ended() == ["Acme 0 BV"]).await,
+        "Acme 0 got an end date: {:?}",
+        b.exact.accounts()
+    );
+    // Both deliveries of the deletion archived the one linked account, and nothing was
+    // deleted: both accounts are still there.
+    let puts = || calls(b.exact.control(), "PUT");
+    assert!(eventually(Duration::from_secs(60), || puts().len() == 2).await);
+    let puts = puts();
+    assert_eq!(puts[0].path, puts[1].path, "the same account: {puts:?}");
+    assert!(calls(b.exact.control(), "DELETE").is_empty());
+    assert_eq!(b.exact.accounts().len(), 2);
 }

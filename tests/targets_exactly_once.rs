@@ -8,6 +8,7 @@ use crate::targets_support as support;
 
 use std::time::Duration;
 
+use rdkafka::message::{Headers, Message};
 use serde_json::json;
 use support::*;
 use switchboard_sandbox::telegram::SAMPLE_GROUP_CHAT;
@@ -389,4 +390,63 @@ async fn a_generic_http_target_deletes_what_the_source_deleted_unless_it_keeps_d
         "the kept target deleted nothing"
     );
     assert!(kept.deletes.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_update_of_a_record_gone_at_the_target_is_dead_lettered_when_the_flow_says_so() {
+    init_logging();
+    ensure_stack();
+    let api = rest::Api::default();
+    let url = rest::serve(api.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("http-missing");
+    let connection = format!(
+        "  things:\n    type: http\n    target: {{base_url: \"{url}\", path: /things, update_path: \"/things/{{id}}\", id_pointer: /data/id, bearer: \"{}\"}}\n",
+        secret_ref(dir.path(), "bearer", "rest-token")
+    );
+    let flows = "  - {name: c, from: src.persons, mapping: test/c.v1, to: contact, sinks: [{target: things.contacts, on_missing: dead_letter}]}";
+    let yaml = sink_yaml(&prefix, &connection, flows, "");
+    let contact = |name: &str| {
+        canonical(
+            "contact",
+            "persons",
+            "p0",
+            json!({"email": "m0@example.com", "first_name": name}),
+        )
+    };
+    produce(&prefix, "contact", &[contact("Old")]).await;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    switchboard_sink::start(load(&yaml), stop.clone())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || api.things.lock().unwrap().len()
+            == 1)
+        .await
+    );
+
+    // Someone deletes it at the target; the next change of the record finds it gone.
+    api.things.lock().unwrap().clear();
+    produce(&prefix, "contact", &[contact("New")]).await;
+    let dlq = read_topic(
+        &kafka_bootstrap(),
+        &format!("{prefix}.dlq.things"),
+        1,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    assert_eq!(dlq.len(), 1, "dead-lettered, once");
+    let message = dlq[0]
+        .headers()
+        .unwrap()
+        .iter()
+        .filter(|h| h.key == "sb.error.message")
+        .last()
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap();
+    assert!(message.contains("on_missing is dead_letter"), "{message}");
+    assert!(api.things.lock().unwrap().is_empty(), "not created again");
+    assert_eq!(*api.creates.lock().unwrap(), 1);
 }

@@ -85,6 +85,20 @@ pub fn connections(config: &Config) -> Result<BTreeMap<String, Connection>, Conf
                 };
                 target::check_target(config, conn, connection.as_ref(), entity, &flow.to)
                     .map_err(|message| ConfigError::invalid(key, message))?;
+                if sink.on_delete == Some(switchboard_core::config::OnDelete::Archive)
+                    && !connection
+                        .target_entities()
+                        .and_then(|table| target::entity(table, entity))
+                        .is_some_and(|e| e.archive)
+                {
+                    return Err(ConfigError::invalid(
+                        format!("flows[{i}].sinks[{j}].on_delete"),
+                        format!(
+                            "{} `{entity}` cannot be archived; use delete or ignore",
+                            connection.system()
+                        ),
+                    ));
+                }
             }
         }
     }

@@ -13,6 +13,7 @@
 use serde_json::{Map, Value};
 use switchboard_core::Config;
 use switchboard_core::ErrorClass;
+use switchboard_core::config::OnDelete;
 use switchboard_core::error::ClassifiedError;
 
 use crate::System;
@@ -102,6 +103,10 @@ pub struct Entity {
     pub key: Option<&'static str>,
     /// How a record without a link is checked before it is created.
     pub check: Check,
+    /// What a deletion at the source does here unless a flow says otherwise.
+    pub on_delete: OnDelete,
+    /// Whether [`Writer::archive`] can keep a deleted record here, marked inactive.
+    pub archive: bool,
 }
 
 /// `entity` in a system's table of target entities.
@@ -156,6 +161,25 @@ pub trait Writer: Send + Sync {
 
     /// Deletes the target's record `id`; a not-found error means it is gone already.
     fn delete<'a>(&'a self, entity: &'a str, id: &'a str) -> Call<'a, Written>;
+
+    /// What a deletion at the source does to `entity` unless a flow says otherwise.
+    fn on_delete(&self, _entity: &str) -> OnDelete {
+        OnDelete::Delete
+    }
+
+    /// Keeps the target's record `id`, marked inactive, for a record the source deleted
+    /// (where the entity's table says it can).
+    fn archive<'a>(
+        &'a self,
+        entity: &'a str,
+        _id: &'a str,
+        _record: &'a Record,
+    ) -> Call<'a, Written> {
+        let refused = data(format!(
+            "`{entity}` cannot be archived here; use on_delete: delete or ignore"
+        ));
+        Box::pin(std::future::ready(Err(refused)))
+    }
 
     /// Fetches fresh credentials now (the access token may just have expired); an `auth`
     /// error means the credentials themselves are refused. Static credentials have nothing
@@ -259,5 +283,19 @@ mod tests {
             ConfigError::Invalid { key, .. } => assert_eq!(key, "connections.c.target.update_path"),
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn archive_is_refused_where_the_target_cannot_archive() {
+        let shop = "    type: shopify\n    shop_domain: a.myshopify.com\n    api_version: '2025-01'\n    webhook_secret: ${env:CARGO_PKG_NAME}\n    access_token: ${env:CARGO_PKG_NAME}\n";
+        assert!(flow_to(shop, "c.customers, on_delete: archive", "contact").is_ok());
+        match flow_to(shop, "c.orders, on_delete: archive", "order").unwrap_err() {
+            ConfigError::Invalid { key, message } => {
+                assert_eq!(key, "flows[0].sinks[0].on_delete");
+                assert!(message.contains("cannot be archived"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(flow_to(shop, "c.orders, on_delete: ignore", "order").is_ok());
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod rules;
 
@@ -247,6 +247,48 @@ pub struct FlowSink {
     /// Natural key for check-before-create, e.g. `email`.
     #[serde(default)]
     pub match_on: Option<String>,
+    /// What a record the source deleted does at this target; default: the target
+    /// entity's own (`delete`, or `archive` where the API cannot delete, `ignore` where
+    /// nothing can be taken back).
+    #[serde(default)]
+    pub on_delete: Option<OnDelete>,
+    /// What an update does when the linked record is gone at the target (404).
+    #[serde(default)]
+    pub on_missing: OnMissing,
+}
+
+/// `flows[].sinks[].on_delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDelete {
+    /// Delete the linked record.
+    Delete,
+    /// Keep it, marked inactive the target's way (an Exact account gets an end date).
+    Archive,
+    /// Leave it as it is; the outcome says so.
+    Ignore,
+}
+
+impl OnDelete {
+    /// As in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Archive => "archive",
+            Self::Ignore => "ignore",
+        }
+    }
+}
+
+/// `flows[].sinks[].on_missing`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissing {
+    /// Match it anew by its natural key, else create it again.
+    #[default]
+    Recreate,
+    /// Dead-letter the record with the reason, for an operator to decide.
+    DeadLetter,
 }
 
 /// Webhook ingest settings.

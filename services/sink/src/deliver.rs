@@ -28,7 +28,7 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use switchboard_core::audit::{DeliveryOutcome, DeliveryState};
 use switchboard_core::avro::AvroCodec;
-use switchboard_core::config::KafkaConfig;
+use switchboard_core::config::{KafkaConfig, OnDelete, OnMissing};
 use switchboard_core::error::ClassifiedError;
 use switchboard_core::topics::Topics;
 use switchboard_core::{Config, ErrorClass};
@@ -384,31 +384,51 @@ impl Delivery {
         attempt: u32,
     ) -> Result<Option<DeliveryOutcome>, ClassifiedError> {
         let record = self.decode(message).await?;
-        let Some((entity, canonical)) =
+        let Some(route) =
             self.routes
                 .entity(&self.connection, &original_topic(message), &record.source())
         else {
             return Ok(None);
         };
+        let (entity, canonical) = (route.entity.as_str(), route.canonical.as_str());
         let known = self.xref.native_id(entity, &record.id);
-        let delivered = if record.deleted() && self.keep_deleted {
-            Delivered::skipped(
+        let on_delete = route.on_delete.unwrap_or_else(|| target.on_delete(entity));
+        let delivered = if self.keep_deleted && record.deleted() {
+            Ok(Delivered::skipped(
                 known.as_deref(),
                 "deleted at the source; this connection keeps deleted records (sink.keep_deleted)",
-            )
+            ))
         } else {
-            match self
-                .write(target, entity, &record, known.as_deref(), attempt)
-                .await
-            {
-                // The linked record is gone (deleted at the target, or by an earlier deletion
-                // of this record): matched or created anew, as if never linked.
-                Err(e) if known.is_some() && !record.deleted() && e.is_not_found() => {
-                    tracing::info!(connection = %self.connection, entity, canonical_id = %record.id, native_id = ?known, "the linked record is gone at the target; matching or creating it anew");
-                    self.write(target, entity, &record, None, attempt).await?
+            self.write(
+                target,
+                entity,
+                &record,
+                known.as_deref(),
+                on_delete,
+                attempt,
+            )
+            .await
+        };
+        let delivered = match delivered {
+            // The linked record is gone (deleted at the target, or by an earlier deletion
+            // of this record): by the flow's `on_missing`, matched or created anew as if
+            // never linked, or dead-lettered with the reason.
+            Err(e) if known.is_some() && !record.deleted() && e.is_not_found() => {
+                if route.on_missing == OnMissing::DeadLetter {
+                    return Err(ClassifiedError::new(
+                        ErrorClass::Data,
+                        format!(
+                            "the linked record {} is gone at the target, and on_missing is dead_letter: {}",
+                            known.as_deref().unwrap_or_default(),
+                            e.message
+                        ),
+                    ));
                 }
-                written => written?,
+                tracing::info!(connection = %self.connection, entity, canonical_id = %record.id, native_id = ?known, "the linked record is gone at the target; matching or creating it anew");
+                self.write(target, entity, &record, None, on_delete, attempt)
+                    .await?
             }
+            written => written?,
         };
         if delivered.outcome == Outcome::Created {
             crash_after_create_for_tests();
@@ -442,6 +462,7 @@ impl Delivery {
         entity: &str,
         record: &Record,
         known: Option<&str>,
+        on_delete: OnDelete,
         attempt: u32,
     ) -> Result<Delivered, ClassifiedError> {
         let claim = if known.is_none()
@@ -453,7 +474,13 @@ impl Delivery {
             None
         };
         let delivered = crate::audit::scope(&self.audit, &self.connection, Some(record), attempt)
-            .run(upsert::upsert(target.as_ref(), entity, record, known))
+            .run(upsert::upsert(
+                target.as_ref(),
+                entity,
+                record,
+                known,
+                on_delete,
+            ))
             .await;
         drop(claim);
         delivered
@@ -483,12 +510,13 @@ impl Delivery {
                 return Ok(());
             }
         };
-        let Some((_, canonical)) =
+        let Some(route) =
             self.routes
                 .entity(&self.connection, &original_topic(message), &record.source())
         else {
             return Ok(());
         };
+        let canonical = route.canonical.as_str();
         let outcome =
             crate::audit::outcome(&self.connection, canonical, &record, state, None, reason);
         crate::audit::publish(&self.producer, &self.deliveries_topic, &outcome).await

@@ -1,6 +1,7 @@
 //! Which canonical records go to which target connection and entity, from the flows.
 
 use switchboard_core::Config;
+use switchboard_core::config::{OnDelete, OnMissing};
 use switchboard_core::topics::Topics;
 
 /// Which canonical records go to which target connection, from the flows.
@@ -8,7 +9,7 @@ pub(crate) struct Routes {
     routes: Vec<Route>,
 }
 
-struct Route {
+pub(crate) struct Route {
     /// Source `<connection>.<entity>` of the flow.
     from: String,
     /// Canonical topic the flow writes.
@@ -16,9 +17,13 @@ struct Route {
     /// Target connection.
     connection: String,
     /// Target entity, e.g. `persons`.
-    entity: String,
+    pub entity: String,
     /// Canonical entity, e.g. `contact`.
-    canonical: String,
+    pub canonical: String,
+    /// The flow's `on_delete` for this target, if it sets one.
+    pub on_delete: Option<OnDelete>,
+    /// The flow's `on_missing` for this target.
+    pub on_missing: OnMissing,
 }
 
 impl Routes {
@@ -35,6 +40,8 @@ impl Routes {
                         connection: connection.to_owned(),
                         entity: entity.to_owned(),
                         canonical: flow.to.clone(),
+                        on_delete: sink.on_delete,
+                        on_missing: sink.on_missing,
                     })
                 })
             })
@@ -64,13 +71,12 @@ impl Routes {
     /// The target entity a record from `source` on `topic` becomes at `target`, if the
     /// record is for `target` at all. A record never goes back to the connection it came
     /// from (echo suppression).
-    pub(crate) fn entity(&self, target: &str, topic: &str, source: &str) -> Option<(&str, &str)> {
+    pub(crate) fn entity(&self, target: &str, topic: &str, source: &str) -> Option<&Route> {
         if source.split_once('.').map(|(c, _)| c) == Some(target) {
             return None;
         }
         self.routes
             .iter()
             .find(|r| r.from == source && r.topic == topic && r.connection == target)
-            .map(|r| (r.entity.as_str(), r.canonical.as_str()))
     }
 }

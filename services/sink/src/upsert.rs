@@ -13,6 +13,7 @@
 
 pub(crate) use switchboard_connectors::target::Record;
 use switchboard_connectors::target::{Check, Created, Writer, Written};
+use switchboard_core::config::OnDelete;
 use switchboard_core::error::ClassifiedError;
 
 /// What a delivery did at the target.
@@ -24,6 +25,8 @@ pub(crate) enum Outcome {
     Updated,
     /// The linked record was deleted (or was already gone).
     Deleted,
+    /// The linked record was kept, marked inactive (`on_delete: archive`).
+    Archived,
     /// Nothing to do; [`Delivered::note`] says why.
     Skipped,
 }
@@ -35,6 +38,7 @@ impl Outcome {
             Self::Created => "created",
             Self::Updated => "updated",
             Self::Deleted => "deleted",
+            Self::Archived => "archived",
             Self::Skipped => "skipped",
         }
     }
@@ -89,9 +93,17 @@ pub(crate) async fn upsert(
     entity: &str,
     record: &Record,
     known: Option<&str>,
+    on_delete: OnDelete,
 ) -> Result<Delivered, ClassifiedError> {
     if record.deleted() {
-        return delete(writer, entity, known).await;
+        return match on_delete {
+            OnDelete::Delete => delete(writer, entity, known).await,
+            OnDelete::Archive => archive(writer, entity, record, known).await,
+            OnDelete::Ignore => Ok(Delivered::skipped(
+                known,
+                "deleted at the source; this target keeps deleted records (on_delete: ignore)",
+            )),
+        };
     }
     if let Some(id) = known {
         return update(writer, entity, id, record).await;
@@ -134,6 +146,28 @@ async fn update(
         Written::Done => Delivered::new(Outcome::Updated, id),
         Written::Skipped(note) => Delivered::skipped(Some(id), note),
     })
+}
+
+/// A record the source deleted, where the target keeps it marked inactive: only the linked
+/// record is archived, as only the linked one is deleted.
+async fn archive(
+    writer: &dyn Writer,
+    entity: &str,
+    record: &Record,
+    known: Option<&str>,
+) -> Result<Delivered, ClassifiedError> {
+    let Some(id) = known else {
+        return Ok(Delivered::skipped(
+            None,
+            "deleted at the source; no record here is linked to it",
+        ));
+    };
+    match writer.archive(entity, id, record).await {
+        Ok(Written::Done) => Ok(Delivered::new(Outcome::Archived, id)),
+        Ok(Written::Skipped(note)) => Ok(Delivered::skipped(known, note)),
+        Err(e) if e.is_not_found() => Ok(Delivered::new(Outcome::Deleted, id)),
+        Err(e) => Err(e),
+    }
 }
 
 /// A record the source deleted: the target's record linked to it is deleted, and one
@@ -239,6 +273,11 @@ mod tests {
             Box::pin(std::future::ready(Ok(Written::Done)))
         }
 
+        fn archive<'a>(&'a self, _: &'a str, id: &'a str, _: &'a Record) -> Call<'a, Written> {
+            self.log(format!("archive {id}"));
+            Box::pin(std::future::ready(Ok(Written::Done)))
+        }
+
         fn delete<'a>(&'a self, _entity: &'a str, id: &'a str) -> Call<'a, Written> {
             self.log(format!("delete {id}"));
             let done = match self.gone {
@@ -249,14 +288,42 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn archive_keeps_the_linked_record_and_ignore_touches_nothing() {
+        let fake = Fake::new(Check::Search, Some("a@x"));
+        let gone = record("a@x", true);
+        assert_eq!(
+            upsert(&fake, "people", &gone, Some("5"), OnDelete::Archive)
+                .await
+                .unwrap(),
+            Delivered::new(Outcome::Archived, "5")
+        );
+        let unlinked = upsert(&fake, "people", &gone, None, OnDelete::Archive)
+            .await
+            .unwrap();
+        assert_eq!(unlinked.outcome, Outcome::Skipped);
+        let kept = upsert(&fake, "people", &gone, Some("5"), OnDelete::Ignore)
+            .await
+            .unwrap();
+        assert_eq!(kept.outcome, Outcome::Skipped);
+        assert_eq!(kept.native_id.as_deref(), Some("5"), "the link stays");
+        assert_eq!(fake.calls(), ["archive 5"]);
+    }
+
     fn record(email: &str, deleted: bool) -> Record {
         Record::from_json(json!({"id": "c1", "email": email, "deleted": deleted})).unwrap()
     }
 
     async fn run(fake: &Fake, email: &str, known: Option<&str>) -> Delivered {
-        upsert(fake, "people", &record(email, false), known)
-            .await
-            .unwrap()
+        upsert(
+            fake,
+            "people",
+            &record(email, false),
+            known,
+            OnDelete::Delete,
+        )
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -309,15 +376,21 @@ mod tests {
     async fn a_deletion_deletes_only_the_linked_record_and_a_gone_one_counts() {
         let mut fake = Fake::new(Check::Search, Some("a@x"));
         let gone = record("a@x", true);
-        let unlinked = upsert(&fake, "people", &gone, None).await.unwrap();
+        let unlinked = upsert(&fake, "people", &gone, None, OnDelete::Delete)
+            .await
+            .unwrap();
         assert_eq!(unlinked.outcome, Outcome::Skipped);
         assert_eq!(
-            upsert(&fake, "people", &gone, Some("5")).await.unwrap(),
+            upsert(&fake, "people", &gone, Some("5"), OnDelete::Delete)
+                .await
+                .unwrap(),
             Delivered::new(Outcome::Deleted, "5")
         );
         fake.gone = true;
         assert_eq!(
-            upsert(&fake, "people", &gone, Some("5")).await.unwrap(),
+            upsert(&fake, "people", &gone, Some("5"), OnDelete::Delete)
+                .await
+                .unwrap(),
             Delivered::new(Outcome::Deleted, "5")
         );
         assert_eq!(fake.calls(), ["delete 5", "delete 5"]);

@@ -22,6 +22,8 @@ use switchboard_core::ErrorClass;
 use switchboard_core::error::ClassifiedError;
 use tokio::sync::OnceCell;
 
+use switchboard_core::config::OnDelete;
+
 use crate::target::{
     self, Call, Check, Created, Entity, Record, Writer, Written, data, money, unsupported,
 };
@@ -33,12 +35,16 @@ pub const ENTITIES: &[Entity] = &[
         canonical: "organization",
         key: Some("name"),
         check: Check::Search,
+        on_delete: OnDelete::Archive,
+        archive: true,
     },
     Entity {
         name: "sales_invoices",
         canonical: "invoice",
         key: Some("number"),
         check: Check::Search,
+        on_delete: OnDelete::Delete,
+        archive: false,
     },
 ];
 
@@ -84,6 +90,10 @@ impl ExactTarget {
 impl Writer for ExactTarget {
     fn natural_key(&self, entity: &str) -> Option<&str> {
         target::entity(ENTITIES, entity)?.key
+    }
+
+    fn on_delete(&self, entity: &str) -> OnDelete {
+        target::entity(ENTITIES, entity).map_or(OnDelete::Delete, |e| e.on_delete)
     }
 
     fn check(&self, _entity: &str) -> Check {
@@ -178,6 +188,25 @@ impl Writer for ExactTarget {
         Box::pin(async move {
             let set = Self::set(entity)?;
             self.client().await?.delete(set, id).await?;
+            Ok(Written::Done)
+        })
+    }
+
+    /// An account gets an end date of now, which makes it inactive in Exact (an account
+    /// in use cannot be deleted).
+    fn archive<'a>(
+        &'a self,
+        entity: &'a str,
+        id: &'a str,
+        _record: &'a Record,
+    ) -> Call<'a, Written> {
+        Box::pin(async move {
+            if entity != "accounts" {
+                return Err(unsupported("Exact archive", entity));
+            }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            let body = json!({ "EndDate": format!("/Date({now})/") });
+            self.client().await?.update(ACCOUNTS, id, &body).await?;
             Ok(Written::Done)
         })
     }

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
+use switchboard_core::config::OnDelete;
+
 use crate::target::{
     self, Call, Check, Created, Entity, Record, Writer, Written, data, money, numeric_id,
     unsupported,
@@ -24,18 +26,24 @@ pub const ENTITIES: &[Entity] = &[
         canonical: "contact",
         key: Some("email"),
         check: Check::Search,
+        on_delete: OnDelete::Delete,
+        archive: false,
     },
     Entity {
         name: "organizations",
         canonical: "organization",
         key: Some("name"),
         check: Check::Search,
+        on_delete: OnDelete::Delete,
+        archive: false,
     },
     Entity {
         name: "deals",
         canonical: "deal",
         key: Some("title"),
         check: Check::Search,
+        on_delete: OnDelete::Delete,
+        archive: false,
     },
 ];
 
@@ -86,6 +94,10 @@ impl PipedriveTarget {
 impl Writer for PipedriveTarget {
     fn natural_key(&self, entity: &str) -> Option<&str> {
         target::entity(ENTITIES, entity)?.key
+    }
+
+    fn on_delete(&self, entity: &str) -> OnDelete {
+        target::entity(ENTITIES, entity).map_or(OnDelete::Delete, |e| e.on_delete)
     }
 
     fn check(&self, _entity: &str) -> Check {

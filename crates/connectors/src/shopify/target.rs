@@ -15,6 +15,8 @@ use switchboard_core::ErrorClass;
 use switchboard_core::canonical::Contact;
 use switchboard_core::error::ClassifiedError;
 
+use switchboard_core::config::OnDelete;
+
 use crate::target::{
     self, Call, Check, Created, Entity, Record, Writer, Written, data, money, numeric_id,
     unsupported,
@@ -27,12 +29,16 @@ pub const ENTITIES: &[Entity] = &[
         canonical: "contact",
         key: Some("email"),
         check: Check::OnConflict,
+        on_delete: OnDelete::Delete,
+        archive: true,
     },
     Entity {
         name: "orders",
         canonical: "order",
         key: None,
         check: Check::Search,
+        on_delete: OnDelete::Delete,
+        archive: false,
     },
 ];
 
@@ -53,6 +59,10 @@ impl ShopifyTarget {
 impl Writer for ShopifyTarget {
     fn natural_key(&self, entity: &str) -> Option<&str> {
         target::entity(ENTITIES, entity)?.key
+    }
+
+    fn on_delete(&self, entity: &str) -> OnDelete {
+        target::entity(ENTITIES, entity).map_or(OnDelete::Delete, |e| e.on_delete)
     }
 
     fn check(&self, entity: &str) -> Check {
@@ -126,6 +136,25 @@ impl Writer for ShopifyTarget {
                 }
                 other => return Err(unsupported("Shopify", other)),
             }
+            Ok(Written::Done)
+        })
+    }
+
+    /// A customer is tagged `deleted-at-source` (Shopify refuses to delete a customer with
+    /// orders).
+    fn archive<'a>(
+        &'a self,
+        entity: &'a str,
+        id: &'a str,
+        _record: &'a Record,
+    ) -> Call<'a, Written> {
+        Box::pin(async move {
+            if entity != "customers" {
+                return Err(unsupported("Shopify archive", entity));
+            }
+            let id = numeric_id("Shopify", id)?;
+            let body = json!({ "tags": "switchboard, deleted-at-source" });
+            self.writer.update_customer(id, &body).await?;
             Ok(Written::Done)
         })
     }

@@ -11,6 +11,8 @@ use crate::telegram::TelegramConnection;
 use crate::telegram::api::TelegramClient;
 use switchboard_core::error::ClassifiedError;
 
+use switchboard_core::config::OnDelete;
+
 use crate::target::{Call, Check, Created, Entity, Record, Writer, Written, data, unsupported};
 
 /// Telegram's target entities.
@@ -19,6 +21,8 @@ pub const ENTITIES: &[Entity] = &[Entity {
     canonical: "order",
     key: None,
     check: Check::XrefOnly,
+    on_delete: OnDelete::Ignore,
+    archive: false,
 }];
 
 /// The Telegram writer of one connection.
@@ -44,6 +48,10 @@ impl TelegramTarget {
 impl Writer for TelegramTarget {
     fn natural_key(&self, _entity: &str) -> Option<&str> {
         None
+    }
+
+    fn on_delete(&self, _entity: &str) -> OnDelete {
+        OnDelete::Ignore
     }
 
     fn check(&self, _entity: &str) -> Check {
