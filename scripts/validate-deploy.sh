@@ -94,6 +94,7 @@ refuses "transformer.replicaCount" --set transformer.replicaCount=7 --set kafka.
 refuses "kafka.security.sasl.existingSecret" --set kafka.security.protocol=SASL_SSL --set kafka.security.sasl.username=u
 refuses "console.ingress.enabled" --set console.ingress.enabled=true
 refuses "console.alerts.telegram" --set console.alerts.telegram=crm --set console.alerts.chatId=1
+refuses "mappings: set one of files" --set mappings.existingConfigMap=a --set-string "mappings.files.x\.jq=."
 log "chart guards refuse bad values"
 
 # ---------------------------------------------------------------- compose + Dockerfile

@@ -111,7 +111,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $config "kafka" $kafka }}
 {{- $_ := set $config "registry" $registry }}
 {{- $_ := set $config "ingest" (merge (dict "listen" (printf "0.0.0.0:%d" (int $v.ingestWebhook.port))) (get $config "ingest" | default dict)) }}
-{{- $_ := set $config "transformer" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.transformer.port)) "mappings_dir" "/app/mappings") (get $config "transformer" | default dict)) }}
+{{- $_ := set $config "transformer" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.transformer.port)) "mappings_dir" "/app/mappings" "schemas_dir" "/app/schemas") (get $config "transformer" | default dict)) }}
 {{- $_ := set $config "sink" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.sink.port))) (get $config "sink" | default dict)) }}
 {{- $_ := set $config "poller" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.ingestPoller.port))) (get $config "poller" | default dict)) }}
 {{- if $v.console.enabled }}
@@ -151,6 +151,9 @@ metadata:
     {{- end }}
   annotations:
     checksum/config: {{ include "switchboard.config" $root | sha256sum }}
+    {{- with .annotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
     {{- with $v.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -412,4 +415,52 @@ spec:
         name: {{ include "switchboard.fullname" $root }}-kafka
       {{- end }}
     {{- end }}
+{{- end }}
+
+{{/* A ConfigMap key for a file path under mappings/ or schemas/ (keys cannot hold `/`). */}}
+{{- define "switchboard.fileKey" -}}
+{{- . | replace "/" "__" -}}
+{{- end }}
+
+{{/*
+The volumes, mounts and annotations of the deployment's own mappings and schemas (values
+`mappings` and `schemas`), as YAML: {volumes: [...], mounts: [...], annotations: {...}}.
+*/}}
+{{- define "switchboard.userFiles" -}}
+{{- $root := . }}
+{{- $volumes := list }}
+{{- $mounts := list }}
+{{- $annotations := dict }}
+{{- range $kind := list "mappings" "schemas" }}
+{{- $u := get $root.Values $kind }}
+{{- $name := printf "user-%s" $kind }}
+{{- $sources := 0 }}
+{{- if $u.files }}{{ $sources = add1 $sources }}{{ end }}
+{{- if $u.existingConfigMap }}{{ $sources = add1 $sources }}{{ end }}
+{{- if $u.volume }}{{ $sources = add1 $sources }}{{ end }}
+{{- if gt $sources 1 }}
+{{- fail (printf "%s: set one of files, existingConfigMap or volume" $kind) }}
+{{- end }}
+{{- if $u.files }}
+{{- $items := list }}
+{{- range $path, $_ := $u.files }}
+{{- $items = append $items (dict "key" (include "switchboard.fileKey" $path) "path" $path) }}
+{{- end }}
+{{- $volumes = append $volumes (dict "name" $name "configMap" (dict "name" (printf "%s-%s" (include "switchboard.fullname" $root) $kind) "items" $items)) }}
+{{- $_ := set $annotations (printf "checksum/%s" $kind) (toYaml $u.files | sha256sum) }}
+{{- else if $u.existingConfigMap }}
+{{- $cm := dict "name" $u.existingConfigMap }}
+{{- if $u.items }}{{ $_ := set $cm "items" $u.items }}{{ end }}
+{{- $volumes = append $volumes (dict "name" $name "configMap" $cm) }}
+{{- else if $u.volume }}
+{{- $volumes = append $volumes (merge (dict "name" $name) $u.volume) }}
+{{- end }}
+{{- if or $u.files $u.existingConfigMap $u.volume }}
+{{- $mounts = append $mounts (dict "name" $name "mountPath" (printf "/app/%s" $kind) "readOnly" true) }}
+{{- end }}
+{{- if $u.revision }}
+{{- $_ := set $annotations (printf "switchboard.io/%s-revision" $kind) (toString $u.revision) }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "volumes" $volumes "mounts" $mounts "annotations" $annotations) }}
 {{- end }}
