@@ -12,6 +12,7 @@ pub mod error;
 pub mod healing;
 pub mod kafka;
 pub mod lag;
+pub mod mapping;
 pub mod membership;
 pub mod policy;
 pub mod progress;

@@ -18,7 +18,9 @@ pub mod drift;
 #[cfg(debug_assertions)]
 pub mod faults;
 pub mod identity;
-pub mod mapping;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod mapping_tests;
 pub mod merge;
 mod tables;
 pub mod target;
@@ -42,8 +44,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::drift::Shapes;
-use crate::mapping::Mapping;
 use crate::target::Target;
+use switchboard_core::mapping::Mapping;
 
 /// One flow as the transformer runs it.
 pub(crate) struct Flow {
@@ -110,7 +112,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         let mapping = Mapping::load(&config.transformer.mappings_dir, &flow.mapping)
             .with_context(|| format!("flow `{}` refuses to start", flow.name))?;
         mapping
-            .validate(&config.transformer.mappings_dir, &target)
+            .validate(&config.transformer.mappings_dir, |out| {
+                target.check_output(out).map(|_| ())
+            })
             .with_context(|| format!("flow `{}` refuses to start", flow.name))?;
         flows.insert(
             topics.raw(connection, entity),
