@@ -9,6 +9,7 @@ mod targets_support;
 
 mod avro_wire;
 mod consumer_rejoins;
+mod custom_fields;
 mod dedupe;
 mod deletes;
 mod echo;

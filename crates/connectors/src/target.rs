@@ -25,6 +25,9 @@ pub struct Record {
     pub id: String,
     /// Every field, envelope included.
     pub fields: Map<String, Value>,
+    /// The target payload a flow's mapping made of the record (`flows[].sinks[].mapping`):
+    /// a writer sends it instead of its built-in payload.
+    pub body: Option<Value>,
 }
 
 impl Record {
@@ -41,7 +44,11 @@ impl Record {
             .and_then(Value::as_str)
             .ok_or_else(|| ClassifiedError::new(ErrorClass::Data, "canonical record has no id"))?
             .to_owned();
-        Ok(Self { id, fields })
+        Ok(Self {
+            id,
+            fields,
+            body: None,
+        })
     }
 
     /// A string field, if set and not empty.

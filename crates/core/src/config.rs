@@ -255,6 +255,10 @@ pub struct FlowSink {
     /// What an update does when the linked record is gone at the target (404).
     #[serde(default)]
     pub on_missing: OnMissing,
+    /// The target payload as a mapping of the canonical record, under `sink.mappings_dir`
+    /// (e.g. `pipedrive/contact-to-person.v1`); without one, the target's built-in payload.
+    #[serde(default)]
+    pub mapping: Option<String>,
 }
 
 /// `flows[].sinks[].on_delete`.
@@ -352,6 +356,9 @@ pub struct SinkConfig {
     /// Address of `/metrics`, `/healthz`, `/readyz`.
     #[serde(default = "default_sink_listen")]
     pub admin_listen: SocketAddr,
+    /// Directory holding the target payload mappings (`flows[].sinks[].mapping`).
+    #[serde(default = "default_mappings_dir")]
+    pub mappings_dir: PathBuf,
     /// Target connections this process serves; empty means every target named by a flow.
     #[serde(default)]
     pub connections: Vec<String>,
@@ -517,6 +524,7 @@ impl Default for SinkConfig {
             concurrency: default_concurrency(),
             concurrency_by_connection: BTreeMap::new(),
             keep_deleted: Vec::new(),
+            mappings_dir: default_mappings_dir(),
         }
     }
 }

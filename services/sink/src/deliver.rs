@@ -391,6 +391,13 @@ impl Delivery {
             return Ok(None);
         };
         let (entity, canonical) = (route.entity.as_str(), route.canonical.as_str());
+        let mut record = record;
+        if let Some(mapping) = &route.mapping
+            && !record.deleted()
+        {
+            let fields = serde_json::Value::Object(record.fields.clone()).to_string();
+            record.body = Some(mapping.apply(&fields)?);
+        }
         let known = self.xref.native_id(entity, &record.id);
         let on_delete = route.on_delete.unwrap_or_else(|| target.on_delete(entity));
         let delivered = if self.keep_deleted && record.deleted() {

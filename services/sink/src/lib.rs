@@ -65,7 +65,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Started> {
     let connections = switchboard_connectors::connections(&config)?;
     let topics = Topics::new(&config.kafka.topic_prefix);
-    let routes = routes::Routes::from_config(&config, &topics);
+    let routes = routes::Routes::from_config(&config, &topics)?;
     let served: Vec<String> = if config.sink.connections.is_empty() {
         routes.target_connections()
     } else {

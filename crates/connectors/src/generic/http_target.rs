@@ -22,9 +22,12 @@ impl HttpTarget {
         })
     }
 
-    /// The canonical fields plus `switchboard_id`.
+    /// The flow's mapping's payload, else the canonical fields; plus `switchboard_id`.
     fn body(record: &Record) -> Value {
-        let mut body = record.fields.clone();
+        let mut body = match &record.body {
+            Some(Value::Object(body)) => body.clone(),
+            _ => record.fields.clone(),
+        };
         body.insert("switchboard_id".to_owned(), Value::from(record.id.clone()));
         Value::Object(body)
     }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::PipedriveConnection;
-use super::model::{Envelope, Person, PersonInput, SearchData};
+use super::model::{Envelope, Person, SearchData};
 use crate::http::{Answer, System, check, check_paced, network_error, retry_hint, send};
 use crate::pace::{Gate, SlidingWindow};
 
@@ -189,7 +189,10 @@ impl PipedriveClient {
     }
 
     /// Creates a person and returns its ID.
-    pub async fn create_person(&self, person: &PersonInput) -> Result<u64, ClassifiedError> {
+    pub async fn create_person(
+        &self,
+        person: &impl serde::Serialize,
+    ) -> Result<u64, ClassifiedError> {
         let request = self
             .request(reqwest::Method::POST, "/api/v2/persons")
             .json(person);
@@ -204,7 +207,7 @@ impl PipedriveClient {
     pub async fn update_person(
         &self,
         id: u64,
-        person: &PersonInput,
+        person: &impl serde::Serialize,
     ) -> Result<(), ClassifiedError> {
         let request = self
             .request(reqwest::Method::PATCH, &format!("/api/v2/persons/{id}"))

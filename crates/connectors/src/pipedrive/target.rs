@@ -60,8 +60,12 @@ impl PipedriveTarget {
         })
     }
 
-    /// The body of `record` as an organization or deal.
+    /// The body of `record` as an organization or deal: the flow's mapping's, else the
+    /// built-in one.
     fn body(entity: &str, record: &Record) -> Result<Value, ClassifiedError> {
+        if let Some(body) = &record.body {
+            return Ok(body.clone());
+        }
         match entity {
             "organizations" => organization_from_record(record),
             "deals" => deal_from_record(record),
@@ -133,10 +137,13 @@ impl Writer for PipedriveTarget {
     fn create<'a>(&'a self, entity: &'a str, record: &'a Record) -> Call<'a, Created> {
         Box::pin(async move {
             let id = match entity {
-                "persons" => {
-                    let person = PersonInput::from_contact(&record.to::<Contact>()?);
-                    self.client.create_person(&person).await?
-                }
+                "persons" => match &record.body {
+                    Some(body) => self.client.create_person(body).await?,
+                    None => {
+                        let person = PersonInput::from_contact(&record.to::<Contact>()?);
+                        self.client.create_person(&person).await?
+                    }
+                },
                 _ => {
                     self.client
                         .create(entity, &Self::body(entity, record)?)
@@ -151,10 +158,13 @@ impl Writer for PipedriveTarget {
         Box::pin(async move {
             let id = numeric_id("Pipedrive", id)?;
             match entity {
-                "persons" => {
-                    let person = PersonInput::from_contact(&record.to::<Contact>()?);
-                    self.client.update_person(id, &person).await?;
-                }
+                "persons" => match &record.body {
+                    Some(body) => self.client.update_person(id, body).await?,
+                    None => {
+                        let person = PersonInput::from_contact(&record.to::<Contact>()?);
+                        self.client.update_person(id, &person).await?
+                    }
+                },
                 _ => {
                     self.client
                         .update(entity, id, &Self::body(entity, record)?)

@@ -98,7 +98,10 @@ impl Writer for ShopifyTarget {
         Box::pin(async move {
             let id = match entity {
                 "customers" => {
-                    let body = customer_from_contact(&record.to()?);
+                    let body = match &record.body {
+                        Some(body) => body.clone(),
+                        None => customer_from_contact(&record.to()?),
+                    };
                     match self.writer.create_customer(&body).await {
                         Ok(id) => id,
                         Err(e)
@@ -127,7 +130,10 @@ impl Writer for ShopifyTarget {
             let id = numeric_id("Shopify", id)?;
             match entity {
                 "customers" => {
-                    let body = customer_from_contact(&record.to()?);
+                    let body = match &record.body {
+                        Some(body) => body.clone(),
+                        None => customer_from_contact(&record.to()?),
+                    };
                     self.writer.update_customer(id, &body).await?;
                 }
                 "orders" => {
