@@ -97,11 +97,14 @@ async fn a_shopify_tag_fills_a_pipedrive_custom_field_through_mappings_alone() {
         ),
         (
             format!("  mappings_dir: \"{}\"", shipped.display()),
+            format!("  mappings_dir: \"{}\"", mappings.display()),
+        ),
+        (
             format!(
-                "  mappings_dir: \"{}\"\n  schemas_dir: \"{}\"",
-                mappings.display(),
-                schemas.display()
+                "  schemas_dir: \"{}\"",
+                workspace_root().join("schemas").display()
             ),
+            format!("  schemas_dir: \"{}\"", schemas.display()),
         ),
         (
             "        match_on: email\n".to_owned(),

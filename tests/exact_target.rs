@@ -169,6 +169,20 @@ async fn a_deleted_organization_deletes_its_exact_account_once() {
         "sinks: [{target: books.accounts}]",
         "sinks: [{target: books.accounts, on_delete: delete}]",
     );
+    let _stop = deliver_a_deletion(&b).await;
+    deleted_once_then_found_gone(b.exact.control(), 204).await;
+    let names: Vec<_> = b
+        .exact
+        .accounts()
+        .iter()
+        .map(|a| a["Name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(names, ["Acme 1 BV"], "Acme 0 deleted, Acme 1 stays");
+}
+
+/// Organizations 0 and 1 created, then 0 deleted (delivered twice), through a started sink;
+/// the guard stops it.
+async fn deliver_a_deletion(b: &Books) -> tokio_util::sync::DropGuard {
     let mut gone = organization(0);
     gone["deleted"] = json!(true);
     produce(
@@ -179,18 +193,10 @@ async fn a_deleted_organization_deletes_its_exact_account_once() {
     .await;
     produce(&b.prefix, "organization", &[gone.clone(), gone]).await;
     let stop = CancellationToken::new();
-    let _guard = stop.clone().drop_guard();
     switchboard_sink::start(load(&b.yaml), stop.clone())
         .await
         .unwrap();
-    deleted_once_then_found_gone(b.exact.control(), 204).await;
-    let names: Vec<_> = b
-        .exact
-        .accounts()
-        .iter()
-        .map(|a| a["Name"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    assert_eq!(names, ["Acme 1 BV"], "Acme 0 deleted, Acme 1 stays");
+    stop.drop_guard()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -537,20 +543,7 @@ async fn a_revoked_refresh_token_reaches_the_operators_telegram_within_five_seco
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_organization_archives_its_exact_account_by_default() {
     let b = books("exact-archive", 1.0, 600).await;
-    let mut gone = organization(0);
-    gone["deleted"] = json!(true);
-    produce(
-        &b.prefix,
-        "organization",
-        &[organization(0), organization(1)],
-    )
-    .await;
-    produce(&b.prefix, "organization", &[gone.clone(), gone]).await;
-    let stop = CancellationToken::new();
-    let _guard = stop.clone().drop_guard();
-    switchboard_sink::start(load(&b.yaml), stop.clone())
-        .await
-        .unwrap();
+    let _stop = deliver_a_deletion(&b).await;
     let ended = || {
         b.exact
             .accounts()

@@ -8,7 +8,6 @@ use crate::targets_support as support;
 
 use std::time::{Duration, Instant};
 
-use rdkafka::Message;
 use serde_json::json;
 use support::*;
 use switchboard_sandbox::{ShopifyConfig, ShopifySandbox};
@@ -215,17 +214,7 @@ async fn a_422_from_shopify_goes_to_the_dlq_with_its_reason() {
         Duration::from_secs(1),
     );
     assert_eq!(dlq.len(), 1, "the refused record is dead-lettered, once");
-    let header = |name: &str| {
-        use rdkafka::message::Headers;
-        dlq[0]
-            .headers()
-            .unwrap()
-            .iter()
-            .filter(|h| h.key == name)
-            .last()
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
+    let header = |name: &str| header(&dlq[0], name);
     assert_eq!(header("sb.error.class").as_deref(), Some("data"));
     let message = header("sb.error.message").unwrap();
     assert!(message.contains("422"), "{message}");

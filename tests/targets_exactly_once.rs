@@ -8,7 +8,6 @@ use crate::targets_support as support;
 
 use std::time::Duration;
 
-use rdkafka::message::{Headers, Message};
 use serde_json::json;
 use support::*;
 use switchboard_sandbox::telegram::SAMPLE_GROUP_CHAT;
@@ -437,15 +436,7 @@ async fn an_update_of_a_record_gone_at_the_target_is_dead_lettered_when_the_flow
         Duration::from_secs(1),
     );
     assert_eq!(dlq.len(), 1, "dead-lettered, once");
-    let message = dlq[0]
-        .headers()
-        .unwrap()
-        .iter()
-        .filter(|h| h.key == "sb.error.message")
-        .last()
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap();
+    let message = header(&dlq[0], "sb.error.message").unwrap();
     assert!(message.contains("on_missing is dead_letter"), "{message}");
     assert!(api.things.lock().unwrap().is_empty(), "not created again");
     assert_eq!(*api.creates.lock().unwrap(), 1);

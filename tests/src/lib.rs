@@ -168,6 +168,7 @@ ingest:
 transformer:
   admin_listen: "127.0.0.1:0"
   mappings_dir: "{mappings}"
+  schemas_dir: "{schemas}"
   linger_ms: 10
 sink:
   admin_listen: "127.0.0.1:0"
@@ -187,11 +188,18 @@ sink:
             .collect::<String>(),
         ack = s.ack_timeout_ms,
         mappings = workspace_root().join("mappings").display(),
+        schemas = workspace_root().join("schemas").display(),
     )
 }
 
+/// A test's configuration. Tests run in `tests/`, so a transformer left at the default
+/// `schemas_dir` (`schemas`, relative to where a service runs) reads the repository's.
 pub fn load(yaml: &str) -> Config {
-    Config::from_yaml(yaml).expect("test config is valid")
+    let mut config = Config::from_yaml(yaml).expect("test config is valid");
+    if config.transformer.schemas_dir == Path::new("schemas") {
+        config.transformer.schemas_dir = workspace_root().join("schemas");
+    }
+    config
 }
 
 /// Every committed record of `topic`, read from the beginning until `expected` records were
@@ -274,6 +282,18 @@ pub fn customer_body(id: u64, email: Option<&str>, first_name: &str, last_name: 
         payload["email"] = serde_json::Value::Null;
     }
     serde_json::to_vec(&payload).unwrap()
+}
+
+/// The last value of header `name` on `record`, as text.
+pub fn header(record: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::{Headers, Message};
+    record
+        .headers()?
+        .iter()
+        .filter(|h| h.key == name)
+        .last()
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Whether `group` has committed past every record in `records` (all of one topic). Offsets

@@ -9,7 +9,8 @@
 //!   as taken; or, where the target cannot be searched, it is created.
 //! - The native ID goes back to the sink to link, and a redelivery after a crash between
 //!   create and link is closed by the search.
-//! - A record the source deleted deletes the one linked to it ([`delete`]).
+//! - A record the source deleted deletes (or archives, or leaves, by the flow's `on_delete`)
+//!   the one linked to it ([`remove`]).
 
 pub(crate) use switchboard_connectors::target::Record;
 use switchboard_connectors::target::{Check, Created, Writer, Written};
@@ -97,8 +98,8 @@ pub(crate) async fn upsert(
 ) -> Result<Delivered, ClassifiedError> {
     if record.deleted() {
         return match on_delete {
-            OnDelete::Delete => delete(writer, entity, known).await,
-            OnDelete::Archive => archive(writer, entity, record, known).await,
+            OnDelete::Delete => remove(writer, entity, record, known, false).await,
+            OnDelete::Archive => remove(writer, entity, record, known, true).await,
             OnDelete::Ignore => Ok(Delivered::skipped(
                 known,
                 "deleted at the source; this target keeps deleted records (on_delete: ignore)",
@@ -148,13 +149,17 @@ async fn update(
     })
 }
 
-/// A record the source deleted, where the target keeps it marked inactive: only the linked
-/// record is archived, as only the linked one is deleted.
-async fn archive(
+/// A record the source deleted: the target's record linked to it is deleted, or archived
+/// (kept, marked inactive), and one already gone (deleted there too, or by an earlier
+/// delivery of this deletion) counts as deleted. The link stays, so a redelivery touches
+/// nothing else. Without a link nothing is done: a record found only by its natural key was
+/// not written for this one, and may be someone else's.
+async fn remove(
     writer: &dyn Writer,
     entity: &str,
     record: &Record,
     known: Option<&str>,
+    archive: bool,
 ) -> Result<Delivered, ClassifiedError> {
     let Some(id) = known else {
         return Ok(Delivered::skipped(
@@ -162,32 +167,13 @@ async fn archive(
             "deleted at the source; no record here is linked to it",
         ));
     };
-    match writer.archive(entity, id, record).await {
-        Ok(Written::Done) => Ok(Delivered::new(Outcome::Archived, id)),
-        Ok(Written::Skipped(note)) => Ok(Delivered::skipped(known, note)),
-        Err(e) if e.is_not_found() => Ok(Delivered::new(Outcome::Deleted, id)),
-        Err(e) => Err(e),
-    }
-}
-
-/// A record the source deleted: the target's record linked to it is deleted, and one
-/// already gone (deleted there too, or by an earlier delivery of this deletion) counts as
-/// deleted. The link stays, so a redelivery deletes nothing else. Without a link nothing is
-/// deleted: a record found only by its natural key was not written for this one, and may
-/// be someone else's.
-async fn delete(
-    writer: &dyn Writer,
-    entity: &str,
-    known: Option<&str>,
-) -> Result<Delivered, ClassifiedError> {
-    let Some(id) = known else {
-        return Ok(Delivered::skipped(
-            None,
-            "deleted at the source; no record here is linked to it",
-        ));
+    let (done, outcome) = if archive {
+        (writer.archive(entity, id, record).await, Outcome::Archived)
+    } else {
+        (writer.delete(entity, id).await, Outcome::Deleted)
     };
-    match writer.delete(entity, id).await {
-        Ok(Written::Done) => Ok(Delivered::new(Outcome::Deleted, id)),
+    match done {
+        Ok(Written::Done) => Ok(Delivered::new(outcome, id)),
         Ok(Written::Skipped(note)) => Ok(Delivered::skipped(known, note)),
         Err(e) if e.is_not_found() => Ok(Delivered::new(Outcome::Deleted, id)),
         Err(e) => Err(e),

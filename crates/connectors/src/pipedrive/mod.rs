@@ -145,10 +145,7 @@ impl crate::System for PipedriveConnection {
 
     fn webhook_entities(&self) -> Vec<String> {
         match self.webhook_auth {
-            Some(_) => webhook::WEBHOOK_ENTITIES
-                .iter()
-                .map(|e| (*e).to_owned())
-                .collect(),
+            Some(_) => crate::system::names(webhook::WEBHOOK_ENTITIES),
             None => Vec::new(),
         }
     }

@@ -98,7 +98,7 @@ impl crate::System for ShopifyConnection {
     }
 
     fn webhook_entities(&self) -> Vec<String> {
-        WEBHOOK_ENTITIES.iter().map(|e| (*e).to_owned()).collect()
+        crate::system::names(WEBHOOK_ENTITIES)
     }
 
     fn receive_webhook(

@@ -47,10 +47,7 @@ impl crate::System for TelegramConnection {
 
     fn webhook_entities(&self) -> Vec<String> {
         match self.webhook_secret_token {
-            Some(_) => webhook::WEBHOOK_ENTITIES
-                .iter()
-                .map(|e| (*e).to_owned())
-                .collect(),
+            Some(_) => crate::system::names(webhook::WEBHOOK_ENTITIES),
             None => Vec::new(),
         }
     }
