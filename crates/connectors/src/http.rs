@@ -1,7 +1,7 @@
 //! Turning HTTP outcomes into classified errors, the same way for every target.
 //!
 //! 429 is `rate_limit` (wait, never a failure) with the wait the system announces
-//! ([`System::retry_after`]); 401 `auth`; 403 `auth` except where a system uses it for
+//! ([`Answers::retry_after`]); 401 `auth`; 403 `auth` except where a system uses it for
 //! refused *fields* (Pipedrive's Contact Sync, §2.5); 409 `conflict`; 408 and 5xx
 //! `transient`; other 4xx (400, 404, 422) `data`. A network error or timeout is `transient`.
 //! Guarantee: an error message never carries a credential: bodies pass through [`redact`]
@@ -30,21 +30,26 @@ const MAX_BODY: usize = 500;
 /// Longest wait any rate-limit answer may impose on one call.
 pub const MAX_RATE_WAIT: Duration = Duration::from_secs(120);
 
-/// The system that answered: decides where its retry hint lives and how a 403 reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum System {
-    /// Any HTTP API: `Retry-After` in seconds.
-    Generic,
-    /// Shopify Admin REST: `Retry-After`, else the call-limit header (§1.5).
-    Shopify,
-    /// Pipedrive v2: `x-ratelimit-reset` seconds (no `Retry-After`, §2.7); 403 is a data
-    /// error (Contact-Sync fields), or a Cloudflare block after ignored 429s.
-    Pipedrive,
-    /// Exact Online: `X-RateLimit-Minutely-Reset` / `X-RateLimit-Reset` in epoch ms (§3.2).
-    Exact,
-    /// Telegram Bot API: `parameters.retry_after` in the JSON body (§4.3).
-    Telegram,
+/// How a system's answers read: where its retry hint lives and what a status means. Each
+/// system implements it in its folder (`<system>::Answers`); [`Generic`] reads an answer as
+/// any HTTP API means it.
+pub trait Answers: Sync {
+    /// The class of `status` with `body`, as this system means it.
+    fn class_of(&self, status: StatusCode, _body: &str) -> ErrorClass {
+        class_of(status)
+    }
+
+    /// How long to wait before the next call, from a refused answer's headers and body:
+    /// `Retry-After` unless the system says otherwise.
+    fn retry_after(&self, headers: &HeaderMap, _body: &str, _now_ms: i64) -> Option<Duration> {
+        header_number(headers, "retry-after").map(wait_secs)
+    }
 }
+
+/// Any HTTP API: `Retry-After` in seconds, statuses as [`class_of`] reads them.
+pub struct Generic;
+
+impl Answers for Generic {}
 
 /// The class of an HTTP status, for a system without special cases.
 pub fn class_of(status: StatusCode) -> ErrorClass {
@@ -58,60 +63,18 @@ pub fn class_of(status: StatusCode) -> ErrorClass {
     }
 }
 
-impl System {
-    /// The class of `status` with `body` as this system means it.
-    pub fn class_of(self, status: StatusCode, body: &str) -> ErrorClass {
-        match (self, status.as_u16()) {
-            // Contact-Sync-only fields answer 403 with a JSON body: the record asks for
-            // something the account cannot do, and a new token would not change that.
-            // Cloudflare's HTML 403 comes after 429s were ignored: slow down.
-            (Self::Pipedrive, 403) if body.trim_start().starts_with('<') => ErrorClass::RateLimit,
-            (Self::Pipedrive, 403) => ErrorClass::Data,
-            // Telegram's 403 is "bot was blocked by the user": the chat refuses, not the token.
-            (Self::Telegram, 403) => ErrorClass::Data,
-            _ => class_of(status),
-        }
-    }
+/// A header's value as a finite, non-negative number.
+pub fn header_number(headers: &HeaderMap, name: &str) -> Option<f64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
 
-    /// How long to wait before the next call, from the answer's headers and body.
-    pub fn retry_after(self, headers: &HeaderMap, body: &str, now_ms: i64) -> Option<Duration> {
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| v.is_finite() && *v >= 0.0)
-        };
-        let secs = |s: f64| Duration::from_secs_f64(s).min(MAX_RATE_WAIT);
-        let retry_after = number("retry-after").map(secs);
-        match self {
-            Self::Generic => retry_after,
-            Self::Shopify => retry_after.or_else(|| {
-                let (used, size) = shopify_call_limit(headers)?;
-                // One marble leaks every half second on the Standard plan.
-                Some(secs(
-                    f64::from((used + 1).saturating_sub(size)).max(1.0) * 0.5,
-                ))
-            }),
-            Self::Pipedrive => retry_after.or_else(|| number("x-ratelimit-reset").map(secs)),
-            Self::Exact => ["x-ratelimit-minutely", "x-ratelimit"]
-                .iter()
-                .find_map(|prefix| {
-                    let remaining = number(&format!("{prefix}-remaining"));
-                    let reset = number(&format!("{prefix}-reset"))?;
-                    // A 429 carries only the group that refused (§3.2).
-                    (remaining.is_none_or(|r| r <= 0.0))
-                        .then(|| Duration::from_millis((reset as i64 - now_ms).max(0) as u64))
-                })
-                .map(|d| d.min(MAX_RATE_WAIT))
-                .or(retry_after),
-            Self::Telegram => serde_json::from_str::<Value>(body)
-                .ok()
-                .and_then(|b| b.pointer("/parameters/retry_after")?.as_f64())
-                .map(secs)
-                .or(retry_after),
-        }
-    }
+/// A wait of `secs` seconds, at most [`MAX_RATE_WAIT`].
+pub fn wait_secs(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs).min(MAX_RATE_WAIT)
 }
 
 /// `X-Shopify-Shop-Api-Call-Limit: used/size`.
@@ -231,11 +194,15 @@ impl std::fmt::Display for RedactedReqwest<'_> {
 /// Returns the answer if it succeeded, else a classified error with the body (redacted,
 /// cut short) and the server's retry hint. The generic reading; see [`check_as`].
 pub fn check(what: &str, answer: Answer) -> Result<Answer, ClassifiedError> {
-    check_as(System::Generic, what, answer)
+    check_as(&Generic, what, answer)
 }
 
 /// [`check`] as `system` classifies and hints.
-pub fn check_as(system: System, what: &str, answer: Answer) -> Result<Answer, ClassifiedError> {
+pub fn check_as(
+    system: &dyn Answers,
+    what: &str,
+    answer: Answer,
+) -> Result<Answer, ClassifiedError> {
     if answer.status.is_success() {
         return Ok(answer);
     }
@@ -251,7 +218,7 @@ pub fn check_as(system: System, what: &str, answer: Answer) -> Result<Answer, Cl
 /// [`check_as`], and a rate-limit answer closes `gate` for as long as `system` asks, so the
 /// connection's next call waits instead of meeting another refusal.
 pub fn check_paced(
-    system: System,
+    system: &dyn Answers,
     what: &str,
     answer: Answer,
     gate: &crate::pace::Gate,
@@ -265,7 +232,7 @@ pub fn check_paced(
 
 /// The classified error of a failed answer.
 pub fn failure(
-    system: System,
+    system: &dyn Answers,
     what: &str,
     status: StatusCode,
     headers: &HeaderMap,
@@ -393,19 +360,19 @@ mod tests {
     fn pipedrive_contact_sync_403_is_data_not_auth() {
         let json = r#"{"success":false,"error":"Contact Sync required"}"#;
         assert_eq!(
-            System::Pipedrive.class_of(StatusCode::FORBIDDEN, json),
+            crate::pipedrive::Answers.class_of(StatusCode::FORBIDDEN, json),
             ErrorClass::Data
         );
         assert_eq!(
-            System::Pipedrive.class_of(StatusCode::FORBIDDEN, "<html>cloudflare</html>"),
+            crate::pipedrive::Answers.class_of(StatusCode::FORBIDDEN, "<html>cloudflare</html>"),
             ErrorClass::RateLimit
         );
         assert_eq!(
-            System::Generic.class_of(StatusCode::FORBIDDEN, json),
+            Generic.class_of(StatusCode::FORBIDDEN, json),
             ErrorClass::Auth
         );
         assert_eq!(
-            System::Pipedrive.class_of(StatusCode::UNAUTHORIZED, json),
+            crate::pipedrive::Answers.class_of(StatusCode::UNAUTHORIZED, json),
             ErrorClass::Auth
         );
     }
@@ -414,11 +381,11 @@ mod tests {
     fn each_system_announces_its_wait_its_own_way() {
         let none = HeaderMap::new();
         assert_eq!(
-            System::Shopify.retry_after(&headers(&[("retry-after", "2.0")]), "", 0),
+            crate::shopify::Answers.retry_after(&headers(&[("retry-after", "2.0")]), "", 0),
             Some(Duration::from_secs(2))
         );
         assert_eq!(
-            System::Shopify.retry_after(
+            crate::shopify::Answers.retry_after(
                 &headers(&[("x-shopify-shop-api-call-limit", "40/40")]),
                 "",
                 0
@@ -426,7 +393,7 @@ mod tests {
             Some(Duration::from_millis(500))
         );
         assert_eq!(
-            System::Pipedrive.retry_after(&headers(&[("x-ratelimit-reset", "2")]), "", 0),
+            crate::pipedrive::Answers.retry_after(&headers(&[("x-ratelimit-reset", "2")]), "", 0),
             Some(Duration::from_secs(2))
         );
         let exact = headers(&[
@@ -434,21 +401,21 @@ mod tests {
             ("x-ratelimit-minutely-reset", "61500"),
         ]);
         assert_eq!(
-            System::Exact.retry_after(&exact, "", 60_000),
+            crate::exact::Answers.retry_after(&exact, "", 60_000),
             Some(Duration::from_millis(1500))
         );
         let body = r#"{"ok":false,"error_code":429,"parameters":{"retry_after":35}}"#;
         assert_eq!(
-            System::Telegram.retry_after(&none, body, 0),
+            crate::telegram::Answers.retry_after(&none, body, 0),
             Some(Duration::from_secs(35))
         );
-        assert_eq!(System::Generic.retry_after(&none, "", 0), None);
+        assert_eq!(Generic.retry_after(&none, "", 0), None);
     }
 
     #[test]
     fn a_429_without_hint_still_waits_and_others_carry_none() {
         let e = failure(
-            System::Generic,
+            &Generic,
             "x",
             StatusCode::TOO_MANY_REQUESTS,
             &HeaderMap::new(),
@@ -457,7 +424,7 @@ mod tests {
         assert_eq!(e.class, ErrorClass::RateLimit);
         assert!(e.retry_after.is_some());
         let e = failure(
-            System::Generic,
+            &Generic,
             "x",
             StatusCode::UNPROCESSABLE_ENTITY,
             &HeaderMap::new(),

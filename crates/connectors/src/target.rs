@@ -145,11 +145,20 @@ pub use crate::Call;
 /// the natural-key claim, the order of search, create, update and link, and deletes), so
 /// every writer only says how its system does each step. Every error is classified.
 pub trait Writer: Send + Sync {
+    /// Its system's table of target entities (the defaults below read it).
+    fn entities(&self) -> &'static [Entity] {
+        &[]
+    }
+
     /// The natural key of `entity` (see [`Entity`]); `None` for an entity it does not write.
-    fn natural_key(&self, entity: &str) -> Option<&str>;
+    fn natural_key(&self, entity: &str) -> Option<&str> {
+        self::entity(self.entities(), entity)?.key
+    }
 
     /// How `entity` is checked before a create.
-    fn check(&self, entity: &str) -> Check;
+    fn check(&self, entity: &str) -> Check {
+        self::entity(self.entities(), entity).map_or(Check::Search, |e| e.check)
+    }
 
     /// The native ID of the record that `record` is, found by `key` (the record's value of
     /// the natural key, if it has one) or by the Switchboard ID stored on the target.
@@ -170,8 +179,8 @@ pub trait Writer: Send + Sync {
     fn delete<'a>(&'a self, entity: &'a str, id: &'a str) -> Call<'a, Written>;
 
     /// What a deletion at the source does to `entity` unless a flow says otherwise.
-    fn on_delete(&self, _entity: &str) -> OnDelete {
-        OnDelete::Delete
+    fn on_delete(&self, entity: &str) -> OnDelete {
+        self::entity(self.entities(), entity).map_or(OnDelete::Delete, |e| e.on_delete)
     }
 
     /// Keeps the target's record `id`, marked inactive, for a record the source deleted

@@ -272,3 +272,30 @@ impl crate::System for ExactConnection {
         Ok(Box::new(target::ExactTarget::new(name, self)?))
     }
 }
+
+/// How Exact Online answers read: `X-RateLimit-Minutely-Reset` / `X-RateLimit-Reset` in
+/// epoch ms (§3.2), for the group that refused.
+pub struct Answers;
+
+impl crate::http::Answers for Answers {
+    fn retry_after(
+        &self,
+        headers: &::http::HeaderMap,
+        _body: &str,
+        now_ms: i64,
+    ) -> Option<std::time::Duration> {
+        use crate::http::{MAX_RATE_WAIT, header_number, wait_secs};
+        ["x-ratelimit-minutely", "x-ratelimit"]
+            .iter()
+            .find_map(|prefix| {
+                let remaining = header_number(headers, &format!("{prefix}-remaining"));
+                let reset = header_number(headers, &format!("{prefix}-reset"))?;
+                // A 429 carries only the group that refused (§3.2).
+                (remaining.is_none_or(|r| r <= 0.0)).then(|| {
+                    std::time::Duration::from_millis((reset as i64 - now_ms).max(0) as u64)
+                })
+            })
+            .map(|d| d.min(MAX_RATE_WAIT))
+            .or_else(|| header_number(headers, "retry-after").map(wait_secs))
+    }
+}

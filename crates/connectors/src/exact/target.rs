@@ -25,7 +25,7 @@ use tokio::sync::OnceCell;
 use switchboard_core::config::OnDelete;
 
 use crate::target::{
-    self, Call, Check, Created, Entity, Record, Writer, Written, data, money, unsupported,
+    Call, Check, Created, Entity, Record, Writer, Written, data, money, unsupported,
 };
 
 /// Exact's target entities.
@@ -88,16 +88,8 @@ impl ExactTarget {
 }
 
 impl Writer for ExactTarget {
-    fn natural_key(&self, entity: &str) -> Option<&str> {
-        target::entity(ENTITIES, entity)?.key
-    }
-
-    fn on_delete(&self, entity: &str) -> OnDelete {
-        target::entity(ENTITIES, entity).map_or(OnDelete::Delete, |e| e.on_delete)
-    }
-
-    fn check(&self, _entity: &str) -> Check {
-        Check::Search
+    fn entities(&self) -> &'static [Entity] {
+        ENTITIES
     }
 
     /// Accounts by their Switchboard code, else by name with the same VAT or

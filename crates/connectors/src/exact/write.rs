@@ -13,7 +13,7 @@ use serde_json::Value;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::api::ExactClient;
-use crate::http::{System, failure, network_error, send};
+use crate::http::{failure, network_error, send};
 
 impl ExactClient {
     /// One call on `{base}/api/v1/{division}/{path}`; the `d` of the answer (or null).
@@ -49,7 +49,7 @@ impl ExactClient {
             if status.as_u16() == 401 {
                 self.tokens().invalidate(&token).await;
             }
-            let mut error = failure(System::Exact, &what, status, headers, &text);
+            let mut error = failure(&super::Answers, &what, status, headers, &text);
             if status.as_u16() == 429 {
                 // The reset through the learned server clock, not the local one.
                 let reset = ["X-RateLimit-Minutely-Reset", "X-RateLimit-Reset"]

@@ -7,7 +7,7 @@ use crate::generic::target::{GenericTarget, GenericWriter};
 use serde_json::Value;
 use switchboard_core::error::ClassifiedError;
 
-use crate::target::{Call, Check, Created, Record, Writer, Written};
+use crate::target::{Call, Created, Record, Writer, Written};
 
 /// The writer of a generic HTTP connection.
 pub struct HttpTarget {
@@ -37,10 +37,6 @@ impl Writer for HttpTarget {
     /// The configured `match_field`, for every entity.
     fn natural_key(&self, _entity: &str) -> Option<&str> {
         Some(&self.writer.settings().match_field)
-    }
-
-    fn check(&self, _entity: &str) -> Check {
-        Check::Search
     }
 
     fn find<'a>(

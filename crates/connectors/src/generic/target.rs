@@ -19,7 +19,7 @@ use switchboard_core::Secret;
 use switchboard_core::config::ConfigError;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
-use crate::http::{System, check_paced, network_error, send};
+use crate::http::{check_paced, network_error, send};
 use crate::pace::Gate;
 
 /// The `target:` block of a generic connection.
@@ -207,7 +207,7 @@ impl GenericWriter {
             request = request.json(body);
         }
         let answer = send(request).await.map_err(|e| network_error(&what, &e))?;
-        let answer = check_paced(System::Generic, &what, answer, &self.gate)?;
+        let answer = check_paced(&crate::http::Generic, &what, answer, &self.gate)?;
         Ok(serde_json::from_slice(&answer.body).unwrap_or(Value::Null))
     }
 

@@ -16,7 +16,7 @@ use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::PipedriveConnection;
 use super::model::{Envelope, Person, SearchData};
-use crate::http::{Answer, System, check, check_paced, network_error, retry_hint, send};
+use crate::http::{Answer, check, check_paced, network_error, retry_hint, send};
 use crate::pace::{Gate, SlidingWindow};
 
 /// The largest page the v2 lists serve.
@@ -99,7 +99,7 @@ impl PipedriveClient {
         let answer = send(request).await;
         self.travelled(search, sent.elapsed());
         let answer = answer.map_err(|e| network_error(what, &e))?;
-        check_paced(System::Pipedrive, what, answer, &self.gate)
+        check_paced(&super::Answers, what, answer, &self.gate)
     }
 
     /// Records of `entity` (`persons`, `organizations`, `deals`) updated at or after

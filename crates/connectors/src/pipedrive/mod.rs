@@ -206,3 +206,33 @@ impl crate::System for PipedriveConnection {
         Ok(Box::new(target::PipedriveTarget::new(self.clone())?))
     }
 }
+
+/// How Pipedrive v2 answers read: `x-ratelimit-reset` seconds (no `Retry-After`, §2.7); a
+/// 403 is a data error (Contact-Sync fields), or a Cloudflare block after ignored 429s.
+pub struct Answers;
+
+impl crate::http::Answers for Answers {
+    fn class_of(&self, status: reqwest::StatusCode, body: &str) -> switchboard_core::ErrorClass {
+        use switchboard_core::ErrorClass;
+        match status.as_u16() {
+            // Contact-Sync-only fields answer 403 with a JSON body: the record asks for
+            // something the account cannot do, and a new token would not change that.
+            // Cloudflare's HTML 403 comes after 429s were ignored: slow down.
+            403 if body.trim_start().starts_with('<') => ErrorClass::RateLimit,
+            403 => ErrorClass::Data,
+            _ => crate::http::class_of(status),
+        }
+    }
+
+    fn retry_after(
+        &self,
+        headers: &::http::HeaderMap,
+        _body: &str,
+        _now_ms: i64,
+    ) -> Option<std::time::Duration> {
+        use crate::http::{header_number, wait_secs};
+        header_number(headers, "retry-after")
+            .or_else(|| header_number(headers, "x-ratelimit-reset"))
+            .map(wait_secs)
+    }
+}

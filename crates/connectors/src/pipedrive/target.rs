@@ -96,16 +96,8 @@ impl PipedriveTarget {
 }
 
 impl Writer for PipedriveTarget {
-    fn natural_key(&self, entity: &str) -> Option<&str> {
-        target::entity(ENTITIES, entity)?.key
-    }
-
-    fn on_delete(&self, entity: &str) -> OnDelete {
-        target::entity(ENTITIES, entity).map_or(OnDelete::Delete, |e| e.on_delete)
-    }
-
-    fn check(&self, _entity: &str) -> Check {
-        Check::Search
+    fn entities(&self) -> &'static [Entity] {
+        ENTITIES
     }
 
     fn find<'a>(

@@ -158,3 +158,26 @@ impl crate::System for ShopifyConnection {
         Ok(Box::new(target::ShopifyTarget::new(self)?))
     }
 }
+
+/// How Shopify Admin REST answers read: `Retry-After`, else the call-limit header (§1.5).
+pub struct Answers;
+
+impl crate::http::Answers for Answers {
+    fn retry_after(
+        &self,
+        headers: &::http::HeaderMap,
+        _body: &str,
+        _now_ms: i64,
+    ) -> Option<std::time::Duration> {
+        use crate::http::{header_number, shopify_call_limit, wait_secs};
+        header_number(headers, "retry-after")
+            .map(wait_secs)
+            .or_else(|| {
+                let (used, size) = shopify_call_limit(headers)?;
+                // One marble leaks every half second on the Standard plan.
+                Some(wait_secs(
+                    f64::from((used + 1).saturating_sub(size)).max(1.0) * 0.5,
+                ))
+            })
+    }
+}

@@ -57,16 +57,8 @@ impl ShopifyTarget {
 }
 
 impl Writer for ShopifyTarget {
-    fn natural_key(&self, entity: &str) -> Option<&str> {
-        target::entity(ENTITIES, entity)?.key
-    }
-
-    fn on_delete(&self, entity: &str) -> OnDelete {
-        target::entity(ENTITIES, entity).map_or(OnDelete::Delete, |e| e.on_delete)
-    }
-
-    fn check(&self, entity: &str) -> Check {
-        target::entity(ENTITIES, entity).map_or(Check::Search, |e| e.check)
+    fn entities(&self) -> &'static [Entity] {
+        ENTITIES
     }
 
     /// Customers by e-mail; orders by the canonical ID in `source_identifier`, among those

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::ShopifyConnection;
-use crate::http::{System, check_paced, network_error, send, shopify_call_limit};
+use crate::http::{check_paced, network_error, send, shopify_call_limit};
 use crate::pace::{Gate, LeakyBucket};
 
 /// Marbles kept free in the bucket, for other callers of the same shop.
@@ -95,7 +95,7 @@ impl ShopifyWriter {
         if let Some((used, size)) = shopify_call_limit(&answer.headers) {
             self.bucket.observe(used, size);
         }
-        let answer = check_paced(System::Shopify, &what, answer, &self.gate)?;
+        let answer = check_paced(&super::Answers, &what, answer, &self.gate)?;
         let text = answer.text();
         let next = answer
             .headers

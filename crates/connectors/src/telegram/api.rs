@@ -11,7 +11,7 @@ use switchboard_core::Secret;
 use switchboard_core::error::{ClassifiedError, ErrorClass};
 
 use super::TelegramConnection;
-use crate::http::{System, check_paced, network_error, send};
+use crate::http::{check_paced, network_error, send};
 use crate::pace::Gate;
 
 /// A bot that sends messages.
@@ -54,7 +54,7 @@ impl TelegramClient {
         )
         .await
         .map_err(|e| network_error("telegram sendMessage", &e))?;
-        let answer = check_paced(System::Telegram, "telegram sendMessage", answer, &self.gate)?;
+        let answer = check_paced(&super::Answers, "telegram sendMessage", answer, &self.gate)?;
         serde_json::from_slice::<Value>(&answer.body)
             .ok()
             .and_then(|b| b.pointer("/result/message_id")?.as_i64())

@@ -78,3 +78,30 @@ impl crate::System for TelegramConnection {
         Ok(Box::new(target::TelegramTarget::new(self)?))
     }
 }
+
+/// How Bot API answers read: `parameters.retry_after` in the JSON body (§4.3); a 403 is
+/// "bot was blocked by the user": the chat refuses, not the token.
+pub struct Answers;
+
+impl crate::http::Answers for Answers {
+    fn class_of(&self, status: reqwest::StatusCode, _body: &str) -> switchboard_core::ErrorClass {
+        match status.as_u16() {
+            403 => switchboard_core::ErrorClass::Data,
+            _ => crate::http::class_of(status),
+        }
+    }
+
+    fn retry_after(
+        &self,
+        headers: &::http::HeaderMap,
+        body: &str,
+        _now_ms: i64,
+    ) -> Option<std::time::Duration> {
+        use crate::http::{header_number, wait_secs};
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|b| b.pointer("/parameters/retry_after")?.as_f64())
+            .map(wait_secs)
+            .or_else(|| header_number(headers, "retry-after").map(wait_secs))
+    }
+}

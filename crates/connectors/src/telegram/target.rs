@@ -46,16 +46,8 @@ impl TelegramTarget {
 }
 
 impl Writer for TelegramTarget {
-    fn natural_key(&self, _entity: &str) -> Option<&str> {
-        None
-    }
-
-    fn on_delete(&self, _entity: &str) -> OnDelete {
-        OnDelete::Ignore
-    }
-
-    fn check(&self, _entity: &str) -> Check {
-        Check::XrefOnly
+    fn entities(&self) -> &'static [Entity] {
+        ENTITIES
     }
 
     fn find<'a>(
