@@ -113,11 +113,6 @@ pub trait System: std::fmt::Debug + Send + Sync {
     }
 }
 
-/// A system's list of entity names, owned.
-pub(crate) fn names(list: &[&str]) -> Vec<String> {
-    list.iter().map(|e| (*e).to_owned()).collect()
-}
-
 /// The system named `kind`, or an error naming the ones there are.
 pub(crate) fn reader(name: &str, kind: &str) -> Result<Read, ConfigError> {
     SYSTEMS

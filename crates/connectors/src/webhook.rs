@@ -97,3 +97,8 @@ pub fn id_string(value: Option<&serde_json::Value>) -> Option<String> {
         _ => None,
     }
 }
+
+/// A system's list of webhook entity names, owned.
+pub(crate) fn entity_names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|e| (*e).to_owned()).collect()
+}

@@ -145,7 +145,7 @@ impl crate::System for PipedriveConnection {
 
     fn webhook_entities(&self) -> Vec<String> {
         match self.webhook_auth {
-            Some(_) => crate::system::names(webhook::WEBHOOK_ENTITIES),
+            Some(_) => crate::webhook::entity_names(webhook::WEBHOOK_ENTITIES),
             None => Vec::new(),
         }
     }

@@ -98,7 +98,7 @@ impl crate::System for ShopifyConnection {
     }
 
     fn webhook_entities(&self) -> Vec<String> {
-        crate::system::names(WEBHOOK_ENTITIES)
+        crate::webhook::entity_names(WEBHOOK_ENTITIES)
     }
 
     fn receive_webhook(

@@ -47,7 +47,7 @@ impl crate::System for TelegramConnection {
 
     fn webhook_entities(&self) -> Vec<String> {
         match self.webhook_secret_token {
-            Some(_) => crate::system::names(webhook::WEBHOOK_ENTITIES),
+            Some(_) => crate::webhook::entity_names(webhook::WEBHOOK_ENTITIES),
             None => Vec::new(),
         }
     }
