@@ -230,7 +230,7 @@ pub struct FlowConfig {
     pub mapping: String,
     /// Canonical entity, e.g. `contact`.
     pub to: String,
-    /// Version of the canonical schema to write; the newest compiled-in version if absent.
+    /// Version of the canonical schema to write; the newest in the schemas directory if absent.
     #[serde(default)]
     pub schema_version: Option<u32>,
     /// Targets the canonical records of this flow are delivered to.

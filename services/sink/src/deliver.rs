@@ -383,7 +383,7 @@ impl Delivery {
         message: &OwnedMessage,
         attempt: u32,
     ) -> Result<Option<DeliveryOutcome>, ClassifiedError> {
-        let record = self.decode(message).await?;
+        let mut record = self.decode(message).await?;
         let Some(route) =
             self.routes
                 .entity(&self.connection, &original_topic(message), &record.source())
@@ -391,7 +391,6 @@ impl Delivery {
             return Ok(None);
         };
         let (entity, canonical) = (route.entity.as_str(), route.canonical.as_str());
-        let mut record = record;
         if let Some(mapping) = &route.mapping
             && !record.deleted()
         {
