@@ -112,7 +112,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $config "registry" $registry }}
 {{- $_ := set $config "ingest" (merge (dict "listen" (printf "0.0.0.0:%d" (int $v.ingestWebhook.port))) (get $config "ingest" | default dict)) }}
 {{- $_ := set $config "transformer" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.transformer.port)) "mappings_dir" "/app/mappings" "schemas_dir" "/app/schemas") (get $config "transformer" | default dict)) }}
-{{- $_ := set $config "sink" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.sink.port))) (get $config "sink" | default dict)) }}
+{{- $_ := set $config "sink" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.sink.port)) "mappings_dir" "/app/mappings") (get $config "sink" | default dict)) }}
 {{- $_ := set $config "poller" (merge (dict "admin_listen" (printf "0.0.0.0:%d" (int $v.ingestPoller.port))) (get $config "poller" | default dict)) }}
 {{- if $v.console.enabled }}
 {{- $console := deepCopy (get $config "console" | default dict) }}
@@ -423,15 +423,15 @@ spec:
 {{- end }}
 
 {{/*
-The volumes, mounts and annotations of the deployment's own mappings and schemas (values
+The volumes, mounts and annotations of the deployment's own files of `kinds` (values
 `mappings` and `schemas`), as YAML: {volumes: [...], mounts: [...], annotations: {...}}.
 */}}
 {{- define "switchboard.userFiles" -}}
-{{- $root := . }}
+{{- $root := .root }}
 {{- $volumes := list }}
 {{- $mounts := list }}
 {{- $annotations := dict }}
-{{- range $kind := list "mappings" "schemas" }}
+{{- range $kind := .kinds }}
 {{- $u := get $root.Values $kind }}
 {{- $name := printf "user-%s" $kind }}
 {{- $sources := 0 }}
