@@ -81,8 +81,36 @@ fn deployment_files(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         r#"{"id": "c1", "email": "ada@example.com", "first_name": "Ada", "last_name": null, "tags": "vip, wholesale"}"#,
     )
     .unwrap();
+    // The other way: the custom field of a Pipedrive person becomes the Shopify tags. A
+    // webhook carries a custom field as `{type, value}`, a list as the bare value.
+    let crm_v1 =
+        std::fs::read_to_string(mappings.join("pipedrive/person-to-contact.v1.jq")).unwrap();
+    let crm_v2 = crm_v1.replacen(
+        "  phone: primary(.phones)",
+        &format!("  phone: primary(.phones),\n  tags: (.custom_fields[\"{TAGS_FIELD}\"] | if type == \"object\" then .value else . end)"),
+        1,
+    );
+    assert_ne!(crm_v1, crm_v2);
+    std::fs::write(mappings.join("pipedrive/person-to-contact.v2.jq"), crm_v2).unwrap();
+    let customer = mappings.join("shopify/contact-to-customer.fixtures");
+    std::fs::create_dir_all(&customer).unwrap();
+    std::fs::write(
+        mappings.join("shopify/contact-to-customer.v1.jq"),
+        CUSTOMER_MAPPING,
+    )
+    .unwrap();
+    std::fs::write(
+        customer.join("tagged.json"),
+        r#"{"id": "c1", "email": "ada@example.com", "first_name": "Ada", "last_name": null, "phone": null, "tags": "vip"}"#,
+    )
+    .unwrap();
     (schemas, mappings)
 }
+
+const CUSTOMER_MAPPING: &str = r#"# canonical Contact -> Shopify customer, the tags from the contact's
+{email, first_name, last_name, tags: (.tags // "switchboard")}
+| with_entries(select(.value != null and .value != ""))
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shopify_tag_fills_a_pipedrive_custom_field_through_mappings_alone() {
@@ -176,4 +204,95 @@ async fn a_shopify_tag_fills_a_pipedrive_custom_field_through_mappings_alone() {
     );
     assert_eq!(world.pipedrive.creates_for_email("ada@example.com"), 1);
     world.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipedrive_custom_field_fills_shopify_tags_through_mappings_alone() {
+    init_logging();
+    ensure_stack();
+    let dir = tempfile::tempdir().unwrap();
+    let (schemas, mappings) = deployment_files(dir.path());
+    let shop = switchboard_sandbox::ShopifySandbox::start(switchboard_sandbox::ShopifyConfig::new(
+        "shpat_tags",
+    ))
+    .await
+    .unwrap();
+    let crm = switchboard_sandbox::PipedriveSandbox::start(PipedriveConfig::new(CRM_TOKEN))
+        .await
+        .unwrap();
+    let prefix = unique_prefix("custom-field-back");
+    let yaml = format!(
+        r#"
+kafka: {{bootstrap_servers: "{bootstrap}", topic_prefix: "{prefix}", partitions: 1}}
+registry: {{url: "{registry}"}}
+connections:
+  shop: {{type: shopify, shop_domain: "{domain}", api_version: "2025-01", webhook_secret: "{secret}", access_token: "{token}", base_url: "{shop_url}"}}
+  crm:
+    type: pipedrive
+    base_url: "{crm_url}"
+    api_token: "{crm_token}"
+    webhook_auth: {{username: switchboard, password: "{hook}"}}
+flows:
+  - name: crm-persons-to-shop
+    from: crm.persons
+    mapping: pipedrive/person-to-contact.v2
+    to: contact
+    sinks: [{{target: shop.customers, mapping: shopify/contact-to-customer.v1}}]
+ingest: {{listen: "127.0.0.1:0"}}
+transformer: {{admin_listen: "127.0.0.1:0", mappings_dir: "{mappings}", schemas_dir: "{schemas}", linger_ms: 10}}
+sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 2000, mappings_dir: "{mappings}"}}
+"#,
+        bootstrap = kafka_bootstrap(),
+        registry = registry_url(),
+        domain = shop.shop_domain(),
+        secret = secret_ref(dir.path(), "shop", "shop-secret"),
+        token = secret_ref(dir.path(), "shop-token", "shpat_tags"),
+        shop_url = shop.base_url(),
+        crm_url = crm.base_url(),
+        crm_token = secret_ref(dir.path(), "crm", CRM_TOKEN),
+        hook = secret_ref(dir.path(), "hook", "hook-password"),
+        mappings = mappings.display(),
+        schemas = schemas.display(),
+    );
+    let services = Services::default();
+    let config = load(&yaml);
+    let ingest = switchboard_ingest_webhook::start(config.clone(), services.token())
+        .await
+        .unwrap();
+    wait_ready(ingest.addr).await;
+    let addr = ingest.addr;
+    services.keep("ingest", ingest.task);
+    let transformer = switchboard_transformer::start(config.clone(), services.token())
+        .await
+        .unwrap();
+    services.keep("transformer", transformer.task);
+    let sink = switchboard_sink::start(config, services.token())
+        .await
+        .unwrap();
+    services.keep("sink", sink.task);
+    subscribe_to_persons(&crm, CRM_TOKEN, addr, "hook-password").await;
+
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/v2/persons", crm.base_url()))
+        .header("x-api-token", CRM_TOKEN)
+        .json(&serde_json::json!({"name": "Grace Hopper",
+            "emails": [{"value": "grace@example.com", "primary": true, "label": "work"}],
+            "custom_fields": {TAGS_FIELD: "wholesale"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap()
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || shop
+            .customer_by_email("grace@example.com")
+            .is_some_and(|c| c.tags == "wholesale"))
+        .await,
+        "the custom field reached the Shopify tags: {:?}",
+        shop.customer_by_email("grace@example.com")
+    );
+    services.stop().await.unwrap();
 }
