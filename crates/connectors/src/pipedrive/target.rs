@@ -105,14 +105,19 @@ impl Writer for PipedriveTarget {
         _record: &'a Record,
     ) -> Call<'a, Option<String>> {
         Box::pin(async move {
-            let (field, what) = match entity {
-                "persons" => ("email", "contact has no e-mail"),
-                "organizations" => ("name", "organization has no name"),
-                "deals" => ("title", "deal has no title"),
-                other => return Err(unsupported("Pipedrive", other)),
+            let Some(Entity {
+                canonical,
+                key: Some(field),
+                ..
+            }) = target::entity(ENTITIES, entity)
+            else {
+                return Err(unsupported("Pipedrive", entity));
             };
-            let key =
-                key.ok_or_else(|| data(format!("{what}, the natural key it is matched on")))?;
+            let key = key.ok_or_else(|| {
+                data(format!(
+                    "{canonical} has no {field}, the natural key it is matched on"
+                ))
+            })?;
             match entity {
                 "persons" => Ok(self
                     .client
