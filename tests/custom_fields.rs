@@ -255,7 +255,21 @@ sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 2000, mappings_dir: "{mappi
         schemas = schemas.display(),
     );
     let services = Services::default();
-    let addr = services.start_hub(&load(&yaml)).await;
+    let config = load(&yaml);
+    let ingest = switchboard_ingest_webhook::start(config.clone(), services.token())
+        .await
+        .unwrap();
+    wait_ready(ingest.addr).await;
+    let addr = ingest.addr;
+    services.keep("ingest", ingest.task);
+    let transformer = switchboard_transformer::start(config.clone(), services.token())
+        .await
+        .unwrap();
+    services.keep("transformer", transformer.task);
+    let sink = switchboard_sink::start(config, services.token())
+        .await
+        .unwrap();
+    services.keep("sink", sink.task);
     subscribe_to_persons(&crm, CRM_TOKEN, addr, "hook-password").await;
 
     let created = reqwest::Client::new()

@@ -116,8 +116,23 @@ sink: {{admin_listen: "127.0.0.1:0", max_backoff_ms: 1000, retry_tiers_secs: [5]
         mappings = mappings.display(),
         schemas = schemas.display(),
     );
+    let config = load(&yaml);
     let services = Services::default();
-    let addr = services.start_hub(&load(&yaml)).await;
+    let ingest = switchboard_ingest_webhook::start(config.clone(), services.token())
+        .await
+        .unwrap();
+    wait_ready(ingest.addr).await;
+    let addr = ingest.addr;
+    services.keep("ingest", ingest.task);
+    let transformer = switchboard_transformer::start(config.clone(), services.token())
+        .await
+        .unwrap();
+    wait_ready(transformer.admin).await;
+    services.keep("transformer", transformer.task);
+    let sink = switchboard_sink::start(config, services.token())
+        .await
+        .unwrap();
+    services.keep("sink", sink.task);
     let http = reqwest::Client::new();
     let send = |body: Value| {
         let http = http.clone();

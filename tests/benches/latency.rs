@@ -122,10 +122,22 @@ sink: {{admin_listen: "127.0.0.1:0", concurrency: {concurrency}}}
         mappings = workspace_root().join("mappings").display(),
     );
     let services = Services::default();
-    let addr = services.start_hub(&load(&yaml)).await;
+    let ingest = switchboard_ingest_webhook::start(load(&yaml), services.token())
+        .await
+        .unwrap();
+    wait_ready(ingest.addr).await;
+    services.keep("ingest-webhook", ingest.task);
+    let transformer = switchboard_transformer::start(load(&yaml), services.token())
+        .await
+        .unwrap();
+    services.keep("transformer", transformer.task);
+    let sink = switchboard_sink::start(load(&yaml), services.token())
+        .await
+        .unwrap();
+    services.keep("sink", sink.task);
     let shop = Arc::new(
         ShopifyWebhooks::new(
-            format!("http://{}/webhooks/shop", addr),
+            format!("http://{}/webhooks/shop", ingest.addr),
             SHOP_SECRET,
             "acme.myshopify.com",
             "2025-01",

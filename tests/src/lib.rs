@@ -442,27 +442,6 @@ impl Services {
         self.running.lock().unwrap().push((service, task));
     }
 
-    /// Starts ingest, the transformer and the sink of `config` in-process, each ready before
-    /// the next starts; the address ingest listens on.
-    pub async fn start_hub(&self, config: &Config) -> std::net::SocketAddr {
-        let ingest = switchboard_ingest_webhook::start(config.clone(), self.token())
-            .await
-            .unwrap();
-        wait_ready(ingest.addr).await;
-        let addr = ingest.addr;
-        self.keep("ingest-webhook", ingest.task);
-        let transformer = switchboard_transformer::start(config.clone(), self.token())
-            .await
-            .unwrap();
-        wait_ready(transformer.admin).await;
-        self.keep("transformer", transformer.task);
-        let sink = switchboard_sink::start(config.clone(), self.token())
-            .await
-            .unwrap();
-        self.keep("sink", sink.task);
-        addr
-    }
-
     /// Stops every kept service, as SIGTERM would, and waits until each has drained. Fails
     /// naming the services that stopped on an error: a clean shutdown ends without one.
     pub async fn stop(&self) -> anyhow::Result<()> {

@@ -76,17 +76,6 @@ impl Record {
         )
     }
 
-    /// The payload to send: the flow's mapping's ([`Record::body`]), else `built_in`'s.
-    pub fn body_or(
-        &self,
-        built_in: impl FnOnce() -> Result<Value, ClassifiedError>,
-    ) -> Result<Value, ClassifiedError> {
-        match &self.body {
-            Some(body) => Ok(body.clone()),
-            None => built_in(),
-        }
-    }
-
     /// The record as a typed struct (e.g. `Contact`), or a `data` error.
     pub fn to<T: serde::de::DeserializeOwned>(&self) -> Result<T, ClassifiedError> {
         serde_json::from_value(Value::Object(self.fields.clone()))

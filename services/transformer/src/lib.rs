@@ -27,7 +27,7 @@ pub mod target;
 mod transform;
 mod worker;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,20 +67,21 @@ pub struct Started {
 /// rule before a record is read: a refusal stops the transformer with the subject, the
 /// version and the registry's reason.
 async fn check_schemas(config: &Config, flows: &HashMap<String, Flow>) -> anyhow::Result<()> {
-    // One canonical topic, one schema: flows of one entity write one version (checked above).
-    let schemas: BTreeMap<String, (String, &'static str)> = flows
+    let mut targets: Vec<(String, String, &'static str)> = flows
         .values()
         .map(|f| {
-            let what = format!("canonical schema {} v{}", f.target.entity, f.target.version);
             (
                 format!("{}-value", f.output_topic),
-                (what, f.target.def.text),
+                format!("canonical schema {} v{}", f.target.entity, f.target.version),
+                f.target.def.text,
             )
         })
         .collect();
-    let writes: Vec<Write<'_>> = schemas
+    targets.sort();
+    targets.dedup();
+    let writes: Vec<Write<'_>> = targets
         .iter()
-        .map(|(subject, (what, schema))| Write {
+        .map(|(subject, what, schema)| Write {
             subject,
             what,
             schema,

@@ -130,7 +130,10 @@ impl Writer for ExactTarget {
             let client = self.client().await?;
             let id = match entity {
                 "accounts" => {
-                    let mut body = record.body_or(|| account_from_record(record))?;
+                    let mut body = match &record.body {
+                        Some(body) => body.clone(),
+                        None => account_from_record(record)?,
+                    };
                     body["Code"] = Value::from(switchboard_code(&record.id));
                     client.create(ACCOUNTS, "ID", &body).await?
                 }
@@ -162,7 +165,10 @@ impl Writer for ExactTarget {
     fn update<'a>(&'a self, entity: &'a str, id: &'a str, record: &'a Record) -> Call<'a, Written> {
         Box::pin(async move {
             let body = match entity {
-                "accounts" => record.body_or(|| account_from_record(record))?,
+                "accounts" => match &record.body {
+                    Some(body) => body.clone(),
+                    None => account_from_record(record)?,
+                },
                 "sales_invoices" => json!({ "Description": description(record) }),
                 other => return Err(unsupported("Exact", other)),
             };

@@ -60,15 +60,17 @@ impl PipedriveTarget {
         })
     }
 
-    /// The body of `record` as an `entity`: the flow's mapping's, else the built-in one.
+    /// The body of `record` as an organization or deal: the flow's mapping's, else the
+    /// built-in one.
     fn body(entity: &str, record: &Record) -> Result<Value, ClassifiedError> {
-        record.body_or(|| match entity {
-            "persons" => serde_json::to_value(PersonInput::from_contact(&record.to::<Contact>()?))
-                .map_err(|e| data(format!("person: {e}"))),
+        if let Some(body) = &record.body {
+            return Ok(body.clone());
+        }
+        match entity {
             "organizations" => organization_from_record(record),
             "deals" => deal_from_record(record),
             other => Err(unsupported("Pipedrive", other)),
-        })
+        }
     }
 
     /// The item among the `entity` search results whose `field` equals `key`.
@@ -105,19 +107,14 @@ impl Writer for PipedriveTarget {
         _record: &'a Record,
     ) -> Call<'a, Option<String>> {
         Box::pin(async move {
-            let Some(Entity {
-                canonical,
-                key: Some(field),
-                ..
-            }) = target::entity(ENTITIES, entity)
-            else {
-                return Err(unsupported("Pipedrive", entity));
+            let (field, what) = match entity {
+                "persons" => ("email", "contact has no e-mail"),
+                "organizations" => ("name", "organization has no name"),
+                "deals" => ("title", "deal has no title"),
+                other => return Err(unsupported("Pipedrive", other)),
             };
-            let key = key.ok_or_else(|| {
-                data(format!(
-                    "{canonical} has no {field}, the natural key it is matched on"
-                ))
-            })?;
+            let key =
+                key.ok_or_else(|| data(format!("{what}, the natural key it is matched on")))?;
             match entity {
                 "persons" => Ok(self
                     .client
@@ -131,10 +128,19 @@ impl Writer for PipedriveTarget {
 
     fn create<'a>(&'a self, entity: &'a str, record: &'a Record) -> Call<'a, Created> {
         Box::pin(async move {
-            let body = Self::body(entity, record)?;
             let id = match entity {
-                "persons" => self.client.create_person(&body).await?,
-                _ => self.client.create(entity, &body).await?,
+                "persons" => match &record.body {
+                    Some(body) => self.client.create_person(body).await?,
+                    None => {
+                        let person = PersonInput::from_contact(&record.to::<Contact>()?);
+                        self.client.create_person(&person).await?
+                    }
+                },
+                _ => {
+                    self.client
+                        .create(entity, &Self::body(entity, record)?)
+                        .await?
+                }
             };
             Ok(Created::New(id.to_string()))
         })
@@ -143,10 +149,19 @@ impl Writer for PipedriveTarget {
     fn update<'a>(&'a self, entity: &'a str, id: &'a str, record: &'a Record) -> Call<'a, Written> {
         Box::pin(async move {
             let id = numeric_id("Pipedrive", id)?;
-            let body = Self::body(entity, record)?;
             match entity {
-                "persons" => self.client.update_person(id, &body).await?,
-                _ => self.client.update(entity, id, &body).await?,
+                "persons" => match &record.body {
+                    Some(body) => self.client.update_person(id, body).await?,
+                    None => {
+                        let person = PersonInput::from_contact(&record.to::<Contact>()?);
+                        self.client.update_person(id, &person).await?
+                    }
+                },
+                _ => {
+                    self.client
+                        .update(entity, id, &Self::body(entity, record)?)
+                        .await?
+                }
             }
             Ok(Written::Done)
         })

@@ -90,7 +90,10 @@ impl Writer for ShopifyTarget {
         Box::pin(async move {
             let id = match entity {
                 "customers" => {
-                    let body = record.body_or(|| Ok(customer_from_contact(&record.to()?)))?;
+                    let body = match &record.body {
+                        Some(body) => body.clone(),
+                        None => customer_from_contact(&record.to()?),
+                    };
                     match self.writer.create_customer(&body).await {
                         Ok(id) => id,
                         Err(e)
@@ -119,7 +122,10 @@ impl Writer for ShopifyTarget {
             let id = numeric_id("Shopify", id)?;
             match entity {
                 "customers" => {
-                    let body = record.body_or(|| Ok(customer_from_contact(&record.to()?)))?;
+                    let body = match &record.body {
+                        Some(body) => body.clone(),
+                        None => customer_from_contact(&record.to()?),
+                    };
                     self.writer.update_customer(id, &body).await?;
                 }
                 "orders" => {
